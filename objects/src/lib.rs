@@ -1,0 +1,353 @@
+//! Where images, videos and CSV input live: an S3-compatible server, a local folder (embedded
+//! mode), or plain HTTPS. A material URI's scheme picks the backend:
+//! `s3://bucket/key`, `https://…` / `http://…`, or a relative path under the local folder.
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use tokio::io::AsyncRead;
+
+/// No material the vendors accept is larger (Huawei video ≤ 10 MB base64); anything bigger
+/// is refused before it is read into memory.
+pub const MAX_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("invalid material URI {0:?}: {1}")]
+    InvalidUri(String, &'static str),
+    #[error("object {0} not found")]
+    NotFound(String),
+    #[error("object {uri} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit")]
+    TooLarge { uri: String, size: u64 },
+    #[error("{0} needs S3, which is not configured (set KYC_S3_ENDPOINT or AWS_REGION)")]
+    NoS3(String),
+    #[error("{0} is a local path, but no local image folder is configured (--images)")]
+    NoLocalFolder(String),
+    #[error("S3 error on {uri}: {message}")]
+    S3 { uri: String, message: String },
+    #[error("HTTP error on {uri}: {message}")]
+    Http { uri: String, message: String },
+    #[error("I/O error on {uri}: {source}")]
+    Io {
+        uri: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ObjectError {
+    /// Whether trying again later could help (network trouble, server errors).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ObjectError::S3 { .. } | ObjectError::Http { .. })
+    }
+}
+
+pub type Result<T, E = ObjectError> = std::result::Result<T, E>;
+
+/// A parsed material URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectUri {
+    S3 { bucket: String, key: String },
+    Http(String),
+    Local(PathBuf),
+}
+
+impl ObjectUri {
+    pub fn parse(uri: &str) -> Result<Self> {
+        let uri = uri.trim();
+        if let Some(rest) = uri.strip_prefix("s3://") {
+            let (bucket, key) = rest
+                .split_once('/')
+                .ok_or(ObjectError::InvalidUri(uri.into(), "s3 URI needs a bucket and a key"))?;
+            if bucket.is_empty() || key.is_empty() {
+                return Err(ObjectError::InvalidUri(uri.into(), "s3 URI needs a bucket and a key"));
+            }
+            return Ok(ObjectUri::S3 {
+                bucket: bucket.into(),
+                key: key.into(),
+            });
+        }
+        if uri.starts_with("https://") || uri.starts_with("http://") {
+            return Ok(ObjectUri::Http(uri.into()));
+        }
+        if uri.is_empty() || uri.contains("://") {
+            return Err(ObjectError::InvalidUri(uri.into(), "expected s3://, https:// or a relative path"));
+        }
+        let path = PathBuf::from(uri);
+        // A CSV must not reach outside the image folder it was given.
+        if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(ObjectError::InvalidUri(uri.into(), "local paths must be relative, without '..'"));
+        }
+        Ok(ObjectUri::Local(path))
+    }
+}
+
+/// Reads materials by URI. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ObjectStore {
+    s3: Option<aws_sdk_s3::Client>,
+    local_root: Option<PathBuf>,
+    http: reqwest::Client,
+}
+
+impl ObjectStore {
+    /// A store that reads local paths under `root` and nothing from S3 (embedded mode).
+    pub fn local(root: impl Into<PathBuf>) -> Self {
+        Self {
+            s3: None,
+            local_root: Some(root.into()),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A store backed by S3. Credentials and region come from the standard AWS environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`); with an explicit
+    /// `endpoint` (MinIO, s3s, Ceph…) path-style addressing is used, as those servers expect.
+    pub async fn s3(endpoint: Option<&str>, local_root: Option<PathBuf>) -> Self {
+        let mut loader = aws_config::from_env();
+        if let Some(ep) = endpoint {
+            loader = loader.endpoint_url(ep);
+        }
+        let shared = loader.load().await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared);
+        if shared.region().is_none() {
+            conf = conf.region(aws_sdk_s3::config::Region::new("us-east-1"));
+        }
+        if endpoint.is_some() {
+            conf = conf.force_path_style(true);
+        }
+        Self {
+            s3: Some(aws_sdk_s3::Client::from_conf(conf.build())),
+            local_root,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn s3_client(&self) -> Option<&aws_sdk_s3::Client> {
+        self.s3.as_ref()
+    }
+
+    fn s3_for(&self, uri: &str) -> Result<&aws_sdk_s3::Client> {
+        self.s3.as_ref().ok_or_else(|| ObjectError::NoS3(uri.into()))
+    }
+
+    fn local_path(&self, uri: &str, rel: &Path) -> Result<PathBuf> {
+        let root = self
+            .local_root
+            .as_ref()
+            .ok_or_else(|| ObjectError::NoLocalFolder(uri.into()))?;
+        Ok(root.join(rel))
+    }
+
+    /// Reads a whole object (an image or a video), refusing anything over [`MAX_OBJECT_BYTES`].
+    pub async fn get(&self, uri: &str) -> Result<Bytes> {
+        match ObjectUri::parse(uri)? {
+            ObjectUri::S3 { bucket, key } => {
+                let out = self
+                    .s3_for(uri)?
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map_err(|e| s3_error(uri, e))?;
+                let size = out.content_length().unwrap_or(0).max(0) as u64;
+                if size > MAX_OBJECT_BYTES {
+                    return Err(ObjectError::TooLarge { uri: uri.into(), size });
+                }
+                let data = out.body.collect().await.map_err(|e| ObjectError::S3 {
+                    uri: uri.into(),
+                    message: e.to_string(),
+                })?;
+                Ok(data.into_bytes())
+            }
+            ObjectUri::Http(url) => {
+                let resp = self
+                    .http
+                    .get(&url)
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .await
+                    .map_err(|e| http_error(uri, e))?;
+                if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Err(ObjectError::NotFound(uri.into()));
+                }
+                let resp = resp.error_for_status().map_err(|e| http_error(uri, e))?;
+                if let Some(size) = resp.content_length().filter(|s| *s > MAX_OBJECT_BYTES) {
+                    return Err(ObjectError::TooLarge { uri: uri.into(), size });
+                }
+                resp.bytes().await.map_err(|e| http_error(uri, e))
+            }
+            ObjectUri::Local(rel) => {
+                let path = self.local_path(uri, &rel)?;
+                let meta = tokio::fs::metadata(&path).await.map_err(|e| io_error(uri, e))?;
+                if meta.len() > MAX_OBJECT_BYTES {
+                    return Err(ObjectError::TooLarge {
+                        uri: uri.into(),
+                        size: meta.len(),
+                    });
+                }
+                Ok(tokio::fs::read(&path).await.map_err(|e| io_error(uri, e))?.into())
+            }
+        }
+    }
+
+    /// Opens an object as a byte stream (CSV input): never read whole into memory.
+    pub async fn reader(&self, uri: &str) -> Result<Box<dyn AsyncRead + Send + Unpin>> {
+        match ObjectUri::parse(uri)? {
+            ObjectUri::S3 { bucket, key } => {
+                let out = self
+                    .s3_for(uri)?
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map_err(|e| s3_error(uri, e))?;
+                Ok(Box::new(out.body.into_async_read()))
+            }
+            ObjectUri::Http(_) => Err(ObjectError::InvalidUri(uri.into(), "CSV input must be a file or s3:// URI")),
+            ObjectUri::Local(rel) => {
+                let path = self.local_path(uri, &rel)?;
+                Ok(Box::new(tokio::fs::File::open(&path).await.map_err(|e| io_error(uri, e))?))
+            }
+        }
+    }
+
+    /// Writes an object (report upload, test fixtures).
+    pub async fn put(&self, uri: &str, data: Bytes) -> Result<()> {
+        match ObjectUri::parse(uri)? {
+            ObjectUri::S3 { bucket, key } => {
+                self.s3_for(uri)?
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .map_err(|e| s3_error(uri, e))?;
+                Ok(())
+            }
+            ObjectUri::Http(_) => Err(ObjectError::InvalidUri(uri.into(), "cannot write to an https URI")),
+            ObjectUri::Local(rel) => {
+                let path = self.local_path(uri, &rel)?;
+                if let Some(dir) = path.parent() {
+                    tokio::fs::create_dir_all(dir).await.map_err(|e| io_error(uri, e))?;
+                }
+                tokio::fs::write(&path, &data).await.map_err(|e| io_error(uri, e))
+            }
+        }
+    }
+
+    /// A presigned GET URL for an `s3://` object, valid for `expires_in`, so a vendor can
+    /// fetch the image itself without our credentials and without it passing through us.
+    pub async fn presign_get(&self, uri: &str, expires_in: Duration) -> Result<String> {
+        match ObjectUri::parse(uri)? {
+            ObjectUri::S3 { bucket, key } => {
+                let cfg = PresigningConfig::expires_in(expires_in).map_err(|e| ObjectError::S3 {
+                    uri: uri.into(),
+                    message: e.to_string(),
+                })?;
+                let req = self
+                    .s3_for(uri)?
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .presigned(cfg)
+                    .await
+                    .map_err(|e| s3_error(uri, e))?;
+                Ok(req.uri().to_string())
+            }
+            ObjectUri::Http(url) => Ok(url),
+            ObjectUri::Local(_) => Err(ObjectError::InvalidUri(uri.into(), "a local path has no URL a vendor can fetch")),
+        }
+    }
+
+    /// Creates a bucket if it does not exist (tests, the local demo).
+    pub async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
+        let client = self.s3_for(bucket)?;
+        if client.head_bucket().bucket(bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        client
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| s3_error(bucket, e))?;
+        Ok(())
+    }
+}
+
+fn s3_error<E, R>(uri: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> ObjectError
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
+    match code.as_deref() {
+        Some("NoSuchKey") | Some("NotFound") => ObjectError::NotFound(uri.into()),
+        _ => ObjectError::S3 {
+            uri: uri.into(),
+            message: code.unwrap_or_else(|| aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
+        },
+    }
+}
+
+fn http_error(uri: &str, e: reqwest::Error) -> ObjectError {
+    ObjectError::Http {
+        uri: uri.into(),
+        message: e.without_url().to_string(),
+    }
+}
+
+fn io_error(uri: &str, e: std::io::Error) -> ObjectError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        ObjectError::NotFound(uri.into())
+    } else {
+        ObjectError::Io {
+            uri: uri.into(),
+            source: e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_classified_by_scheme() {
+        assert_eq!(
+            ObjectUri::parse("s3://b/k/1.jpg").unwrap(),
+            ObjectUri::S3 {
+                bucket: "b".into(),
+                key: "k/1.jpg".into()
+            }
+        );
+        assert!(matches!(ObjectUri::parse("https://x/y").unwrap(), ObjectUri::Http(_)));
+        assert_eq!(ObjectUri::parse("faces/1.jpg").unwrap(), ObjectUri::Local("faces/1.jpg".into()));
+    }
+
+    #[test]
+    fn paths_escaping_the_folder_are_refused() {
+        assert!(ObjectUri::parse("../etc/passwd").is_err());
+        assert!(ObjectUri::parse("/etc/passwd").is_err());
+        assert!(ObjectUri::parse("s3://bucket-only").is_err());
+        assert!(ObjectUri::parse("ftp://x/y").is_err());
+    }
+
+    #[tokio::test]
+    async fn local_objects_round_trip_and_missing_ones_are_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::local(dir.path());
+        store.put("a/b.jpg", Bytes::from_static(b"jpeg")).await.unwrap();
+        assert_eq!(store.get("a/b.jpg").await.unwrap(), Bytes::from_static(b"jpeg"));
+        assert!(matches!(store.get("a/c.jpg").await, Err(ObjectError::NotFound(_))));
+        assert!(matches!(store.get("s3://b/k").await, Err(ObjectError::NoS3(_))));
+    }
+}

@@ -1,0 +1,265 @@
+//! RabbitMQ through lapin. Publishing pipelines confirms per window; consuming uses manual
+//! acks so that a message is only removed once its job's effects are committed.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kyc_schemas::Vendor;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::topology::{DELIVERY_LIMIT, REASON_HEADER};
+use crate::{Delivery, DeliveryHandle, OutMessage, QueueError, Result, Topology};
+
+#[derive(Debug, Clone)]
+pub struct AmqpBroker {
+    conn: Arc<Connection>,
+    topology: Topology,
+}
+
+impl AmqpBroker {
+    pub(crate) async fn connect(url: &str, topology: Topology) -> Result<Self> {
+        let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+        Ok(Self {
+            conn: Arc::new(conn),
+            topology,
+        })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.conn.status().connected()
+    }
+
+    pub(crate) async fn close(&self) {
+        let _ = self.conn.close(200, "bye".into()).await;
+    }
+
+    pub(crate) async fn declare(&self) -> Result<()> {
+        let ch = self.conn.create_channel().await?;
+        let t = &self.topology;
+        ch.exchange_declare(
+            t.dead_letter_exchange().as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_declare(
+            t.dead_letter_queue().as_str().into(),
+            QueueDeclareOptions::durable(),
+            quorum_args(None),
+        )
+        .await?;
+        ch.queue_bind(
+            t.dead_letter_queue().as_str().into(),
+            t.dead_letter_exchange().as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        for vendor in Vendor::ALL {
+            ch.queue_declare(
+                t.work_queue(vendor).as_str().into(),
+                QueueDeclareOptions::durable(),
+                quorum_args(Some(&t.dead_letter_exchange())),
+            )
+            .await?;
+        }
+        let _ = ch.close(200, "declared".into()).await;
+        Ok(())
+    }
+
+    pub(crate) async fn publisher(&self) -> Result<AmqpPublisher> {
+        let channel = self.conn.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(AmqpPublisher {
+            channel,
+            topology: self.topology.clone(),
+        })
+    }
+
+    pub(crate) async fn consume(&self, vendor: Vendor, prefetch: u16) -> Result<AmqpConsumer> {
+        let channel = self.conn.create_channel().await?;
+        channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await?;
+        // Confirms on the consuming channel make dead-letter copies reliable: the original is
+        // acked only after the broker confirmed the copy.
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let consumer = channel
+            .basic_consume(
+                self.topology.work_queue(vendor).as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(AmqpConsumer {
+            consumer,
+            channel,
+            topology: self.topology.clone(),
+        })
+    }
+}
+
+fn quorum_args(dead_letter_exchange: Option<&str>) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    if let Some(dlx) = dead_letter_exchange {
+        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dlx.into()));
+        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+    }
+    args
+}
+
+fn properties(message_id: &str, headers: Option<FieldTable>) -> BasicProperties {
+    let p = BasicProperties::default()
+        .with_message_id(message_id.into())
+        .with_content_type("application/json".into())
+        // 2 = persistent: the message survives a broker restart.
+        .with_delivery_mode(2);
+    match headers {
+        Some(h) => p.with_headers(h),
+        None => p,
+    }
+}
+
+#[derive(Debug)]
+pub struct AmqpPublisher {
+    channel: Channel,
+    topology: Topology,
+}
+
+impl AmqpPublisher {
+    pub(crate) async fn publish_confirmed(&self, messages: &[OutMessage]) -> Result<()> {
+        let mut pending = Vec::with_capacity(messages.len());
+        for m in messages {
+            // `mandatory` makes an unroutable message come back instead of vanishing.
+            let confirm = self
+                .channel
+                .basic_publish(
+                    "".into(),
+                    self.topology.work_queue(m.vendor).as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &m.payload,
+                    properties(&m.message_id, None),
+                )
+                .await?;
+            pending.push((m.message_id.as_str(), confirm));
+        }
+        for (message_id, confirm) in pending {
+            check_confirmed(confirm.await?, message_id)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_confirmed(c: Confirmation, message_id: &str) -> Result<()> {
+    match c {
+        Confirmation::Ack(None) => Ok(()),
+        _ => Err(QueueError::NotConfirmed {
+            message_id: message_id.to_string(),
+        }),
+    }
+}
+
+#[derive(Debug)]
+pub struct AmqpConsumer {
+    consumer: lapin::Consumer,
+    channel: Channel,
+    topology: Topology,
+}
+
+impl AmqpConsumer {
+    pub(crate) async fn next(&mut self) -> Option<Result<Delivery>> {
+        // `None`: the consumer was cancelled. `Err` is always followed by `None`.
+        let d = match self.consumer.next().await? {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let delivery_count = d
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-delivery-count").cloned())
+            .and_then(|v| match v {
+                AMQPValue::LongLongInt(n) => Some(n as u32),
+                AMQPValue::LongInt(n) => Some(n as u32),
+                AMQPValue::LongUInt(n) => Some(n),
+                AMQPValue::ShortInt(n) => Some(n as u32),
+                _ => None,
+            })
+            .unwrap_or(if d.redelivered { 1 } else { 0 });
+        Some(Ok(Delivery {
+            message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
+            delivery_count,
+            payload: d.data,
+            handle: DeliveryHandle::Amqp(AmqpDeliveryHandle {
+                acker: d.acker,
+                channel: self.channel.clone(),
+                topology: self.topology.clone(),
+            }),
+        }))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct AmqpDeliveryHandle {
+    acker: lapin::Acker,
+    channel: Channel,
+    topology: Topology,
+}
+
+impl AmqpDeliveryHandle {
+    pub(crate) async fn ack(self) -> Result<()> {
+        self.acker.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn requeue(self) -> Result<()> {
+        self.acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn dead_letter(self, payload: &[u8], message_id: Option<&str>, reason: &str) -> Result<()> {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ShortString::from(REASON_HEADER),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
+        let id = message_id.unwrap_or("unknown");
+        let confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                self.topology.dead_letter_queue().as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                payload,
+                properties(id, Some(headers)),
+            )
+            .await?;
+        check_confirmed(confirm.await?, id)?;
+        self.ack().await
+    }
+}

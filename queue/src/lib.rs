@@ -1,0 +1,182 @@
+//! The job queue between producer and workers: RabbitMQ in server mode, an in-process
+//! channel in embedded mode, behind one small API so the stages do not care which.
+//!
+//! # Layout
+//! - [`topology`]: queue names and arguments (one durable quorum queue per vendor, a
+//!   dead-letter exchange and queue, a delivery limit as the poison-message backstop)
+//! - [`amqp`]: lapin: publishing with pipelined confirms, consuming with manual acks
+//! - [`memory`]: the embedded in-process queue with the same semantics
+//!
+//! One queue per vendor means a throttled vendor's backlog never blocks the others' jobs.
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+pub mod amqp;
+pub mod memory;
+pub mod topology;
+
+use kyc_schemas::Vendor;
+
+pub use topology::Topology;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("broker error: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker refused message {message_id} (nack or unroutable)")]
+    NotConfirmed { message_id: String },
+    #[error("the in-process queue is closed")]
+    Closed,
+}
+
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct OutMessage {
+    pub vendor: Vendor,
+    /// The job id; brokers and logs show it, and it carries no PII.
+    pub message_id: String,
+    pub payload: Vec<u8>,
+}
+
+/// Either broker. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Broker {
+    Amqp(amqp::AmqpBroker),
+    Memory(memory::MemoryBroker),
+}
+
+impl Broker {
+    pub async fn connect_amqp(url: &str, topology: Topology) -> Result<Self> {
+        Ok(Broker::Amqp(amqp::AmqpBroker::connect(url, topology).await?))
+    }
+
+    pub fn memory() -> Self {
+        Broker::Memory(memory::MemoryBroker::default())
+    }
+
+    /// Declares queues and exchanges; idempotent, called by every producer and worker.
+    pub async fn declare(&self) -> Result<()> {
+        match self {
+            Broker::Amqp(b) => b.declare().await,
+            Broker::Memory(_) => Ok(()),
+        }
+    }
+
+    pub async fn publisher(&self) -> Result<Publisher> {
+        match self {
+            Broker::Amqp(b) => Ok(Publisher::Amqp(b.publisher().await?)),
+            Broker::Memory(b) => Ok(Publisher::Memory(b.clone())),
+        }
+    }
+
+    /// Starts consuming one vendor's queue with at most `prefetch` unacked deliveries.
+    pub async fn consume(&self, vendor: Vendor, prefetch: u16) -> Result<Consumer> {
+        match self {
+            Broker::Amqp(b) => Ok(Consumer::Amqp(b.consume(vendor, prefetch).await?)),
+            Broker::Memory(b) => Ok(Consumer::Memory(b.consume(vendor))),
+        }
+    }
+
+    /// Readiness probe.
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Broker::Amqp(b) => b.is_connected(),
+            Broker::Memory(_) => true,
+        }
+    }
+
+    pub async fn close(&self) {
+        if let Broker::Amqp(b) = self {
+            b.close().await;
+        }
+    }
+}
+
+/// Publishes messages and waits for the broker to take responsibility for them.
+#[derive(Debug)]
+pub enum Publisher {
+    Amqp(amqp::AmqpPublisher),
+    Memory(memory::MemoryBroker),
+}
+
+impl Publisher {
+    /// Publishes a window of messages back to back, then waits for every confirm: one round
+    /// trip per window rather than per message. Returns once all are confirmed; an error
+    /// names the first message the broker refused.
+    pub async fn publish_confirmed(&self, messages: &[OutMessage]) -> Result<()> {
+        match self {
+            Publisher::Amqp(p) => p.publish_confirmed(messages).await,
+            Publisher::Memory(b) => {
+                for m in messages {
+                    b.push(m.vendor, m.message_id.clone(), m.payload.clone(), 0)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A stream of deliveries from one vendor's queue.
+#[derive(Debug)]
+pub enum Consumer {
+    Amqp(amqp::AmqpConsumer),
+    Memory(memory::MemoryConsumer),
+}
+
+impl Consumer {
+    /// The next delivery; `None` when the consumer was cancelled or the queue closed.
+    pub async fn next(&mut self) -> Option<Result<Delivery>> {
+        match self {
+            Consumer::Amqp(c) => c.next().await,
+            Consumer::Memory(c) => c.next().await.map(Ok),
+        }
+    }
+}
+
+/// One delivered message. Exactly one of `ack`, `requeue` or `dead_letter` must be called;
+/// a delivery dropped without any of them is redelivered when the channel closes.
+#[derive(Debug)]
+pub struct Delivery {
+    pub payload: Vec<u8>,
+    pub message_id: Option<String>,
+    /// How many times the broker delivered this message before (0 on first delivery).
+    pub delivery_count: u32,
+    handle: DeliveryHandle,
+}
+
+#[derive(Debug)]
+enum DeliveryHandle {
+    Amqp(amqp::AmqpDeliveryHandle),
+    Memory(memory::MemoryDeliveryHandle),
+}
+
+impl Delivery {
+    /// Acknowledge: the job's effects are committed and the message can go.
+    pub async fn ack(self) -> Result<()> {
+        match self.handle {
+            DeliveryHandle::Amqp(h) => h.ack().await,
+            DeliveryHandle::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Give the message back for another worker (shutdown, or a transient local failure).
+    pub async fn requeue(self) -> Result<()> {
+        match self.handle {
+            DeliveryHandle::Amqp(h) => h.requeue().await,
+            DeliveryHandle::Memory(h) => h.requeue(self.payload, self.message_id, self.delivery_count),
+        }
+    }
+
+    /// Move the message to the dead-letter queue with a reason header, then ack it.
+    /// The reason must not contain PII: callers pass error kinds and field names only.
+    pub async fn dead_letter(self, reason: &str) -> Result<()> {
+        match self.handle {
+            DeliveryHandle::Amqp(h) => h.dead_letter(&self.payload, self.message_id.as_deref(), reason).await,
+            DeliveryHandle::Memory(h) => {
+                h.dead_letter(self.payload, self.message_id, reason.to_string());
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Versioned message types shared by every stage of kyc-batch, and the domain newtypes that
+//! make invalid subjects unrepresentable. No I/O lives here: the producer, the worker, the
+//! simulator and the reports all agree on these types, and `json/` holds their JSON Schemas.
+//!
+//! # Layout
+//! - [`id_number`]: `IdNumber`, an 18-digit resident ID whose GB 11643-1999 checksum was checked
+//! - [`person_name`]: `PersonName`, trimmed and non-empty
+//! - [`mobile`]: `Mobile`, an 11-digit mainland mobile number
+//! - [`vendor`]: `Vendor` and `Operation`, the `vendor.api` values a CSV row may ask for
+//! - [`job`]: `Job`, the queue message (schema version [`JOB_SCHEMA_VERSION`])
+//! - [`outcome`]: `Outcome`, `Status`, `Reason`: one normalized result per job
+//! - [`mask`]: how PII is shown when it must be shown at all (reports, `Debug`)
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+pub mod id_number;
+pub mod job;
+pub mod mask;
+pub mod mobile;
+pub mod outcome;
+pub mod person_name;
+pub mod vendor;
+
+pub use id_number::{IdNumber, IdNumberError};
+pub use job::{IdType, Job, JobId, Materials, Subject, VendorRefs, JOB_SCHEMA_VERSION};
+pub use mobile::{Mobile, MobileError};
+pub use outcome::{Outcome, Reason, Status, OUTCOME_SCHEMA_VERSION};
+pub use person_name::{PersonName, PersonNameError};
+pub use vendor::{Operation, UnknownOperation, Vendor};
+
+/// The JSON Schemas of the versioned messages, as committed under `schemas/json/`.
+/// A test compares these with the files, so the files cannot drift from the types.
+pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "job.v1.schema.json",
+            serde_json::to_value(schemars::schema_for!(Job)).expect("schema serializes"),
+        ),
+        (
+            "outcome.v1.schema.json",
+            serde_json::to_value(schemars::schema_for!(Outcome)).expect("schema serializes"),
+        ),
+    ]
+}

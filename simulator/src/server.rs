@@ -1,0 +1,140 @@
+//! Start-up, routing and the admin endpoints. `Simulator::start` binds (port 0 in tests),
+//! serves in the background, and hands back the address and the shared state.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::faults::{FaultConfig, Quotas, Seen};
+use crate::ledger::{Ledger, LedgerSummary};
+use crate::vendors::huawei::{self, HuaweiSim};
+
+#[derive(Debug, Clone, Default)]
+pub struct SimConfig {
+    pub huawei: HuaweiSim,
+    pub faults: FaultConfig,
+}
+
+#[derive(Debug)]
+pub struct AppState {
+    pub config: SimConfig,
+    pub faults: RwLock<FaultConfig>,
+    pub ledger: Ledger,
+    pub quotas: Quotas,
+    pub seen: Seen,
+    /// Issued IAM tokens → expiry (ms since epoch).
+    pub tokens: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl AppState {
+    pub fn faults(&self) -> FaultConfig {
+        self.faults.read().expect("faults lock").clone()
+    }
+}
+
+pub type Shared = Arc<AppState>;
+
+/// A running simulator. Dropping it does not stop it; call [`Simulator::stop`].
+#[derive(Debug)]
+pub struct Simulator {
+    addr: SocketAddr,
+    state: Shared,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Simulator {
+    /// Binds `listen` (e.g. `127.0.0.1:0`) and serves in a background task.
+    pub async fn start(config: SimConfig, listen: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(AppState {
+            faults: RwLock::new(config.faults.clone()),
+            config,
+            ledger: Ledger::default(),
+            quotas: Quotas::default(),
+            seen: Seen::default(),
+            tokens: Mutex::new(Default::default()),
+        });
+        let app = router(state.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(tx),
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the endpoint to give the clients.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ledger(&self) -> LedgerSummary {
+        summary(&self.state)
+    }
+
+    pub fn set_faults(&self, faults: FaultConfig) {
+        *self.state.faults.write().expect("faults lock") = faults;
+    }
+
+    /// Serves until `stop` is called; used by `kyc simulate`.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+fn summary(state: &AppState) -> LedgerSummary {
+    state.ledger.summary(|e| e.http_status == 429)
+}
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/admin/ledger", get(admin_ledger))
+        .route("/admin/faults", get(admin_get_faults).post(admin_set_faults))
+        .route("/admin/reset", post(admin_reset))
+        .merge(huawei::routes())
+        .with_state(state)
+}
+
+async fn admin_ledger(State(s): State<Shared>) -> Json<LedgerSummary> {
+    Json(summary(&s))
+}
+
+async fn admin_get_faults(State(s): State<Shared>) -> Json<FaultConfig> {
+    Json(s.faults())
+}
+
+async fn admin_set_faults(State(s): State<Shared>, Json(f): Json<FaultConfig>) -> Json<FaultConfig> {
+    *s.faults.write().expect("faults lock") = f.clone();
+    Json(f)
+}
+
+async fn admin_reset(State(s): State<Shared>) -> &'static str {
+    s.ledger.clear();
+    "ok"
+}

@@ -1,0 +1,3 @@
+//! One file per simulated vendor: routes, auth check, request validation, answers.
+
+pub mod huawei;

@@ -1,0 +1,176 @@
+//! Jobs the producer accepted. The table is what makes producing resumable and idempotent:
+//! a job row is written before its message is published and marked once the broker confirms,
+//! so a re-run publishes exactly the rows that are missing or were never confirmed.
+
+use std::collections::HashMap;
+
+use kyc_schemas::{Job, JobId};
+use sqlx::Row;
+
+use crate::{now_ms, placeholders, Result, Store, StoreError};
+
+/// A job row to insert. `dedup_key` identifies "the same person asking for the same
+/// operation", which a batch must not contain twice.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub job: Job,
+    pub dedup_key: String,
+}
+
+/// What the producer should do with a job after trying to insert it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobInsert {
+    /// New row: publish it.
+    New,
+    /// Known from an earlier run but never confirmed by the broker: publish it again.
+    Unconfirmed,
+    /// Known and confirmed (or already has an outcome): skip it.
+    AlreadyPublished,
+    /// Another row of this batch already asks for the same person and operation.
+    Duplicate { first_row: u64 },
+}
+
+const COLS: usize = 11;
+
+impl Store {
+    /// Inserts a chunk of jobs in one statement and classifies each one. All jobs must belong
+    /// to `batch_id`.
+    pub async fn insert_jobs(&self, batch_id: &str, chunk: &[NewJob]) -> Result<Vec<JobInsert>> {
+        if chunk.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let sql = format!(
+            "INSERT INTO jobs (job_id, batch_id, source_row, dedup_key, customer_ref, vendor, operation, \
+             subject_name, subject_id_number, payload, created_at_ms) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING job_id",
+            placeholders(chunk.len(), COLS)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for nj in chunk {
+            let j = &nj.job;
+            let payload = serde_json::to_string(j).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            q = q
+                .bind(j.job_id.as_str().to_string())
+                .bind(batch_id.to_string())
+                .bind(j.source_row as i64)
+                .bind(nj.dedup_key.clone())
+                .bind(j.customer_ref.clone())
+                .bind(j.vendor().as_str())
+                .bind(j.operation.as_str())
+                .bind(j.subject.name.as_ref().map(|n| n.as_str().to_string()))
+                .bind(j.subject.id_number.as_ref().map(|n| n.as_str().to_string()))
+                .bind(payload)
+                .bind(now);
+        }
+        let inserted: std::collections::HashSet<String> = q
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+
+        if inserted.len() == chunk.len() {
+            return Ok(vec![JobInsert::New; chunk.len()]);
+        }
+        // Some rows existed: look them up by dedup key to tell a resumed row from a duplicate.
+        let missing: Vec<&NewJob> = chunk
+            .iter()
+            .filter(|nj| !inserted.contains(nj.job.job_id.as_str()))
+            .collect();
+        let existing = self.existing_by_dedup(batch_id, &missing).await?;
+        Ok(chunk
+            .iter()
+            .map(|nj| {
+                if inserted.contains(nj.job.job_id.as_str()) {
+                    return JobInsert::New;
+                }
+                match existing.get(&nj.dedup_key) {
+                    Some(e) if e.job_id == nj.job.job_id.as_str() => {
+                        if e.published || e.has_outcome {
+                            JobInsert::AlreadyPublished
+                        } else {
+                            JobInsert::Unconfirmed
+                        }
+                    }
+                    Some(e) => JobInsert::Duplicate { first_row: e.source_row },
+                    // The same job id under another dedup key cannot happen (the id hashes
+                    // the content the key is made of); treat it as already known.
+                    None => JobInsert::AlreadyPublished,
+                }
+            })
+            .collect())
+    }
+
+    async fn existing_by_dedup(
+        &self,
+        batch_id: &str,
+        jobs: &[&NewJob],
+    ) -> Result<HashMap<String, Existing>> {
+        let mut out = HashMap::new();
+        for part in jobs.chunks(500) {
+            let list: Vec<String> = (0..part.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT j.dedup_key, j.job_id, j.source_row, j.published_at_ms, \
+                 CASE WHEN o.job_id IS NULL THEN 0 ELSE 1 END \
+                 FROM jobs j LEFT JOIN outcomes o ON o.job_id = j.job_id \
+                 WHERE j.batch_id = $1 AND j.dedup_key IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id.to_string());
+            for nj in part {
+                q = q.bind(nj.dedup_key.clone());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                let key: String = row.try_get(0)?;
+                out.insert(
+                    key,
+                    Existing {
+                        job_id: row.try_get(1)?,
+                        source_row: row.try_get::<i64, _>(2)? as u64,
+                        published: row.try_get::<Option<i64>, _>(3)?.is_some(),
+                        has_outcome: row.try_get::<i64, _>(4)? == 1,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the broker's confirmation of these jobs.
+    pub async fn mark_published(&self, job_ids: &[JobId]) -> Result<()> {
+        let now = now_ms();
+        for part in job_ids.chunks(500) {
+            let list: Vec<String> = (0..part.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "UPDATE jobs SET published_at_ms = $1 WHERE published_at_ms IS NULL AND job_id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for id in part {
+                q = q.bind(id.as_str().to_string());
+            }
+            q.execute(self.pool()).await?;
+        }
+        Ok(())
+    }
+
+    /// Number of jobs of a batch the broker confirmed.
+    pub async fn published_count(&self, batch_id: &str) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM jobs WHERE batch_id = $1 AND published_at_ms IS NOT NULL",
+        )
+        .bind(batch_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n)
+    }
+}
+
+#[derive(Debug)]
+struct Existing {
+    job_id: String,
+    source_row: u64,
+    published: bool,
+    has_outcome: bool,
+}

@@ -1,0 +1,195 @@
+//! The vendor-call ledger, the billing counters, and the outcome, written so that
+//! at-least-once delivery has exactly-once effects:
+//!
+//! 1. A ledger row is opened (`state = 'open'`) *before* the vendor call. If the worker dies
+//!    during the call, the row survives and says a call may have been billed.
+//! 2. After the call the row is completed (`done`) and, if the call is billable, the billing
+//!    counter moves — in the same transaction, so the counter always equals the billable
+//!    `done` rows. The deciding call also writes the outcome in that transaction.
+//! 3. A redelivered job first checks for an outcome (then makes no call at all) and turns
+//!    its left-over `open` rows into `unknown`, which reconciliation lists.
+
+use kyc_schemas::{JobId, Outcome};
+
+use crate::{day_of, now_ms, Result, Store};
+
+/// A vendor call about to be made.
+#[derive(Debug, Clone)]
+pub struct NewCall<'a> {
+    pub job_id: &'a JobId,
+    pub vendor: &'a str,
+    /// The endpoint, e.g. `ivs-standard`.
+    pub api: &'a str,
+    /// What the vendor bills it as; the billing counters' key.
+    pub product: &'a str,
+    /// 1-based across all deliveries of the job.
+    pub attempt: u32,
+}
+
+/// What came back from a vendor call, as far as the ledger cares.
+#[derive(Debug, Clone, Default)]
+pub struct CallRecord {
+    pub http_status: Option<u16>,
+    pub vendor_code: Option<String>,
+    pub vendor_request_id: Option<String>,
+    pub billable: bool,
+}
+
+/// An opened ledger row.
+#[derive(Debug, Clone)]
+pub struct OpenCall {
+    pub call_id: String,
+    vendor: String,
+    product: String,
+}
+
+impl Store {
+    /// Opens a ledger row before a vendor call; commits immediately so that it survives a
+    /// crash during the call.
+    pub async fn open_call(&self, c: NewCall<'_>) -> Result<OpenCall> {
+        let call_id = uuid::Uuid::new_v4().simple().to_string();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, state, started_at_ms, day) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8)",
+        )
+        .bind(call_id.clone())
+        .bind(c.job_id.as_str().to_string())
+        .bind(c.vendor.to_string())
+        .bind(c.api.to_string())
+        .bind(c.product.to_string())
+        .bind(i64::from(c.attempt))
+        .bind(now)
+        .bind(day_of(now))
+        .execute(self.pool())
+        .await?;
+        Ok(OpenCall {
+            call_id,
+            vendor: c.vendor.to_string(),
+            product: c.product.to_string(),
+        })
+    }
+
+    /// Completes a ledger row (and moves the billing counter) without deciding the job:
+    /// a throttled or failed attempt that will be retried.
+    pub async fn complete_call(&self, call: &OpenCall, rec: &CallRecord) -> Result<()> {
+        self.complete(call, rec, None).await.map(|_| ())
+    }
+
+    /// Completes the deciding call and writes the job's outcome in one transaction. `call` is
+    /// `None` when no vendor call was made (e.g. a material could not be fetched). Returns
+    /// false if the job already had an outcome (a concurrent redelivery won); the ledger row
+    /// is completed either way, because the call did happen.
+    pub async fn complete_with_outcome(
+        &self,
+        call: Option<&OpenCall>,
+        rec: &CallRecord,
+        outcome: &Outcome,
+    ) -> Result<bool> {
+        match call {
+            Some(call) => self.complete(call, rec, Some(outcome)).await,
+            None => {
+                let mut tx = self.pool().begin().await?;
+                let inserted = insert_outcome(&mut tx, outcome).await?;
+                tx.commit().await?;
+                Ok(inserted)
+            }
+        }
+    }
+
+    async fn complete(&self, call: &OpenCall, rec: &CallRecord, outcome: Option<&Outcome>) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        // 'unknown' too: a row marked unknown by a redelivery while this call was still in
+        // flight gets its real answer after all.
+        let updated = sqlx::query(
+            "UPDATE vendor_calls SET state = 'done', finished_at_ms = $1, http_status = $2, vendor_code = $3, \
+             vendor_request_id = $4, billable = $5 WHERE call_id = $6 AND state IN ('open', 'unknown') \
+             RETURNING day",
+        )
+        .bind(now)
+        .bind(rec.http_status.map(i64::from))
+        .bind(rec.vendor_code.clone())
+        .bind(rec.vendor_request_id.clone())
+        .bind(i64::from(rec.billable))
+        .bind(call.call_id.clone())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let (Some(row), true) = (updated, rec.billable) {
+            use sqlx::Row;
+            // The counter is keyed by the day the call started, like the ledger row.
+            let day: String = row.try_get(0)?;
+            sqlx::query(
+                "INSERT INTO billing_counters (vendor, product, day, billable_calls) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (vendor, product, day) DO UPDATE SET billable_calls = billing_counters.billable_calls + 1",
+            )
+            .bind(call.vendor.clone())
+            .bind(call.product.clone())
+            .bind(day)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let inserted = match outcome {
+            Some(o) => insert_outcome(&mut tx, o).await?,
+            None => false,
+        };
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// True if the job already has an outcome: a redelivered job then makes no vendor call.
+    pub async fn outcome_exists(&self, job_id: &JobId) -> Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM outcomes WHERE job_id = $1")
+            .bind(job_id.as_str().to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Turns this job's calls left `open` by a dead worker into `unknown` and returns how many
+    /// calls the job has had in all, so numbering continues across deliveries.
+    pub async fn recover_calls(&self, job_id: &JobId) -> Result<(u64, u32)> {
+        let marked = sqlx::query(
+            "UPDATE vendor_calls SET state = 'unknown', finished_at_ms = $1 WHERE job_id = $2 AND state = 'open'",
+        )
+        .bind(now_ms())
+        .bind(job_id.as_str().to_string())
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vendor_calls WHERE job_id = $1")
+            .bind(job_id.as_str().to_string())
+            .fetch_one(self.pool())
+            .await?;
+        Ok((marked, n as u32))
+    }
+}
+
+async fn insert_outcome(tx: &mut sqlx::Transaction<'_, sqlx::Any>, o: &Outcome) -> Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO outcomes (job_id, batch_id, vendor, operation, status, reason, vendor_code, vendor_message, \
+         similarity, liveness_score, vendor_request_id, vendor_ref, attempts, latency_ms, billed, completed_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         ON CONFLICT (job_id) DO NOTHING",
+    )
+    .bind(o.job_id.as_str().to_string())
+    .bind(o.batch_id.clone())
+    .bind(o.vendor.as_str())
+    .bind(o.operation.as_str())
+    .bind(o.status.as_str())
+    .bind(o.reason.as_str())
+    .bind(o.vendor_code.clone())
+    .bind(o.vendor_message.clone())
+    .bind(o.similarity)
+    .bind(o.liveness_score)
+    .bind(o.vendor_request_id.clone())
+    .bind(o.vendor_ref.clone())
+    .bind(i64::from(o.attempts))
+    .bind(o.latency_ms as i64)
+    .bind(i64::from(o.billed))
+    .bind(o.completed_at.timestamp_millis())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}

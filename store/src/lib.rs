@@ -1,0 +1,168 @@
+//! The database behind every stage: PostgreSQL in server mode, SQLite for the embedded
+//! `kyc run`. One SQL text serves both through sqlx's `Any` driver (see
+//! `migrations/README.md` for the column-type conventions that make that work).
+//!
+//! # Layout
+//! - [`batches`]: one row per producer run, with its counts
+//! - [`jobs`]: jobs the producer accepted; resumable publishing keys on them
+//! - [`ledger`]: vendor calls opened before and completed after each call, billing counters,
+//!   and the outcome written in the same transaction as the deciding call
+//! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+pub mod batches;
+pub mod jobs;
+pub mod ledger;
+pub mod queries;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
+
+pub use jobs::{JobInsert, NewJob};
+pub use ledger::{CallRecord, NewCall};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL must start with postgres:// or sqlite: (got scheme {0:?})")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored row is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A handle on the database; cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `postgres://…` or `sqlite:…`. A SQLite file is created if missing and put
+    /// in WAL mode, so the embedded run's worker tasks can read while one of them writes.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else if url.starts_with("sqlite:") {
+            let url = if url.contains("mode=") || url.contains(":memory:") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default().to_string();
+            return Err(StoreError::UnsupportedUrl(scheme));
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // NORMAL is durable in WAL mode except for the last commits on power
+                        // loss; a redelivered job then simply runs again.
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies the migrations of this backend (embedded in the binary at build time).
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&self.pool).await?,
+            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Readiness probe: one round trip.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch, the timestamp format of every table.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The UTC day (`YYYY-MM-DD`) of a millisecond timestamp, the billing counters' key.
+pub fn day_of(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// `$1, $2, …` placeholders for a multi-row insert of `rows` rows of `cols` columns.
+/// Both backends accept `$N` (SQLite numbers them in order of first use).
+pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_in_order() {
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+    }
+
+    #[test]
+    fn days_are_utc() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(86_400_000 - 1), "1970-01-01");
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_refused_by_name() {
+        let err = Store::connect("mysql://x", 1).await.unwrap_err();
+        assert!(err.to_string().contains("mysql"));
+    }
+}

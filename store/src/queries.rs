@@ -1,0 +1,189 @@
+//! The read side: what reports, reconciliation, the embedded summary and the tests ask of the
+//! database. Row-by-row queries are streamed through a callback, so a million-row export
+//! holds one row at a time.
+
+use futures::TryStreamExt;
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+/// Which outcomes to read.
+#[derive(Debug, Clone, Default)]
+pub struct OutcomeFilter {
+    pub batch_id: Option<String>,
+    /// Inclusive lower bound on completion time (ms since epoch).
+    pub from_ms: Option<i64>,
+    /// Exclusive upper bound on completion time (ms since epoch).
+    pub to_ms: Option<i64>,
+    pub status: Option<String>,
+}
+
+/// One outcome joined with its job (customer reference and subject, for reports).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeRow {
+    pub job_id: String,
+    pub batch_id: String,
+    pub source_row: Option<i64>,
+    pub customer_ref: Option<String>,
+    pub subject_name: Option<String>,
+    pub subject_id_number: Option<String>,
+    pub vendor: String,
+    pub operation: String,
+    pub status: String,
+    pub reason: String,
+    pub vendor_code: Option<String>,
+    pub vendor_message: Option<String>,
+    pub similarity: Option<f64>,
+    pub liveness_score: Option<f64>,
+    pub vendor_request_id: Option<String>,
+    pub vendor_ref: Option<String>,
+    pub attempts: i64,
+    pub latency_ms: i64,
+    pub billed: bool,
+    pub completed_at_ms: i64,
+}
+
+/// A billing counter row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingRow {
+    pub vendor: String,
+    pub product: String,
+    pub day: String,
+    pub billable_calls: i64,
+}
+
+impl Store {
+    /// Calls `f` for each outcome matching `filter`, ordered by batch and source row.
+    pub async fn for_each_outcome<F>(&self, filter: &OutcomeFilter, mut f: F) -> Result<u64>
+    where
+        F: FnMut(OutcomeRow) -> Result<()>,
+    {
+        let mut clauses = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if filter.batch_id.is_some() {
+            clauses.push(format!("o.batch_id = {}", next()));
+        }
+        if filter.from_ms.is_some() {
+            clauses.push(format!("o.completed_at_ms >= {}", next()));
+        }
+        if filter.to_ms.is_some() {
+            clauses.push(format!("o.completed_at_ms < {}", next()));
+        }
+        if filter.status.is_some() {
+            clauses.push(format!("o.status = {}", next()));
+        }
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT o.job_id, o.batch_id, j.source_row, j.customer_ref, j.subject_name, j.subject_id_number, \
+             o.vendor, o.operation, o.status, o.reason, o.vendor_code, o.vendor_message, o.similarity, \
+             o.liveness_score, o.vendor_request_id, o.vendor_ref, o.attempts, o.latency_ms, o.billed, \
+             o.completed_at_ms FROM outcomes o LEFT JOIN jobs j ON j.job_id = o.job_id {where_sql} \
+             ORDER BY o.batch_id, j.source_row, o.job_id"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(b) = &filter.batch_id {
+            q = q.bind(b.clone());
+        }
+        if let Some(v) = filter.from_ms {
+            q = q.bind(v);
+        }
+        if let Some(v) = filter.to_ms {
+            q = q.bind(v);
+        }
+        if let Some(s) = &filter.status {
+            q = q.bind(s.clone());
+        }
+        let mut rows = q.fetch(self.pool());
+        let mut count = 0;
+        while let Some(r) = rows.try_next().await? {
+            f(OutcomeRow {
+                job_id: r.try_get(0)?,
+                batch_id: r.try_get(1)?,
+                source_row: r.try_get(2)?,
+                customer_ref: r.try_get(3)?,
+                subject_name: r.try_get(4)?,
+                subject_id_number: r.try_get(5)?,
+                vendor: r.try_get(6)?,
+                operation: r.try_get(7)?,
+                status: r.try_get(8)?,
+                reason: r.try_get(9)?,
+                vendor_code: r.try_get(10)?,
+                vendor_message: r.try_get(11)?,
+                similarity: r.try_get(12)?,
+                liveness_score: r.try_get(13)?,
+                vendor_request_id: r.try_get(14)?,
+                vendor_ref: r.try_get(15)?,
+                attempts: r.try_get(16)?,
+                latency_ms: r.try_get(17)?,
+                billed: r.try_get::<i64, _>(18)? != 0,
+                completed_at_ms: r.try_get(19)?,
+            })?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Outcome counts by (vendor, status) for one batch, for the run summary.
+    pub async fn status_counts(&self, batch_id: &str) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT vendor, status, COUNT(*) FROM outcomes WHERE batch_id = $1 GROUP BY vendor, status ORDER BY vendor, status",
+        )
+        .bind(batch_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn outcome_count(&self, batch_id: &str) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outcomes WHERE batch_id = $1")
+            .bind(batch_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n)
+    }
+
+    pub async fn billing_rows(&self) -> Result<Vec<BillingRow>> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT vendor, product, day, billable_calls FROM billing_counters ORDER BY vendor, product, day",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(vendor, product, day, billable_calls)| BillingRow {
+                vendor,
+                product,
+                day,
+                billable_calls,
+            })
+            .collect())
+    }
+
+    /// Ledger counts by (vendor, api, state, billable).
+    pub async fn ledger_counts(&self) -> Result<Vec<(String, String, String, bool, i64)>> {
+        let rows = sqlx::query(
+            "SELECT vendor, api, state, billable, COUNT(*) FROM vendor_calls GROUP BY vendor, api, state, billable \
+             ORDER BY vendor, api, state, billable",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get::<i64, _>(3)? != 0,
+                    r.try_get(4)?,
+                ))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,156 @@
+//! One vendor call, done properly: a limiter token, a ledger row opened *before* the call
+//! (so a crash mid-call leaves evidence that it may have been billed), the HTTP exchange,
+//! then the retry decision. The last call's ledger row stays pending until the outcome is
+//! known, so that row, the billing counter and the outcome commit in one transaction.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use kyc_schemas::JobId;
+use kyc_store::ledger::OpenCall;
+use kyc_store::{CallRecord, NewCall, Store, StoreError};
+
+use crate::limiter::Limiters;
+use crate::retry::RetryPolicy;
+use crate::vendors::{Api, Exchange, VendorError};
+
+/// Why a job could not get a verdict from its calls.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The vendor's last word (attempts spent or a permanent error): becomes the outcome.
+    #[error(transparent)]
+    Vendor(VendorError),
+    /// Our database failed: the job is requeued, nothing is decided.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Facts about the last call, for the outcome.
+#[derive(Debug, Clone, Default)]
+pub struct LastCall {
+    pub request_id: Option<String>,
+    pub latency: Duration,
+    pub billable: bool,
+}
+
+/// Makes a job's vendor calls. One per job delivery.
+#[derive(Debug)]
+pub struct Caller<'a> {
+    store: &'a Store,
+    limiters: &'a Limiters,
+    retry: &'a RetryPolicy,
+    job_id: &'a JobId,
+    /// Calls made for this job so far, across deliveries (continues the numbering).
+    attempts: u32,
+    pending: Option<(OpenCall, CallRecord)>,
+    last: LastCall,
+    retries: u32,
+}
+
+impl<'a> Caller<'a> {
+    pub fn new(store: &'a Store, limiters: &'a Limiters, retry: &'a RetryPolicy, job_id: &'a JobId, prior_attempts: u32) -> Self {
+        Self {
+            store,
+            limiters,
+            retry,
+            job_id,
+            attempts: prior_attempts,
+            pending: None,
+            last: LastCall::default(),
+            retries: 0,
+        }
+    }
+
+    /// Calls `send` until it yields a result or the retry policy gives up.
+    pub async fn call<T, F, Fut>(&mut self, api: Api, mut send: F) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Exchange<T>>,
+    {
+        let mut schedule = self.retry.schedule();
+        loop {
+            // A previous call of this job (an earlier step, or a failed attempt) is settled
+            // now, in its own transaction, before the next one is opened.
+            self.flush().await?;
+            let waited = self.limiters.acquire(&api).await;
+            if !waited.is_zero() {
+                tracing::debug!(api = api.name, waited_ms = waited.as_millis() as u64, "limiter wait");
+            }
+            self.attempts += 1;
+            let open = self
+                .store
+                .open_call(NewCall {
+                    job_id: self.job_id,
+                    vendor: api.vendor.as_str(),
+                    api: api.name,
+                    product: api.product,
+                    attempt: self.attempts,
+                })
+                .await?;
+            let started = Instant::now();
+            let ex = send().await;
+            self.last = LastCall {
+                request_id: ex.request_id.clone(),
+                latency: started.elapsed(),
+                billable: ex.billable,
+            };
+            self.pending = Some((
+                open,
+                CallRecord {
+                    http_status: ex.http_status,
+                    vendor_code: ex.vendor_code.clone(),
+                    vendor_request_id: ex.request_id,
+                    billable: ex.billable,
+                },
+            ));
+            match ex.result {
+                Ok(v) => return Ok(v),
+                Err(e) => match schedule.next_delay(&e) {
+                    Some(delay) => {
+                        self.retries += 1;
+                        tracing::info!(
+                            api = api.name,
+                            code = e.code(),
+                            delay_ms = delay.as_millis() as u64,
+                            "vendor call failed, retrying"
+                        );
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(CallError::Vendor(e)),
+                },
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if let Some((open, rec)) = self.pending.take() {
+            self.store.complete_call(&open, &rec).await?;
+        }
+        Ok(())
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    pub fn last(&self) -> &LastCall {
+        &self.last
+    }
+
+    /// Writes the outcome together with the deciding call's ledger row and billing counter.
+    /// Returns false if another delivery of the job had already written an outcome.
+    pub async fn finish(mut self, outcome: &kyc_schemas::Outcome) -> Result<bool, StoreError> {
+        match self.pending.take() {
+            Some((open, rec)) => self.store.complete_with_outcome(Some(&open), &rec, outcome).await,
+            None => {
+                self.store
+                    .complete_with_outcome(None, &CallRecord::default(), outcome)
+                    .await
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The run loop: one consumer per vendor queue, each with its own concurrency bound, so a
+//! throttled vendor never takes slots from the others. Shutdown is a future passed in: when
+//! it resolves, consumers stop taking deliveries, in-flight jobs get `shutdown_grace` to
+//! commit and ack, and whatever is left unacked goes back to the broker for redelivery.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kyc_queue::{Broker, Delivery};
+use kyc_schemas::Vendor;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::process::{process, Disposition};
+use crate::SharedContext;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub vendors: Vec<Vendor>,
+    /// Jobs in flight per vendor.
+    pub concurrency: usize,
+    /// Unacked deliveries the broker may push ahead, per vendor.
+    pub prefetch: u16,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            vendors: Vendor::ALL.to_vec(),
+            concurrency: 16,
+            prefetch: 32,
+            shutdown_grace: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Consumes until `shutdown` resolves (or every queue closes), then drains.
+pub async fn run(
+    ctx: SharedContext,
+    broker: Broker,
+    settings: WorkerSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), kyc_queue::QueueError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut vendors = JoinSet::new();
+    for vendor in settings.vendors.clone() {
+        let consumer = broker.consume(vendor, settings.prefetch).await?;
+        vendors.spawn(consume_vendor(ctx.clone(), consumer, vendor, settings.clone(), stop_rx.clone()));
+    }
+    tokio::select! {
+        _ = shutdown => {
+            tracing::info!("shutdown requested: no new deliveries, draining in-flight jobs");
+            let _ = stop_tx.send(true);
+        }
+        _ = async { while vendors.join_next().await.is_some() {} } => {}
+    }
+    while vendors.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn consume_vendor(
+    ctx: SharedContext,
+    mut consumer: kyc_queue::Consumer,
+    vendor: Vendor,
+    settings: WorkerSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    loop {
+        // Take a slot first, so a delivery is only pulled when it can start at once.
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
+        let next = tokio::select! {
+            _ = stop.changed() => break,
+            d = consumer.next() => d,
+        };
+        match next {
+            // The consumer was cancelled or the queue closed.
+            None => break,
+            Some(Err(e)) => {
+                tracing::error!(vendor = vendor.as_str(), error = %e, "consumer failed");
+                break;
+            }
+            Some(Ok(delivery)) => {
+                let ctx = ctx.clone();
+                tasks.spawn(async move {
+                    handle(&ctx, delivery).await;
+                    drop(permit);
+                });
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    let drained = tokio::time::timeout(settings.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        // Dropping the unacked deliveries hands them back to the broker with the channel.
+        tracing::warn!(vendor = vendor.as_str(), left = tasks.len(), "grace period over; abandoning in-flight jobs for redelivery");
+        tasks.abort_all();
+    }
+}
+
+async fn handle(ctx: &crate::Context, delivery: Delivery) {
+    let message_id = delivery.message_id.clone().unwrap_or_default();
+    let result = match process(ctx, &delivery.payload, delivery.delivery_count).await {
+        // Ack only now: the outcome (and ledger, and counter) are committed.
+        Disposition::Ack(_) => delivery.ack().await,
+        Disposition::Requeue(reason) => {
+            tracing::warn!(message_id, reason, "requeueing job");
+            // A pause keeps a database outage from turning into a hot redelivery loop.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            delivery.requeue().await
+        }
+        Disposition::DeadLetter(reason) => {
+            tracing::error!(message_id, reason, "poison message sent to the dead-letter queue");
+            delivery.dead_letter(&reason).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(message_id, error = %e, "could not settle delivery; the broker will redeliver it");
+    }
+}

@@ -1,0 +1,49 @@
+//! Fetches a job's materials before any vendor call, so that a missing image never costs
+//! a (billable) call and never opens a ledger row.
+
+use bytes::Bytes;
+use kyc_objects::{ObjectError, ObjectStore};
+use kyc_schemas::Materials;
+
+/// The job's materials, in memory for the duration of one job.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub face_image: Option<Bytes>,
+    pub id_card_front: Option<Bytes>,
+    pub id_card_back: Option<Bytes>,
+    pub video: Option<Bytes>,
+}
+
+/// Which material failed, named by field (never by content).
+#[derive(Debug, thiserror::Error)]
+#[error("material {field} could not be read: {source}")]
+pub struct MaterialError {
+    pub field: &'static str,
+    #[source]
+    pub source: ObjectError,
+}
+
+pub async fn load(objects: &ObjectStore, m: &Materials) -> Result<Loaded, MaterialError> {
+    async fn one(objects: &ObjectStore, field: &'static str, uri: &Option<String>) -> Result<Option<Bytes>, MaterialError> {
+        match uri {
+            Some(u) => objects
+                .get(u)
+                .await
+                .map(Some)
+                .map_err(|source| MaterialError { field, source }),
+            None => Ok(None),
+        }
+    }
+    let (face_image, id_card_front, id_card_back, video) = tokio::try_join!(
+        one(objects, "face_image", &m.face_image),
+        one(objects, "id_card_front", &m.id_card_front),
+        one(objects, "id_card_back", &m.id_card_back),
+        one(objects, "video", &m.video),
+    )?;
+    Ok(Loaded {
+        face_image,
+        id_card_front,
+        id_card_back,
+        video,
+    })
+}

@@ -1,0 +1,206 @@
+//! One delivery, start to finish: decode the job (poison → dead letter), skip it if it
+//! already has an outcome, fetch its materials, call the vendor, record the outcome. The
+//! result says what to do with the message; the caller acks only after the commit.
+
+use kyc_schemas::{Job, Outcome, Reason, Status, JOB_SCHEMA_VERSION, OUTCOME_SCHEMA_VERSION};
+use tracing::Instrument;
+
+use crate::call::{CallError, Caller};
+use crate::vendors::{VendorError, Verdict};
+use crate::{materials, Context};
+
+/// Larger messages cannot be jobs (materials travel as URIs); refusing them early keeps a
+/// stray upload from being parsed at all.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// What to do with the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Effects committed (or already there): ack. Carries the outcome's status if this
+    /// delivery wrote it.
+    Ack(Option<Status>),
+    /// Nothing decided, try again later (our database or storage failed).
+    Requeue(String),
+    /// The message can never be processed: dead-letter it with this reason.
+    DeadLetter(String),
+}
+
+/// Decodes a message into a job, or says why it is poison. The reason never quotes message
+/// content (it could be a name or an ID number), only positions and kinds.
+pub fn decode(payload: &[u8]) -> Result<Job, String> {
+    if payload.len() > MAX_MESSAGE_BYTES {
+        return Err(format!("oversized message: {} bytes (limit {MAX_MESSAGE_BYTES})", payload.len()));
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| format!("not JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column()))?;
+    match value.get("schema_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(JOB_SCHEMA_VERSION) => {}
+        Some(v) => return Err(format!("unsupported schema_version {v} (this worker reads {JOB_SCHEMA_VERSION})")),
+        None => return Err("missing schema_version".into()),
+    }
+    serde_json::from_value(value).map_err(|e| format!("invalid job: {}", scrub(&e.to_string())))
+}
+
+/// Removes quoted fragments from a serde message: they may be field values.
+fn scrub(msg: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in msg.chars() {
+        match c {
+            '"' | '`' => {
+                if !quoted {
+                    out.push('…');
+                }
+                quoted = !quoted;
+            }
+            _ if !quoted => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+pub async fn process(ctx: &Context, payload: &[u8], delivery_count: u32) -> Disposition {
+    let job = match decode(payload) {
+        Ok(j) => j,
+        Err(reason) => return Disposition::DeadLetter(reason),
+    };
+    let span = tracing::info_span!("job", job_id = %job.job_id, batch_id = %job.batch_id, operation = %job.operation);
+    process_job(ctx, &job, delivery_count).instrument(span).await
+}
+
+async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Disposition {
+    // A redelivered job that already has an outcome makes no vendor call.
+    match ctx.store.outcome_exists(&job.job_id).await {
+        Ok(true) => {
+            tracing::info!("outcome already recorded; acking duplicate delivery");
+            return Disposition::Ack(None);
+        }
+        Ok(false) => {}
+        Err(e) => return Disposition::Requeue(format!("database: {e}")),
+    }
+    let prior = match ctx.store.recover_calls(&job.job_id).await {
+        Ok((unknown, prior)) => {
+            if unknown > 0 {
+                tracing::warn!(unknown, "calls left open by an earlier delivery marked unknown");
+            }
+            prior
+        }
+        Err(e) => return Disposition::Requeue(format!("database: {e}")),
+    };
+    let mut caller = Caller::new(&ctx.store, &ctx.limiters, &ctx.retry, &job.job_id, prior);
+
+    let verdict = match materials::load(&ctx.objects, &job.materials).await {
+        Err(e) if e.source.is_transient() && delivery_count < 5 => {
+            return Disposition::Requeue(e.to_string());
+        }
+        Err(e) => {
+            tracing::warn!(field = e.field, "material unavailable");
+            Err(VendorError::Permanent {
+                code: "material_unavailable".into(),
+                message: e.to_string(),
+                reason: Reason::MaterialUnavailable,
+            })
+        }
+        Ok(loaded) => match call_vendor(ctx, job, &loaded, &mut caller).await {
+            Ok(v) => Ok(v),
+            Err(CallError::Vendor(e)) => Err(e),
+            Err(CallError::Store(e)) => return Disposition::Requeue(format!("database: {e}")),
+        },
+    };
+    let outcome = outcome_of(job, &caller, verdict);
+    let status = outcome.status;
+    match caller.finish(&outcome).await {
+        Ok(true) => {
+            tracing::info!(status = status.as_str(), reason = outcome.reason.as_str(), attempts = outcome.attempts, "outcome recorded");
+            Disposition::Ack(Some(status))
+        }
+        Ok(false) => Disposition::Ack(None),
+        Err(e) => Disposition::Requeue(format!("database: {e}")),
+    }
+}
+
+async fn call_vendor(ctx: &Context, job: &Job, loaded: &materials::Loaded, caller: &mut Caller<'_>) -> Result<Verdict, CallError> {
+    let no_client = || {
+        CallError::Vendor(VendorError::Permanent {
+            code: "not_configured".into(),
+            message: format!("no credentials configured for vendor {}", job.vendor()),
+            reason: Reason::AuthFailed,
+        })
+    };
+    match job.vendor() {
+        kyc_schemas::Vendor::Huawei => ctx.clients.huawei.as_ref().ok_or_else(no_client)?.run(job, loaded, caller).await,
+        other => Err(CallError::Vendor(VendorError::Permanent {
+            code: "unsupported_operation".into(),
+            message: format!("vendor {other} is not supported by this build"),
+            reason: Reason::UnsupportedOperation,
+        })),
+    }
+}
+
+fn outcome_of(job: &Job, caller: &Caller<'_>, verdict: Result<Verdict, VendorError>) -> Outcome {
+    let last = caller.last();
+    let base = |status, reason| Outcome {
+        schema_version: OUTCOME_SCHEMA_VERSION,
+        job_id: job.job_id.clone(),
+        batch_id: job.batch_id.clone(),
+        vendor: job.vendor(),
+        operation: job.operation,
+        status,
+        reason,
+        vendor_code: None,
+        vendor_message: None,
+        similarity: None,
+        liveness_score: None,
+        vendor_request_id: last.request_id.clone(),
+        vendor_ref: None,
+        attempts: caller.attempts(),
+        latency_ms: last.latency.as_millis() as u64,
+        billed: last.billable,
+        completed_at: chrono::Utc::now(),
+    };
+    match verdict {
+        Ok(v) => Outcome {
+            vendor_code: v.vendor_code,
+            vendor_message: v.vendor_message,
+            similarity: v.similarity,
+            liveness_score: v.liveness_score,
+            vendor_ref: v.vendor_ref,
+            ..base(v.status, v.reason)
+        },
+        Err(e) => {
+            let message = match &e {
+                VendorError::Transient { message, .. } | VendorError::Permanent { message, .. } => Some(message.clone()),
+                _ => None,
+            };
+            Outcome {
+                vendor_code: Some(e.code().to_string()),
+                vendor_message: message,
+                ..base(Status::Error, e.final_reason())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poison_messages_are_named_without_their_content() {
+        assert!(decode(b"not json").unwrap_err().starts_with("not JSON"));
+        assert_eq!(decode(br#"{"a":1}"#).unwrap_err(), "missing schema_version");
+        assert!(decode(br#"{"schema_version":99}"#).unwrap_err().contains("unsupported schema_version 99"));
+        let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert!(decode(&big).unwrap_err().starts_with("oversized"));
+        let bad = br#"{"schema_version":1,"job_id":"j","batch_id":"b","source_row":2,"operation":"huawei.standard","subject":{"name":"Zhang San","id_number":"110105194912310021"}}"#;
+        let reason = decode(bad).unwrap_err();
+        assert!(reason.starts_with("invalid job"), "{reason}");
+        assert!(!reason.contains("110105194912310021") && !reason.contains("Zhang"), "{reason}");
+    }
+
+    #[test]
+    fn scrub_removes_quoted_values() {
+        assert_eq!(scrub(r#"invalid type: string "张三", expected u32"#), "invalid type: string …, expected u32");
+    }
+}

@@ -1,0 +1,137 @@
+//! When and how long to wait before calling a vendor again. The decision (retry or not) is
+//! the vendor's `response.rs` classification; this file owns only the mechanics: exponential
+//! backoff with jitter from backon, capped, and never shorter than the vendor's `Retry-After`.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::vendors::VendorError;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Vendor calls per delivery of a job, first call included.
+    pub max_attempts: u32,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A retry schedule for one job delivery.
+#[derive(Debug)]
+pub struct Schedule {
+    policy: RetryPolicy,
+    backoff: backon::ExponentialBackoff,
+    attempts: u32,
+    auth_refreshed: bool,
+}
+
+impl RetryPolicy {
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            policy: self.clone(),
+            backoff: ExponentialBuilder::default()
+                .with_min_delay(self.min_delay)
+                .with_max_delay(self.max_delay)
+                .with_jitter()
+                .without_max_times()
+                .build(),
+            attempts: 0,
+            auth_refreshed: false,
+        }
+    }
+}
+
+impl Schedule {
+    /// Called after each failed call: `Some(delay)` to try again after `delay`, `None` to
+    /// give up (permanent error or attempts spent).
+    pub fn next_delay(&mut self, err: &VendorError) -> Option<Duration> {
+        self.attempts += 1;
+        if self.attempts >= self.policy.max_attempts {
+            return None;
+        }
+        match err {
+            VendorError::Permanent { .. } => None,
+            // Refresh once (the client dropped its token), then retry at once.
+            VendorError::AuthExpired { .. } if !self.auth_refreshed => {
+                self.auth_refreshed = true;
+                Some(Duration::ZERO)
+            }
+            VendorError::AuthExpired { .. } => None,
+            VendorError::Throttled { .. } | VendorError::Transient { .. } => {
+                let backoff = self.backoff.next().unwrap_or(self.policy.max_delay);
+                // The vendor's Retry-After is a floor: retrying sooner is pointless.
+                Some(err.retry_after().map_or(backoff, |ra| ra.max(backoff)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kyc_schemas::Reason;
+
+    fn transient(retry_after: Option<Duration>) -> VendorError {
+        VendorError::Transient {
+            code: "IVS.0101".into(),
+            message: String::new(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn permanent_errors_are_not_retried() {
+        let mut s = RetryPolicy::default().schedule();
+        let e = VendorError::Permanent {
+            code: "IVS.0003".into(),
+            message: String::new(),
+            reason: Reason::InvalidRequest,
+        };
+        assert_eq!(s.next_delay(&e), None);
+    }
+
+    #[test]
+    fn attempts_are_bounded() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..Default::default()
+        };
+        let mut s = policy.schedule();
+        assert!(s.next_delay(&transient(None)).is_some());
+        assert!(s.next_delay(&transient(None)).is_some());
+        assert_eq!(s.next_delay(&transient(None)), None);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_and_backoff_is_capped() {
+        let policy = RetryPolicy {
+            max_attempts: 100,
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+        };
+        let mut s = policy.schedule();
+        assert!(s.next_delay(&transient(Some(Duration::from_secs(5)))).unwrap() >= Duration::from_secs(5));
+        for _ in 0..20 {
+            // Jitter may add up to one delay on top of the cap.
+            assert!(s.next_delay(&transient(None)).unwrap() <= Duration::from_millis(200));
+        }
+    }
+
+    #[test]
+    fn an_expired_token_is_refreshed_once() {
+        let mut s = RetryPolicy::default().schedule();
+        let e = VendorError::AuthExpired { code: "APIG.0307".into() };
+        assert_eq!(s.next_delay(&e), Some(Duration::ZERO));
+        assert_eq!(s.next_delay(&e), None);
+    }
+}

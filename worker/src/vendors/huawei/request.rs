@@ -1,0 +1,135 @@
+//! Job → IVS request body. The variant follows the materials: ID-card images or name + ID
+//! number, with a face image or a video (ivs-standard); name + ID number or ID-card images
+//! (ivs-idcard-extention). Images travel base64-encoded inside the JSON body.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use kyc_schemas::Job;
+use serde_json::{json, Map, Value};
+
+use crate::materials::Loaded;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BuildError {
+    #[error("{0} is required for this operation")]
+    Missing(&'static str),
+}
+
+/// `meta.uuid` is the job id: unique per job, at most 64 characters, and it lets the vendor
+/// (and the simulator) tie a call to a job without any PII.
+fn envelope(job: &Job, item: Map<String, Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "meta": { "uuid": job.job_id.as_str() },
+        "data": { "req_data": [Value::Object(item)] }
+    }))
+    .expect("JSON values serialize")
+}
+
+/// Adds the identity: name + ID number text, or else both ID-card images.
+fn identity(job: &Job, m: &Loaded, item: &mut Map<String, Value>) -> Result<(), BuildError> {
+    match (&job.subject.name, &job.subject.id_number) {
+        (Some(name), Some(id)) => {
+            item.insert("verification_name".into(), name.as_str().into());
+            item.insert("verification_id".into(), id.as_str().into());
+        }
+        _ => {
+            // The official SDK sends `idcard_image1`/`idcard_image2`; the docs' tables say
+            // `idcard_image_1`, which the service does not read.
+            let front = m.id_card_front.as_ref().ok_or(BuildError::Missing("name and id_number, or id_card_front"))?;
+            let back = m.id_card_back.as_ref().ok_or(BuildError::Missing("id_card_back"))?;
+            item.insert("idcard_image1".into(), B64.encode(front).into());
+            item.insert("idcard_image2".into(), B64.encode(back).into());
+        }
+    }
+    Ok(())
+}
+
+/// ivs-standard: identity plus a face image or a video.
+pub(crate) fn standard(job: &Job, m: &Loaded) -> Result<Vec<u8>, BuildError> {
+    let mut item = Map::new();
+    identity(job, m, &mut item)?;
+    if let Some(face) = &m.face_image {
+        item.insert("face_image".into(), B64.encode(face).into());
+    } else if let Some(video) = &m.video {
+        item.insert("video".into(), B64.encode(video).into());
+        let actions = job.vendor_refs.actions.as_deref().ok_or(BuildError::Missing("actions (for a video)"))?;
+        item.insert("actions".into(), actions.into());
+        if let Some(t) = job.vendor_refs.nod_threshold {
+            item.insert("nod_threshold".into(), t.into());
+        }
+    } else {
+        return Err(BuildError::Missing("face_image or video"));
+    }
+    // detail=true: similarity on a 0–1000 scale, normalized to 0–100 in `response`.
+    item.insert("detail".into(), true.into());
+    Ok(envelope(job, item))
+}
+
+/// ivs-idcard-extention: identity only.
+pub(crate) fn extension(job: &Job, m: &Loaded) -> Result<Vec<u8>, BuildError> {
+    let mut item = Map::new();
+    identity(job, m, &mut item)?;
+    Ok(envelope(job, item))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kyc_schemas::{IdNumber, JobId, Operation, PersonName, Subject, JOB_SCHEMA_VERSION};
+
+    fn job() -> Job {
+        Job {
+            schema_version: JOB_SCHEMA_VERSION,
+            job_id: JobId::derive("b", "r"),
+            batch_id: "b".into(),
+            source_row: 2,
+            customer_ref: None,
+            operation: Operation::HuaweiStandard,
+            subject: Subject {
+                name: Some(PersonName::parse("张三").unwrap()),
+                id_number: Some(IdNumber::parse("11010519491231002X").unwrap()),
+                ..Default::default()
+            },
+            materials: Default::default(),
+            vendor_refs: Default::default(),
+        }
+    }
+
+    #[test]
+    fn standard_by_name_and_id_with_a_face() {
+        let m = Loaded {
+            face_image: Some(vec![0xFF, 0xD8, 1].into()),
+            ..Default::default()
+        };
+        let body: Value = serde_json::from_slice(&standard(&job(), &m).unwrap()).unwrap();
+        let item = &body["data"]["req_data"][0];
+        assert_eq!(item["verification_name"], "张三");
+        assert_eq!(item["face_image"], "/9gB");
+        assert_eq!(item["detail"], true);
+        assert_eq!(body["meta"]["uuid"], job().job_id.as_str());
+    }
+
+    #[test]
+    fn id_card_images_use_the_sdk_field_names() {
+        let mut j = job();
+        j.subject = Subject::default();
+        let m = Loaded {
+            id_card_front: Some(vec![1].into()),
+            id_card_back: Some(vec![2].into()),
+            ..Default::default()
+        };
+        let body: Value = serde_json::from_slice(&extension(&j, &m).unwrap()).unwrap();
+        let item = &body["data"]["req_data"][0];
+        assert!(item.get("idcard_image1").is_some() && item.get("idcard_image2").is_some());
+        assert!(item.get("idcard_image_1").is_none());
+    }
+
+    #[test]
+    fn a_video_needs_actions() {
+        let m = Loaded {
+            video: Some(vec![1].into()),
+            ..Default::default()
+        };
+        assert_eq!(standard(&job(), &m), Err(BuildError::Missing("actions (for a video)")));
+    }
+}

@@ -1,0 +1,154 @@
+//! The vendors' clients, one folder each, all answering in the same terms: an [`Exchange`]
+//! per HTTP call (what the ledger records), a [`Verdict`] when the vendor decided, or a
+//! [`VendorError`] that says whether and how to retry.
+//!
+//! Every folder has the same files: `config.rs` (settings → client), `sign.rs` (auth),
+//! `request.rs` (job → wire body), `response.rs` (wire → verdict or error, the code table),
+//! `client.rs` (HTTP and the operation's call sequence).
+
+pub mod huawei;
+
+use std::time::Duration;
+
+use kyc_schemas::{Reason, Status, Vendor};
+
+/// One vendor endpoint: the ledger's `api`, the billing counters' `product`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Api {
+    pub vendor: Vendor,
+    pub name: &'static str,
+    pub product: &'static str,
+}
+
+/// The outcome of one HTTP exchange with a vendor.
+#[derive(Debug)]
+pub struct Exchange<T> {
+    pub http_status: Option<u16>,
+    pub request_id: Option<String>,
+    /// The vendor's code in this answer, when it had one.
+    pub vendor_code: Option<String>,
+    /// Whether the vendor bills this answer.
+    pub billable: bool,
+    pub result: Result<T, VendorError>,
+}
+
+impl<T> Exchange<T> {
+    /// An exchange that never got an answer (connection refused, timeout).
+    pub fn no_answer(err: VendorError) -> Self {
+        Self {
+            http_status: None,
+            request_id: None,
+            vendor_code: None,
+            billable: false,
+            result: Err(err),
+        }
+    }
+}
+
+/// What the vendor decided about the person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub status: Status,
+    pub reason: Reason,
+    pub vendor_code: Option<String>,
+    pub vendor_message: Option<String>,
+    /// Normalized to 0–100.
+    pub similarity: Option<f64>,
+    pub liveness_score: Option<f64>,
+    pub vendor_ref: Option<String>,
+}
+
+/// Why a call did not produce a verdict. The variants are decisions: the retry loop maps
+/// each one to "wait and retry", "refresh credentials and retry", or "give up now".
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VendorError {
+    /// The vendor's own throttle answer (Huawei 429 APIG.0308, Alibaba Throttling.*, Baidu 18).
+    #[error("throttled by the vendor ({code})")]
+    Throttled { code: String, retry_after: Option<Duration> },
+    /// 5xx, gateway errors, timeouts, connection failures: worth another try.
+    #[error("transient vendor failure ({code}): {message}")]
+    Transient {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The token expired or was revoked: refresh it, then retry once.
+    #[error("vendor credentials need refreshing ({code})")]
+    AuthExpired { code: String },
+    /// The request or the account is wrong; retrying cannot help.
+    #[error("vendor refused the request ({code}): {message}")]
+    Permanent {
+        code: String,
+        message: String,
+        reason: Reason,
+    },
+}
+
+impl VendorError {
+    pub fn code(&self) -> &str {
+        match self {
+            VendorError::Throttled { code, .. }
+            | VendorError::Transient { code, .. }
+            | VendorError::AuthExpired { code }
+            | VendorError::Permanent { code, .. } => code,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            VendorError::Throttled { retry_after, .. } | VendorError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The reason an `error` outcome gets when this is the last word on a job.
+    pub fn final_reason(&self) -> Reason {
+        match self {
+            VendorError::Throttled { .. } => Reason::Throttled,
+            VendorError::Transient { code, .. } if code == "timeout" => Reason::Timeout,
+            VendorError::Transient { .. } => Reason::VendorInternal,
+            VendorError::AuthExpired { .. } => Reason::AuthFailed,
+            VendorError::Permanent { reason, .. } => *reason,
+        }
+    }
+
+    /// A failure to reach the vendor at all, classified: a timeout or a refused connection
+    /// is transient. The message carries no URL (it could hold a presigned query).
+    pub fn from_reqwest(e: &reqwest::Error) -> Self {
+        let code = if e.is_timeout() { "timeout" } else { "network" };
+        VendorError::Transient {
+            code: code.into(),
+            message: e.to_string().chars().take(200).collect(),
+            retry_after: None,
+        }
+    }
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - now;
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().to_utc();
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Mon, 23 Nov 2026 12:00:05 GMT", now),
+            Some(Duration::from_secs(5))
+        );
+        // A date in the past means "now".
+        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 11:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}
