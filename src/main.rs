@@ -1,1 +1,86 @@
-fn main(){}
+//! `kyc`: bulk identity re-verification against Chinese KYC vendors.
+//!
+//! This file only parses arguments and calls the stage asked for; each stage lives in its
+//! own crate (producer, worker, report, simulator) and `embedded` wires them in one process.
+
+mod commands;
+mod config;
+mod embedded;
+mod telemetry;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "kyc", version, about = "Bulk KYC re-verification against Alibaba Cloud, Baidu and Huawei Cloud")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Connections shared by the server-mode commands.
+#[derive(Debug, Args, Clone)]
+pub struct Conn {
+    /// Database URL: postgres://… in production, sqlite:… for a local file.
+    #[arg(long = "database", env = "KYC_DATABASE_URL", hide_env_values = true, default_value = "sqlite://kyc.db")]
+    pub database: String,
+    /// RabbitMQ URL.
+    #[arg(long = "amqp", env = "KYC_AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp: String,
+    /// Prefix of queue names (`<prefix>.jobs.<vendor>`), to share one broker between environments.
+    #[arg(long, env = "KYC_QUEUE_PREFIX", default_value = "kyc")]
+    pub queue_prefix: String,
+    /// S3-compatible endpoint (MinIO, s3s…); unset or empty for AWS S3 itself.
+    #[arg(long, env = "KYC_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "KYC_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a whole batch in one process: in-process queue, SQLite, local images, and the
+    /// built-in vendor simulator for vendors without credentials. Writes a CSV report.
+    Run(embedded::RunArgs),
+    /// Read a CSV (file or s3://), validate each row, publish jobs to RabbitMQ.
+    Produce(commands::ProduceArgs),
+    /// Consume jobs from RabbitMQ, call the vendors, record outcomes and billing.
+    Work(commands::WorkArgs),
+    /// Write CSV reports from the database.
+    Report(commands::ReportArgs),
+    /// Serve the vendor simulator (all vendors on one port).
+    Simulate(commands::SimulateArgs),
+    /// Apply database migrations.
+    Migrate(commands::MigrateArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => embedded::run(a).await,
+        Command::Produce(a) => commands::produce(a).await,
+        Command::Work(a) => commands::work(a).await,
+        Command::Report(a) => commands::report(a).await,
+        Command::Simulate(a) => commands::simulate(a).await,
+        Command::Migrate(a) => commands::migrate(a).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit code when rows were refused (the run itself succeeded).
+pub const EXIT_REJECTS: u8 = 3;
+
+pub fn default_rejects_path(input: &str) -> PathBuf {
+    let name = input.rsplit('/').next().unwrap_or("input");
+    let stem = name.strip_suffix(".csv").unwrap_or(name);
+    PathBuf::from(format!("{stem}.rejects.csv"))
+}

@@ -1,1 +1,38 @@
-//! placeholder
+//! The producer: CSV rows in, validated jobs out onto the queue, refused rows into a rejects
+//! file with their reasons. Nothing is dropped silently and nothing is published twice.
+//!
+//! # Layout (a row's path)
+//! - [`csv_source`]: a file or `s3://` object read as a stream of records (constant memory)
+//! - [`validate`]: record → `Job` with the domain types, or a `Reject` naming the column
+//! - [`rejects`]: the rejects CSV (row, column, masked value, reason)
+//! - [`publish`]: chunks of jobs → database (resumable) → queue with pipelined confirms
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+pub mod csv_source;
+pub mod publish;
+pub mod rejects;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use kyc_schemas::Operation;
+
+pub use publish::{produce, ProduceError, Summary};
+pub use validate::Reject;
+
+/// What to produce and how.
+#[derive(Debug, Clone)]
+pub struct ProduceSettings {
+    pub batch_id: String,
+    /// A local path or `s3://bucket/key`.
+    pub input: String,
+    /// Base for image cells that are keys rather than full URIs: `s3://bucket/prefix/`, or
+    /// `None` to keep keys relative (resolved by the worker's local image folder).
+    pub images: Option<String>,
+    /// The operation for rows without an `operation` column or with an empty cell.
+    pub default_operation: Option<Operation>,
+    pub rejects_path: PathBuf,
+    pub dry_run: bool,
+    /// Jobs per database insert and per confirm window.
+    pub window: usize,
+}

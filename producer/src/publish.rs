@@ -1,0 +1,179 @@
+//! The producer's main loop: records are validated and gathered into windows; each window's
+//! jobs are written to the database (which classifies new, resumed and duplicate rows),
+//! published back to back, confirmed by the broker in one wait, then marked published.
+//! A crash anywhere leaves the database saying exactly which jobs still need publishing.
+
+use kyc_objects::ObjectStore;
+use kyc_queue::{Broker, OutMessage};
+use kyc_store::batches::BatchCounts;
+use kyc_store::{JobInsert, NewJob, Store};
+
+use crate::csv_source;
+use crate::rejects::RejectsWriter;
+use crate::validate::{check_header, to_job, Columns, Reject};
+use crate::ProduceSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error(transparent)]
+    Source(#[from] csv_source::SourceError),
+    #[error("{0}")]
+    Header(String),
+    #[error("database: {0}")]
+    Store(#[from] kyc_store::StoreError),
+    #[error("queue: {0}")]
+    Queue(#[from] kyc_queue::QueueError),
+    #[error("cannot write the rejects file {path}: {source}")]
+    Rejects {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Counts for the run (not the batch's lifetime totals: a resumed run starts at zero).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub batch_id: String,
+    pub rows_read: u64,
+    pub published: u64,
+    pub rejected: u64,
+    /// Rows already published by an earlier run of the same batch.
+    pub skipped: u64,
+}
+
+pub async fn produce(
+    settings: &ProduceSettings,
+    objects: Option<&ObjectStore>,
+    store: &Store,
+    broker: &Broker,
+    mut on_progress: impl FnMut(&Summary),
+) -> Result<Summary, ProduceError> {
+    let mut source = csv_source::open(&settings.input, objects).await?;
+    let cols = Columns::new(&source.columns);
+    check_header(&cols, settings.default_operation).map_err(ProduceError::Header)?;
+    let mut rejects = RejectsWriter::new(&settings.rejects_path);
+    let mut summary = Summary {
+        batch_id: settings.batch_id.clone(),
+        ..Default::default()
+    };
+    let publisher = if settings.dry_run {
+        None
+    } else {
+        store.ensure_batch(&settings.batch_id, &settings.input).await?;
+        broker.declare().await?;
+        Some(broker.publisher().await?)
+    };
+    let window = settings.window.max(1);
+    let mut chunk: Vec<NewJob> = Vec::with_capacity(window);
+    loop {
+        let record = source.records.recv().await;
+        let done = record.is_none();
+        if let Some(rec) = record {
+            summary.rows_read += 1;
+            let result = rec
+                .fields
+                .map_err(|reason| Reject {
+                    row: rec.row,
+                    column: String::new(),
+                    value: String::new(),
+                    reason,
+                })
+                .and_then(|f| to_job(&settings.batch_id, rec.row, &f, &cols, settings.default_operation, settings.images.as_deref()));
+            match result {
+                Ok(job) => chunk.push(job),
+                Err(r) => write_reject(&mut rejects, &r, &mut summary)?,
+            }
+        }
+        if chunk.len() >= window || (done && !chunk.is_empty()) {
+            let before = summary.clone();
+            match &publisher {
+                Some(p) => publish_chunk(settings, store, p, &chunk, &mut rejects, &mut summary).await?,
+                None => summary.published += chunk.len() as u64, // dry run: would publish
+            }
+            chunk.clear();
+            if !settings.dry_run {
+                store
+                    .add_batch_counts(
+                        &settings.batch_id,
+                        BatchCounts {
+                            read: (summary.rows_read - before.rows_read) as i64,
+                            published: (summary.published - before.published) as i64,
+                            rejected: (summary.rejected - before.rejected) as i64,
+                            skipped: (summary.skipped - before.skipped) as i64,
+                        },
+                    )
+                    .await?;
+            }
+            on_progress(&summary);
+        }
+        if done {
+            break;
+        }
+    }
+    if !settings.dry_run {
+        store.finish_batch(&settings.batch_id).await?;
+    }
+    rejects.finish().map_err(|source| ProduceError::Rejects {
+        path: settings.rejects_path.display().to_string(),
+        source,
+    })?;
+    on_progress(&summary);
+    Ok(summary)
+}
+
+fn write_reject(rejects: &mut RejectsWriter, r: &Reject, summary: &mut Summary) -> Result<(), ProduceError> {
+    summary.rejected += 1;
+    rejects.write(r).map_err(|source| ProduceError::Rejects {
+        path: rejects.path().display().to_string(),
+        source,
+    })
+}
+
+async fn publish_chunk(
+    settings: &ProduceSettings,
+    store: &Store,
+    publisher: &kyc_queue::Publisher,
+    chunk: &[NewJob],
+    rejects: &mut RejectsWriter,
+    summary: &mut Summary,
+) -> Result<(), ProduceError> {
+    let classified = store.insert_jobs(&settings.batch_id, chunk).await?;
+    let mut messages = Vec::new();
+    let mut ids = Vec::new();
+    for (nj, class) in chunk.iter().zip(classified) {
+        match class {
+            JobInsert::New | JobInsert::Unconfirmed => {
+                messages.push(OutMessage {
+                    vendor: nj.job.vendor(),
+                    message_id: nj.job.job_id.to_string(),
+                    payload: serde_json::to_vec(&nj.job).expect("jobs serialize"),
+                });
+                ids.push(nj.job.job_id.clone());
+            }
+            JobInsert::AlreadyPublished => summary.skipped += 1,
+            JobInsert::Duplicate { first_row } => write_reject(
+                rejects,
+                &Reject {
+                    row: nj.job.source_row,
+                    column: "id_number".into(),
+                    value: nj
+                        .job
+                        .subject
+                        .id_number
+                        .as_ref()
+                        .map(|i| i.masked())
+                        .unwrap_or_default(),
+                    reason: format!("duplicate of row {first_row}: same person and operation in this batch"),
+                },
+                summary,
+            )?,
+        }
+    }
+    publisher.publish_confirmed(&messages).await?;
+    // Only after the broker confirmed: a crash before this line means a re-run publishes
+    // these again (at-least-once), and the worker's outcome check makes that harmless.
+    store.mark_published(&ids).await?;
+    summary.published += messages.len() as u64;
+    Ok(())
+}

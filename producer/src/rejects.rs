@@ -1,0 +1,51 @@
+//! The rejects file: one CSV line per refused row, with the row number, the column, the
+//! (masked) value and the reason, so a compliance analyst can fix the source and re-run.
+
+use std::path::Path;
+
+use crate::validate::Reject;
+
+#[derive(Debug)]
+pub struct RejectsWriter {
+    out: Option<csv::Writer<std::fs::File>>,
+    path: std::path::PathBuf,
+    count: u64,
+}
+
+impl RejectsWriter {
+    /// The file is only created when the first reject arrives: a clean run leaves nothing.
+    pub fn new(path: &Path) -> Self {
+        Self {
+            out: None,
+            path: path.to_path_buf(),
+            count: 0,
+        }
+    }
+
+    pub fn write(&mut self, r: &Reject) -> std::io::Result<()> {
+        if self.out.is_none() {
+            let mut w = csv::Writer::from_path(&self.path)?;
+            w.write_record(["row", "column", "value", "reason"])?;
+            self.out = Some(w);
+        }
+        let w = self.out.as_mut().expect("opened above");
+        w.write_record([r.row.to_string().as_str(), &r.column, &r.value, &r.reason])?;
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        if let Some(w) = self.out.as_mut() {
+            w.flush()?;
+        }
+        Ok(self.count)
+    }
+}

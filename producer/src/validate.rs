@@ -1,0 +1,340 @@
+//! CSV record → `Job`, through the domain types: a row either becomes a job whose fields
+//! are proof of their own validity, or a `Reject` that names the row, the column and the
+//! reason. The documented columns are listed in [`COLUMNS`].
+
+use std::collections::HashMap;
+
+use kyc_schemas::mask::{mask_middle, mask_name};
+use kyc_schemas::{
+    IdNumber, IdType, Job, JobId, Materials, Mobile, Operation, PersonName, Subject, VendorRefs, JOB_SCHEMA_VERSION,
+};
+use kyc_store::NewJob;
+
+/// Every column the producer reads. Unknown columns are ignored (exports often carry more).
+pub const COLUMNS: [&str; 18] = [
+    "customer_ref",
+    "operation",
+    "name",
+    "id_number",
+    "id_type",
+    "mobile",
+    "user_id",
+    "face_image",
+    "id_card_front",
+    "id_card_back",
+    "video",
+    "actions",
+    "nod_threshold",
+    "biz_type",
+    "biz_id",
+    "ticket_id",
+    "verify_token",
+    "plan_id",
+];
+
+/// Operations this build's workers can drive; rows asking for others are refused here
+/// rather than failing later in a worker.
+pub const SUPPORTED: [Operation; 2] = [Operation::HuaweiStandard, Operation::HuaweiIdcardExtension];
+
+/// A refused row. `value` is masked where it is personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub row: u64,
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// The header, indexed.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    index: HashMap<String, usize>,
+    len: usize,
+}
+
+impl Columns {
+    pub fn new(header: &[String]) -> Self {
+        let index = header
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i))
+            .collect();
+        Self { index, len: header.len() }
+    }
+
+    pub fn has(&self, c: &str) -> bool {
+        self.index.contains_key(c)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A row's cells by column name; empty cells read as absent.
+struct Row<'a> {
+    n: u64,
+    cols: &'a Columns,
+    fields: &'a [String],
+}
+
+impl Row<'_> {
+    fn get(&self, c: &str) -> Option<&str> {
+        let i = *self.cols.index.get(c)?;
+        self.fields.get(i).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    fn reject(&self, column: &str, reason: impl Into<String>) -> Reject {
+        let raw = self.get(column).unwrap_or_default();
+        let value = match column {
+            "id_number" => mask_middle(raw, 3, 4),
+            "name" => mask_name(raw),
+            "mobile" => mask_middle(raw, 3, 4),
+            _ => raw.chars().take(64).collect(),
+        };
+        Reject {
+            row: self.n,
+            column: column.into(),
+            value,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Checks the header before any row is read: a file that cannot say which operation its
+/// rows want is refused whole.
+pub fn check_header(cols: &Columns, default_operation: Option<Operation>) -> Result<(), String> {
+    if !cols.has("operation") && default_operation.is_none() {
+        return Err("the header has no `operation` column and no default operation was given (--operation)".into());
+    }
+    if !cols.has("name") && !cols.has("id_number") && !cols.has("id_card_front") && !cols.has("verify_token") && !cols.has("biz_id") {
+        return Err("the header has none of the identity columns (name, id_number, id_card_front, verify_token, biz_id)".into());
+    }
+    Ok(())
+}
+
+/// Resolves an image cell: a full URI stays as is; a key is joined to `images` when that is
+/// an `s3://` prefix, and kept relative (the worker's image folder) otherwise.
+fn resolve(cell: &str, images: Option<&str>) -> String {
+    if cell.contains("://") {
+        return cell.to_string();
+    }
+    match images {
+        Some(base) if base.starts_with("s3://") => {
+            format!("{}/{}", base.trim_end_matches('/'), cell.trim_start_matches('/'))
+        }
+        _ => cell.to_string(),
+    }
+}
+
+pub fn to_job(
+    batch_id: &str,
+    row_number: u64,
+    fields: &[String],
+    cols: &Columns,
+    default_operation: Option<Operation>,
+    images: Option<&str>,
+) -> Result<NewJob, Reject> {
+    let row = Row {
+        n: row_number,
+        cols,
+        fields,
+    };
+    if fields.len() != cols.len() {
+        return Err(Reject {
+            row: row_number,
+            column: String::new(),
+            value: String::new(),
+            reason: format!("expected {} fields as in the header, found {}", cols.len(), fields.len()),
+        });
+    }
+    let operation = match row.get("operation") {
+        Some(op) => op.parse::<Operation>().map_err(|e| row.reject("operation", e.to_string()))?,
+        None => default_operation.ok_or_else(|| row.reject("operation", "operation is empty and no default was given"))?,
+    };
+    if !SUPPORTED.contains(&operation) {
+        return Err(row.reject("operation", format!("operation {operation} is not supported by this version")));
+    }
+    let name = row
+        .get("name")
+        .map(PersonName::parse)
+        .transpose()
+        .map_err(|e| row.reject("name", e.to_string()))?;
+    let id_number = row
+        .get("id_number")
+        .map(IdNumber::parse)
+        .transpose()
+        .map_err(|e| row.reject("id_number", e.to_string()))?;
+    let mobile = row
+        .get("mobile")
+        .map(Mobile::parse)
+        .transpose()
+        .map_err(|e| row.reject("mobile", e.to_string()))?;
+    if let Some(t) = row.get("id_type") {
+        if !matches!(t, "0" | "resident_id") {
+            return Err(row.reject("id_type", "only mainland resident ID cards (0 / resident_id) are supported"));
+        }
+    }
+    let nod_threshold = row
+        .get("nod_threshold")
+        .map(|v| v.parse::<f64>().map_err(|_| row.reject("nod_threshold", "not a number")))
+        .transpose()?;
+    let materials = Materials {
+        face_image: row.get("face_image").map(|c| resolve(c, images)),
+        id_card_front: row.get("id_card_front").map(|c| resolve(c, images)),
+        id_card_back: row.get("id_card_back").map(|c| resolve(c, images)),
+        video: row.get("video").map(|c| resolve(c, images)),
+    };
+    let vendor_refs = VendorRefs {
+        biz_type: row.get("biz_type").map(str::to_string),
+        biz_id: row.get("biz_id").map(str::to_string),
+        ticket_id: row.get("ticket_id").map(str::to_string),
+        verify_token: row.get("verify_token").map(str::to_string),
+        plan_id: row.get("plan_id").map(str::to_string),
+        actions: row.get("actions").map(str::to_string),
+        nod_threshold,
+    };
+
+    // What each operation needs, named by column.
+    let by_text = name.is_some() && id_number.is_some();
+    let by_card = materials.id_card_front.is_some() && materials.id_card_back.is_some();
+    match operation {
+        Operation::HuaweiStandard | Operation::HuaweiIdcardExtension => {
+            if !by_text && !by_card {
+                let missing = if name.is_none() && id_number.is_some() {
+                    "name"
+                } else if id_number.is_none() && name.is_some() {
+                    "id_number"
+                } else {
+                    "id_number"
+                };
+                return Err(row.reject(missing, "name and id_number (or id_card_front and id_card_back) are required"));
+            }
+            if operation == Operation::HuaweiStandard {
+                if materials.face_image.is_none() && materials.video.is_none() {
+                    return Err(row.reject("face_image", "face_image (or video) is required for huawei.standard"));
+                }
+                if materials.face_image.is_none() && vendor_refs.actions.is_none() {
+                    return Err(row.reject("actions", "a video needs actions (e.g. 1,3)"));
+                }
+            }
+        }
+        _ => {}
+    }
+
+    let customer_ref = row.get("customer_ref").map(str::to_string);
+    // The job id hashes everything the job will carry, so an edited row is a new job while
+    // an unchanged row, read again, is the same job.
+    let canonical = [
+        operation.as_str(),
+        customer_ref.as_deref().unwrap_or_default(),
+        name.as_ref().map(|n| n.as_str()).unwrap_or_default(),
+        id_number.as_ref().map(|n| n.as_str()).unwrap_or_default(),
+        mobile.as_ref().map(|n| n.as_str()).unwrap_or_default(),
+        row.get("user_id").unwrap_or_default(),
+        materials.face_image.as_deref().unwrap_or_default(),
+        materials.id_card_front.as_deref().unwrap_or_default(),
+        materials.id_card_back.as_deref().unwrap_or_default(),
+        materials.video.as_deref().unwrap_or_default(),
+        &serde_json::to_string(&vendor_refs).unwrap_or_default(),
+    ]
+    .join("\u{1f}");
+    // "The same person asking for the same operation": the ID number when there is one,
+    // else the vendor reference or the ID-card images.
+    let person = id_number
+        .as_ref()
+        .map(|i| i.as_str().to_string())
+        .or_else(|| vendor_refs.verify_token.clone())
+        .or_else(|| vendor_refs.biz_id.clone())
+        .unwrap_or_else(|| canonical.clone());
+    let dedup_key = hex::encode(&sha2::Sha256::digest(format!("{operation}\u{1f}{person}").as_bytes())[..16]);
+    let job = Job {
+        schema_version: JOB_SCHEMA_VERSION,
+        job_id: JobId::derive(batch_id, &canonical),
+        batch_id: batch_id.to_string(),
+        source_row: row_number,
+        customer_ref,
+        operation,
+        subject: Subject {
+            name,
+            id_number,
+            id_type: IdType::ResidentId,
+            mobile,
+            user_id: row.get("user_id").map(str::to_string),
+        },
+        materials,
+        vendor_refs,
+    };
+    Ok(NewJob { job, dedup_key })
+}
+
+use sha2::Digest;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols() -> Columns {
+        Columns::new(&["operation", "name", "id_number", "face_image"].map(String::from))
+    }
+
+    fn fields(v: [&str; 4]) -> Vec<String> {
+        v.map(String::from).to_vec()
+    }
+
+    #[test]
+    fn a_good_row_becomes_a_job() {
+        let nj = to_job("b", 2, &fields(["huawei.standard", " 张三 ", "11010519491231002x", "f/1.jpg"]), &cols(), None, Some("s3://img/p/")).unwrap();
+        assert_eq!(nj.job.subject.name.unwrap().as_str(), "张三");
+        assert_eq!(nj.job.subject.id_number.unwrap().as_str(), "11010519491231002X");
+        assert_eq!(nj.job.materials.face_image.as_deref(), Some("s3://img/p/f/1.jpg"));
+    }
+
+    #[test]
+    fn the_same_row_gives_the_same_job_id() {
+        let a = to_job("b", 2, &fields(["huawei.standard", "张三", "11010519491231002X", "f.jpg"]), &cols(), None, None).unwrap();
+        let b = to_job("b", 9, &fields(["huawei.standard", "张三", "11010519491231002x", "f.jpg"]), &cols(), None, None).unwrap();
+        assert_eq!(a.job.job_id, b.job.job_id);
+        assert_eq!(a.dedup_key, b.dedup_key);
+    }
+
+    #[test]
+    fn rejects_name_the_column_and_mask_the_value() {
+        let r = to_job("b", 7, &fields(["huawei.standard", "张三", "110105194912310021", "f.jpg"]), &cols(), None, None).unwrap_err();
+        assert_eq!((r.row, r.column.as_str()), (7, "id_number"));
+        assert_eq!(r.value, "110***********0021");
+        assert!(r.reason.contains("checksum"));
+    }
+
+    #[test]
+    fn legacy_15_digit_numbers_are_refused_with_a_reason() {
+        let r = to_job("b", 3, &fields(["huawei.standard", "张三", "110105491231002", "f.jpg"]), &cols(), None, None).unwrap_err();
+        assert!(r.reason.contains("15-digit"), "{}", r.reason);
+    }
+
+    #[test]
+    fn missing_materials_and_unknown_operations_are_refused() {
+        let r = to_job("b", 2, &fields(["huawei.standard", "张三", "11010519491231002X", ""]), &cols(), None, None).unwrap_err();
+        assert_eq!(r.column, "face_image");
+        let r = to_job("b", 2, &fields(["huawei.nope", "张三", "11010519491231002X", "f.jpg"]), &cols(), None, None).unwrap_err();
+        assert_eq!(r.column, "operation");
+        let r = to_job("b", 2, &fields(["huawei.standard", "张三", "11010519491231002X", "f.jpg"])[..3], &cols(), None, None).unwrap_err();
+        assert!(r.reason.contains("expected 4 fields"));
+    }
+
+    #[test]
+    fn the_extension_needs_no_face() {
+        assert!(to_job("b", 2, &fields(["huawei.idcard_extension", "张三", "11010519491231002X", ""]), &cols(), None, None).is_ok());
+    }
+
+    #[test]
+    fn a_header_without_operation_needs_a_default() {
+        let c = Columns::new(&["name".to_string(), "id_number".to_string()]);
+        assert!(check_header(&c, None).is_err());
+        assert!(check_header(&c, Some(Operation::HuaweiIdcardExtension)).is_ok());
+    }
+}

@@ -1,0 +1,290 @@
+//! The server-mode commands: each builds its stage from configuration and runs it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use kyc_objects::ObjectStore;
+use kyc_producer::ProduceSettings;
+use kyc_queue::{Broker, Topology};
+use kyc_schemas::{Operation, Vendor};
+use kyc_store::Store;
+use kyc_worker::{Clients, Context, Limiters, RetryPolicy, WorkerSettings};
+
+use crate::{config, telemetry, Conn};
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// CSV input: a local path or s3://bucket/key.
+    #[arg(long)]
+    input: String,
+    /// Base for image cells that are keys: s3://bucket/prefix/ (or a folder, kept relative).
+    #[arg(long)]
+    images: Option<String>,
+    /// Operation for rows without an `operation` cell, e.g. huawei.standard.
+    #[arg(long)]
+    operation: Option<Operation>,
+    /// Batch id; re-running with the same id publishes only what is missing.
+    #[arg(long)]
+    batch_id: Option<String>,
+    /// Where refused rows go (default: <input stem>.rejects.csv).
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Validate and report without publishing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Vendors to consume (default: all).
+    #[arg(long, value_delimiter = ',')]
+    vendors: Vec<Vendor>,
+    /// Jobs in flight per vendor.
+    #[arg(long, env = "KYC_WORKER_CONCURRENCY", default_value_t = 16)]
+    concurrency: usize,
+    /// Unacked deliveries per vendor queue.
+    #[arg(long, env = "KYC_PREFETCH", default_value_t = 32)]
+    prefetch: u16,
+    /// Seconds in-flight jobs get to finish after SIGTERM (keep below the pod's grace period).
+    #[arg(long, env = "KYC_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    shutdown_grace_secs: u64,
+    /// Local folder for materials given as relative paths.
+    #[arg(long)]
+    images: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    kind: ReportKind,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportKind {
+    /// One row per job outcome.
+    Outcomes {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        batch: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Show full names and ID numbers.
+        #[arg(long)]
+        unmasked: bool,
+        /// Start the file with a UTF-8 BOM for Excel.
+        #[arg(long)]
+        excel_bom: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8480")]
+    listen: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+fn init_logs(conn: &Conn) {
+    telemetry::init(conn.log_format == "json", "info");
+}
+
+async fn connect_store(conn: &Conn) -> anyhow::Result<Store> {
+    let store = Store::connect(&conn.database, 16)
+        .await
+        .context("Failed to connect to the database (KYC_DATABASE_URL)")?;
+    Ok(store)
+}
+
+async fn objects(conn: &Conn, local: Option<PathBuf>) -> ObjectStore {
+    let endpoint = config::s3_endpoint(conn.s3_endpoint.as_deref());
+    ObjectStore::s3(endpoint.as_deref(), local).await
+}
+
+pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
+    init_logs(&a.conn);
+    let store = connect_store(&a.conn).await?;
+    store.migrate().await.context("Failed to migrate the database")?;
+    let objects = objects(&a.conn, None).await;
+    let broker = if a.dry_run {
+        Broker::memory()
+    } else {
+        Broker::connect_amqp(&a.conn.amqp, Topology::new(&a.conn.queue_prefix))
+            .await
+            .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?
+    };
+    let settings = ProduceSettings {
+        batch_id: a
+            .batch_id
+            .unwrap_or_else(|| format!("batch-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))),
+        rejects_path: a.rejects.unwrap_or_else(|| crate::default_rejects_path(&a.input)),
+        input: a.input,
+        images: a.images,
+        default_operation: a.operation,
+        dry_run: a.dry_run,
+        window: 500,
+    };
+    let summary = kyc_producer::produce(&settings, Some(&objects), &store, &broker, |s| {
+        tracing::info!(rows = s.rows_read, published = s.published, rejected = s.rejected, skipped = s.skipped, "progress");
+    })
+    .await
+    .context("Producing failed")?;
+    broker.close().await;
+    println!(
+        "batch {}: {} rows read, {} published, {} skipped (already published), {} rejected{}",
+        summary.batch_id,
+        summary.rows_read,
+        summary.published,
+        summary.skipped,
+        summary.rejected,
+        if summary.rejected > 0 {
+            format!(" (see {})", settings.rejects_path.display())
+        } else {
+            String::new()
+        }
+    );
+    Ok(if summary.rejected > 0 {
+        ExitCode::from(crate::EXIT_REJECTS)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Builds the vendor clients from the environment.
+pub fn clients_from_env() -> Clients {
+    Clients {
+        huawei: config::huawei_from_env().map(|c| c.build(http_client())),
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("TLS backend initializes")
+}
+
+pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
+    init_logs(&a.conn);
+    let store = connect_store(&a.conn).await?;
+    let broker = Broker::connect_amqp(&a.conn.amqp, Topology::new(&a.conn.queue_prefix))
+        .await
+        .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?;
+    broker.declare().await.context("Failed to declare queues")?;
+    let objects = objects(&a.conn, a.images).await;
+    let ctx = Arc::new(Context {
+        store,
+        objects,
+        clients: clients_from_env(),
+        limiters: Limiters::new(&config::default_quotas()),
+        retry: RetryPolicy::default(),
+    });
+    if ctx.clients.huawei.is_none() {
+        tracing::warn!("no Huawei credentials (HUAWEICLOUD_SDK_AK/SK): its jobs will end as error/auth_failed");
+    }
+    let settings = WorkerSettings {
+        vendors: if a.vendors.is_empty() { Vendor::ALL.to_vec() } else { a.vendors },
+        concurrency: a.concurrency,
+        prefetch: a.prefetch,
+        shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
+    };
+    tracing::info!(vendors = ?settings.vendors, concurrency = settings.concurrency, "worker started");
+    kyc_worker::run(ctx, broker.clone(), settings, shutdown_signal())
+        .await
+        .context("Worker failed")?;
+    broker.close().await;
+    tracing::info!("worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    match a.kind {
+        ReportKind::Outcomes {
+            conn,
+            batch,
+            status,
+            out,
+            unmasked,
+            excel_bom,
+        } => {
+            init_logs(&conn);
+            if let Some(s) = &status {
+                if kyc_schemas::Status::parse(s).is_none() {
+                    bail!("--status must be one of passed, failed, not_found, pending, error (got {s:?})");
+                }
+            }
+            let store = connect_store(&conn).await?;
+            let filter = kyc_store::queries::OutcomeFilter {
+                batch_id: batch,
+                status,
+                ..Default::default()
+            };
+            let opts = kyc_report::ReportOptions { unmasked, excel_bom };
+            let n = match &out {
+                Some(path) => {
+                    let f = std::fs::File::create(path).with_context(|| format!("Failed to create {}", path.display()))?;
+                    kyc_report::write_outcomes(&store, &filter, opts, std::io::BufWriter::new(f)).await?
+                }
+                None => kyc_report::write_outcomes(&store, &filter, opts, std::io::stdout().lock()).await?,
+            };
+            eprintln!("{n} outcome rows written");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
+    telemetry::init(false, "info");
+    let (config, creds) = crate::embedded::simulator_config();
+    let sim = kyc_simulator::Simulator::start(config, &a.listen)
+        .await
+        .with_context(|| format!("Failed to listen on {}", a.listen))?;
+    println!("vendor simulator listening on {}", sim.base_url());
+    println!("  Huawei: KYC_HUAWEI_ENDPOINT={0} KYC_HUAWEI_IAM_ENDPOINT={0}", sim.base_url());
+    println!("          HUAWEICLOUD_SDK_AK={} HUAWEICLOUD_SDK_SK=<printed once below> HUAWEICLOUD_SDK_PROJECT_ID={}", creds.huawei_ak, creds.project_id);
+    println!("          secret key: {}", creds.huawei_sk);
+    println!("  ledger: GET {}/admin/ledger   faults: POST {}/admin/faults", sim.base_url(), sim.base_url());
+    shutdown_signal().await;
+    sim.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
+    init_logs(&a.conn);
+    let store = connect_store(&a.conn).await?;
+    store.migrate().await.context("Failed to apply migrations")?;
+    println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}
