@@ -59,6 +59,9 @@ pub struct WorkArgs {
     /// Local folder for materials given as relative paths.
     #[arg(long)]
     images: Option<PathBuf>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "KYC_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
+    http_listen: String,
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +124,10 @@ async fn objects(conn: &Conn, local: Option<PathBuf>) -> ObjectStore {
 pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
     init_logs(&a.conn);
     let store = connect_store(&a.conn).await?;
-    store.migrate().await.context("Failed to migrate the database")?;
+    store
+        .migrate()
+        .await
+        .context("Failed to migrate the database")?;
     let objects = objects(&a.conn, None).await;
     let broker = if a.dry_run {
         Broker::memory()
@@ -134,7 +140,9 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         batch_id: a
             .batch_id
             .unwrap_or_else(|| format!("batch-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))),
-        rejects_path: a.rejects.unwrap_or_else(|| crate::default_rejects_path(&a.input)),
+        rejects_path: a
+            .rejects
+            .unwrap_or_else(|| crate::default_rejects_path(&a.input)),
         input: a.input,
         images: a.images,
         default_operation: a.operation,
@@ -142,7 +150,13 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         window: 500,
     };
     let summary = kyc_producer::produce(&settings, Some(&objects), &store, &broker, |s| {
-        tracing::info!(rows = s.rows_read, published = s.published, rejected = s.rejected, skipped = s.skipped, "progress");
+        tracing::info!(
+            rows = s.rows_read,
+            published = s.published,
+            rejected = s.rejected,
+            skipped = s.skipped,
+            "progress"
+        );
     })
     .await
     .context("Producing failed")?;
@@ -195,20 +209,31 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
         clients: clients_from_env(),
         limiters: Limiters::new(&config::default_quotas()),
         retry: RetryPolicy::default(),
+        metrics: Default::default(),
     });
     if ctx.clients.huawei.is_none() {
-        tracing::warn!("no Huawei credentials (HUAWEICLOUD_SDK_AK/SK): its jobs will end as error/auth_failed");
+        tracing::warn!(
+            "no Huawei credentials (HUAWEICLOUD_SDK_AK/SK): its jobs will end as error/auth_failed"
+        );
     }
     let settings = WorkerSettings {
-        vendors: if a.vendors.is_empty() { Vendor::ALL.to_vec() } else { a.vendors },
+        vendors: if a.vendors.is_empty() {
+            Vendor::ALL.to_vec()
+        } else {
+            a.vendors
+        },
         concurrency: a.concurrency,
         prefetch: a.prefetch,
         shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
     };
+    let probes = crate::health::serve(&a.http_listen, ctx.clone(), broker.clone())
+        .await
+        .with_context(|| format!("Failed to listen on {} (KYC_HTTP_LISTEN)", a.http_listen))?;
     tracing::info!(vendors = ?settings.vendors, concurrency = settings.concurrency, "worker started");
     kyc_worker::run(ctx, broker.clone(), settings, shutdown_signal())
         .await
         .context("Worker failed")?;
+    probes.abort();
     broker.close().await;
     tracing::info!("worker stopped");
     Ok(ExitCode::SUCCESS)
@@ -219,7 +244,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -251,13 +277,21 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
                 status,
                 ..Default::default()
             };
-            let opts = kyc_report::ReportOptions { unmasked, excel_bom };
+            let opts = kyc_report::ReportOptions {
+                unmasked,
+                excel_bom,
+            };
             let n = match &out {
                 Some(path) => {
-                    let f = std::fs::File::create(path).with_context(|| format!("Failed to create {}", path.display()))?;
-                    kyc_report::write_outcomes(&store, &filter, opts, std::io::BufWriter::new(f)).await?
+                    let f = std::fs::File::create(path)
+                        .with_context(|| format!("Failed to create {}", path.display()))?;
+                    kyc_report::write_outcomes(&store, &filter, opts, std::io::BufWriter::new(f))
+                        .await?
                 }
-                None => kyc_report::write_outcomes(&store, &filter, opts, std::io::stdout().lock()).await?,
+                None => {
+                    kyc_report::write_outcomes(&store, &filter, opts, std::io::stdout().lock())
+                        .await?
+                }
             };
             eprintln!("{n} outcome rows written");
             Ok(ExitCode::SUCCESS)
@@ -272,10 +306,17 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("Failed to listen on {}", a.listen))?;
     println!("vendor simulator listening on {}", sim.base_url());
-    println!("  Huawei: KYC_HUAWEI_ENDPOINT={0} KYC_HUAWEI_IAM_ENDPOINT={0}", sim.base_url());
+    println!(
+        "  Huawei: KYC_HUAWEI_ENDPOINT={0} KYC_HUAWEI_IAM_ENDPOINT={0}",
+        sim.base_url()
+    );
     println!("          HUAWEICLOUD_SDK_AK={} HUAWEICLOUD_SDK_SK=<printed once below> HUAWEICLOUD_SDK_PROJECT_ID={}", creds.huawei_ak, creds.project_id);
     println!("          secret key: {}", creds.huawei_sk);
-    println!("  ledger: GET {}/admin/ledger   faults: POST {}/admin/faults", sim.base_url(), sim.base_url());
+    println!(
+        "  ledger: GET {}/admin/ledger   faults: POST {}/admin/faults",
+        sim.base_url(),
+        sim.base_url()
+    );
     shutdown_signal().await;
     sim.stop().await;
     Ok(ExitCode::SUCCESS)
@@ -284,7 +325,10 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
 pub async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     init_logs(&a.conn);
     let store = connect_store(&a.conn).await?;
-    store.migrate().await.context("Failed to apply migrations")?;
+    store
+        .migrate()
+        .await
+        .context("Failed to apply migrations")?;
     println!("migrations applied");
     Ok(ExitCode::SUCCESS)
 }

@@ -65,7 +65,10 @@ pub struct SimCredentials {
 /// A simulator configuration with freshly generated credentials.
 pub fn simulator_config() -> (SimConfig, SimCredentials) {
     let creds = SimCredentials {
-        huawei_ak: format!("SIMAK{}", &uuid::Uuid::new_v4().simple().to_string()[..15].to_uppercase()),
+        huawei_ak: format!(
+            "SIMAK{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..15].to_uppercase()
+        ),
         huawei_sk: uuid::Uuid::new_v4().simple().to_string(),
         project_id: uuid::Uuid::new_v4().simple().to_string(),
     };
@@ -78,7 +81,11 @@ pub fn simulator_config() -> (SimConfig, SimCredentials) {
 pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     // Errors only: per-job detail is in the report, and the progress bar needs the terminal.
     telemetry::init(false, "error");
-    let input = a.csv.to_str().context("CSV path is not valid UTF-8")?.to_string();
+    let input = a
+        .csv
+        .to_str()
+        .context("CSV path is not valid UTF-8")?
+        .to_string();
     let images = a
         .images
         .clone()
@@ -89,7 +96,9 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut simulator = None;
     if clients.huawei.is_none() {
         let (sim_config, creds) = simulator_config();
-        let sim = Simulator::start(sim_config, "127.0.0.1:0").await.context("Failed to start the simulator")?;
+        let sim = Simulator::start(sim_config, "127.0.0.1:0")
+            .await
+            .context("Failed to start the simulator")?;
         println!(
             "kyc run: no vendor credentials configured; using the built-in vendor simulator at {} (no real vendor is called)",
             sim.base_url()
@@ -113,8 +122,13 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         println!("kyc run: calling the real Huawei Cloud IVS endpoint (credentials configured)");
     }
 
-    let store = Store::connect(&a.database, 4).await.context("Failed to open the database")?;
-    store.migrate().await.context("Failed to migrate the database")?;
+    let store = Store::connect(&a.database, 4)
+        .await
+        .context("Failed to open the database")?;
+    store
+        .migrate()
+        .await
+        .context("Failed to migrate the database")?;
     let broker = Broker::memory();
     let ctx = Arc::new(Context {
         store: store.clone(),
@@ -122,6 +136,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         clients,
         limiters: Limiters::new(&config::default_quotas()),
         retry: RetryPolicy::default(),
+        metrics: Default::default(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(kyc_worker::run(
@@ -142,23 +157,34 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("run-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")));
     let settings = ProduceSettings {
         batch_id: batch_id.clone(),
-        rejects_path: a.rejects.clone().unwrap_or_else(|| crate::default_rejects_path(&input)),
+        rejects_path: a
+            .rejects
+            .clone()
+            .unwrap_or_else(|| crate::default_rejects_path(&input)),
         input,
         images: None,
         default_operation: a.operation,
         dry_run: false,
         window: 200,
     };
-    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<10} [{bar:40}] {pos}/{len} jobs  {per_sec}  eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg:<10} [{bar:40}] {pos}/{len} jobs  {per_sec}  eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_message("verifying");
-    let produced = kyc_producer::produce(&settings, None, &store, &broker, |s| bar.set_length(s.published + s.skipped))
-        .await
-        .context("Reading the CSV failed")?;
+    let produced = kyc_producer::produce(&settings, None, &store, &broker, |s| {
+        bar.set_length(s.published + s.skipped)
+    })
+    .await
+    .context("Reading the CSV failed")?;
 
     // Every published job ends with an outcome (or a dead letter): wait for that.
     let expected = store.published_count(&batch_id).await? as u64;
@@ -180,13 +206,23 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     worker.await.context("worker task panicked")??;
 
     print_summary(&store, &batch_id, &produced, &settings.rejects_path).await?;
-    let file = std::fs::File::create(&a.report).with_context(|| format!("Failed to create {}", a.report.display()))?;
+    let file = std::fs::File::create(&a.report)
+        .with_context(|| format!("Failed to create {}", a.report.display()))?;
     let filter = kyc_store::queries::OutcomeFilter {
         batch_id: Some(batch_id.clone()),
         ..Default::default()
     };
-    let n = kyc_report::write_outcomes(&store, &filter, kyc_report::ReportOptions::default(), std::io::BufWriter::new(file)).await?;
-    println!("report: {} ({n} rows, ID numbers and names masked)", a.report.display());
+    let n = kyc_report::write_outcomes(
+        &store,
+        &filter,
+        kyc_report::ReportOptions::default(),
+        std::io::BufWriter::new(file),
+    )
+    .await?;
+    println!(
+        "report: {} ({n} rows, ID numbers and names masked)",
+        a.report.display()
+    );
     if let Some(sim) = simulator {
         sim.stop().await;
     }
@@ -200,16 +236,32 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn print_summary(store: &Store, batch_id: &str, p: &kyc_producer::Summary, rejects: &Path) -> anyhow::Result<()> {
+async fn print_summary(
+    store: &Store,
+    batch_id: &str,
+    p: &kyc_producer::Summary,
+    rejects: &Path,
+) -> anyhow::Result<()> {
     println!();
-    println!("batch {batch_id}: {} rows read, {} jobs, {} rows rejected", p.rows_read, p.published, p.rejected);
+    println!(
+        "batch {batch_id}: {} rows read, {} jobs, {} rows rejected",
+        p.rows_read, p.published, p.rejected
+    );
     if p.rejected > 0 {
         println!("rejected rows and reasons: {}", rejects.display());
     }
     let counts = store.status_counts(batch_id).await?;
     let statuses = ["passed", "failed", "not_found", "pending", "error"];
     println!();
-    println!("{:<10}{}{:>8}", "vendor", statuses.iter().map(|s| format!("{s:>11}")).collect::<String>(), "total");
+    println!(
+        "{:<10}{}{:>8}",
+        "vendor",
+        statuses
+            .iter()
+            .map(|s| format!("{s:>11}"))
+            .collect::<String>(),
+        "total"
+    );
     let mut vendors: Vec<&String> = counts.iter().map(|(v, _, _)| v).collect();
     vendors.dedup();
     for v in vendors {

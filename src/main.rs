@@ -6,6 +6,7 @@
 mod commands;
 mod config;
 mod embedded;
+mod health;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -13,7 +14,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "kyc", version, about = "Bulk KYC re-verification against Alibaba Cloud, Baidu and Huawei Cloud")]
+#[command(
+    name = "kyc",
+    version,
+    about = "Bulk KYC re-verification against Alibaba Cloud, Baidu and Huawei Cloud"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,10 +28,20 @@ struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Conn {
     /// Database URL: postgres://… in production, sqlite:… for a local file.
-    #[arg(long = "database", env = "KYC_DATABASE_URL", hide_env_values = true, default_value = "sqlite://kyc.db")]
+    #[arg(
+        long = "database",
+        env = "KYC_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "sqlite://kyc.db"
+    )]
     pub database: String,
     /// RabbitMQ URL.
-    #[arg(long = "amqp", env = "KYC_AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long = "amqp",
+        env = "KYC_AMQP_URL",
+        hide_env_values = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp: String,
     /// Prefix of queue names (`<prefix>.jobs.<vendor>`), to share one broker between environments.
     #[arg(long, env = "KYC_QUEUE_PREFIX", default_value = "kyc")]

@@ -60,11 +60,15 @@ impl ObjectUri {
     pub fn parse(uri: &str) -> Result<Self> {
         let uri = uri.trim();
         if let Some(rest) = uri.strip_prefix("s3://") {
-            let (bucket, key) = rest
-                .split_once('/')
-                .ok_or(ObjectError::InvalidUri(uri.into(), "s3 URI needs a bucket and a key"))?;
+            let (bucket, key) = rest.split_once('/').ok_or(ObjectError::InvalidUri(
+                uri.into(),
+                "s3 URI needs a bucket and a key",
+            ))?;
             if bucket.is_empty() || key.is_empty() {
-                return Err(ObjectError::InvalidUri(uri.into(), "s3 URI needs a bucket and a key"));
+                return Err(ObjectError::InvalidUri(
+                    uri.into(),
+                    "s3 URI needs a bucket and a key",
+                ));
             }
             return Ok(ObjectUri::S3 {
                 bucket: bucket.into(),
@@ -75,12 +79,21 @@ impl ObjectUri {
             return Ok(ObjectUri::Http(uri.into()));
         }
         if uri.is_empty() || uri.contains("://") {
-            return Err(ObjectError::InvalidUri(uri.into(), "expected s3://, https:// or a relative path"));
+            return Err(ObjectError::InvalidUri(
+                uri.into(),
+                "expected s3://, https:// or a relative path",
+            ));
         }
         let path = PathBuf::from(uri);
         // A CSV must not reach outside the image folder it was given.
-        if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(ObjectError::InvalidUri(uri.into(), "local paths must be relative, without '..'"));
+        if path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(ObjectError::InvalidUri(
+                uri.into(),
+                "local paths must be relative, without '..'",
+            ));
         }
         Ok(ObjectUri::Local(path))
     }
@@ -132,7 +145,9 @@ impl ObjectStore {
     }
 
     fn s3_for(&self, uri: &str) -> Result<&aws_sdk_s3::Client> {
-        self.s3.as_ref().ok_or_else(|| ObjectError::NoS3(uri.into()))
+        self.s3
+            .as_ref()
+            .ok_or_else(|| ObjectError::NoS3(uri.into()))
     }
 
     fn local_path(&self, uri: &str, rel: &Path) -> Result<PathBuf> {
@@ -157,7 +172,10 @@ impl ObjectStore {
                     .map_err(|e| s3_error(uri, e))?;
                 let size = out.content_length().unwrap_or(0).max(0) as u64;
                 if size > MAX_OBJECT_BYTES {
-                    return Err(ObjectError::TooLarge { uri: uri.into(), size });
+                    return Err(ObjectError::TooLarge {
+                        uri: uri.into(),
+                        size,
+                    });
                 }
                 let data = out.body.collect().await.map_err(|e| ObjectError::S3 {
                     uri: uri.into(),
@@ -178,20 +196,28 @@ impl ObjectStore {
                 }
                 let resp = resp.error_for_status().map_err(|e| http_error(uri, e))?;
                 if let Some(size) = resp.content_length().filter(|s| *s > MAX_OBJECT_BYTES) {
-                    return Err(ObjectError::TooLarge { uri: uri.into(), size });
+                    return Err(ObjectError::TooLarge {
+                        uri: uri.into(),
+                        size,
+                    });
                 }
                 resp.bytes().await.map_err(|e| http_error(uri, e))
             }
             ObjectUri::Local(rel) => {
                 let path = self.local_path(uri, &rel)?;
-                let meta = tokio::fs::metadata(&path).await.map_err(|e| io_error(uri, e))?;
+                let meta = tokio::fs::metadata(&path)
+                    .await
+                    .map_err(|e| io_error(uri, e))?;
                 if meta.len() > MAX_OBJECT_BYTES {
                     return Err(ObjectError::TooLarge {
                         uri: uri.into(),
                         size: meta.len(),
                     });
                 }
-                Ok(tokio::fs::read(&path).await.map_err(|e| io_error(uri, e))?.into())
+                Ok(tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| io_error(uri, e))?
+                    .into())
             }
         }
     }
@@ -210,10 +236,17 @@ impl ObjectStore {
                     .map_err(|e| s3_error(uri, e))?;
                 Ok(Box::new(out.body.into_async_read()))
             }
-            ObjectUri::Http(_) => Err(ObjectError::InvalidUri(uri.into(), "CSV input must be a file or s3:// URI")),
+            ObjectUri::Http(_) => Err(ObjectError::InvalidUri(
+                uri.into(),
+                "CSV input must be a file or s3:// URI",
+            )),
             ObjectUri::Local(rel) => {
                 let path = self.local_path(uri, &rel)?;
-                Ok(Box::new(tokio::fs::File::open(&path).await.map_err(|e| io_error(uri, e))?))
+                Ok(Box::new(
+                    tokio::fs::File::open(&path)
+                        .await
+                        .map_err(|e| io_error(uri, e))?,
+                ))
             }
         }
     }
@@ -232,13 +265,20 @@ impl ObjectStore {
                     .map_err(|e| s3_error(uri, e))?;
                 Ok(())
             }
-            ObjectUri::Http(_) => Err(ObjectError::InvalidUri(uri.into(), "cannot write to an https URI")),
+            ObjectUri::Http(_) => Err(ObjectError::InvalidUri(
+                uri.into(),
+                "cannot write to an https URI",
+            )),
             ObjectUri::Local(rel) => {
                 let path = self.local_path(uri, &rel)?;
                 if let Some(dir) = path.parent() {
-                    tokio::fs::create_dir_all(dir).await.map_err(|e| io_error(uri, e))?;
+                    tokio::fs::create_dir_all(dir)
+                        .await
+                        .map_err(|e| io_error(uri, e))?;
                 }
-                tokio::fs::write(&path, &data).await.map_err(|e| io_error(uri, e))
+                tokio::fs::write(&path, &data)
+                    .await
+                    .map_err(|e| io_error(uri, e))
             }
         }
     }
@@ -248,10 +288,11 @@ impl ObjectStore {
     pub async fn presign_get(&self, uri: &str, expires_in: Duration) -> Result<String> {
         match ObjectUri::parse(uri)? {
             ObjectUri::S3 { bucket, key } => {
-                let cfg = PresigningConfig::expires_in(expires_in).map_err(|e| ObjectError::S3 {
-                    uri: uri.into(),
-                    message: e.to_string(),
-                })?;
+                let cfg =
+                    PresigningConfig::expires_in(expires_in).map_err(|e| ObjectError::S3 {
+                        uri: uri.into(),
+                        message: e.to_string(),
+                    })?;
                 let req = self
                     .s3_for(uri)?
                     .get_object()
@@ -263,7 +304,10 @@ impl ObjectStore {
                 Ok(req.uri().to_string())
             }
             ObjectUri::Http(url) => Ok(url),
-            ObjectUri::Local(_) => Err(ObjectError::InvalidUri(uri.into(), "a local path has no URL a vendor can fetch")),
+            ObjectUri::Local(_) => Err(ObjectError::InvalidUri(
+                uri.into(),
+                "a local path has no URL a vendor can fetch",
+            )),
         }
     }
 
@@ -288,7 +332,10 @@ where
     E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
+    let code = e
+        .as_service_error()
+        .and_then(|s| s.code())
+        .map(str::to_string);
     match code.as_deref() {
         Some("NoSuchKey") | Some("NotFound") => ObjectError::NotFound(uri.into()),
         _ => ObjectError::S3 {
@@ -329,8 +376,14 @@ mod tests {
                 key: "k/1.jpg".into()
             }
         );
-        assert!(matches!(ObjectUri::parse("https://x/y").unwrap(), ObjectUri::Http(_)));
-        assert_eq!(ObjectUri::parse("faces/1.jpg").unwrap(), ObjectUri::Local("faces/1.jpg".into()));
+        assert!(matches!(
+            ObjectUri::parse("https://x/y").unwrap(),
+            ObjectUri::Http(_)
+        ));
+        assert_eq!(
+            ObjectUri::parse("faces/1.jpg").unwrap(),
+            ObjectUri::Local("faces/1.jpg".into())
+        );
     }
 
     #[test]
@@ -345,9 +398,21 @@ mod tests {
     async fn local_objects_round_trip_and_missing_ones_are_not_found() {
         let dir = tempfile::tempdir().unwrap();
         let store = ObjectStore::local(dir.path());
-        store.put("a/b.jpg", Bytes::from_static(b"jpeg")).await.unwrap();
-        assert_eq!(store.get("a/b.jpg").await.unwrap(), Bytes::from_static(b"jpeg"));
-        assert!(matches!(store.get("a/c.jpg").await, Err(ObjectError::NotFound(_))));
-        assert!(matches!(store.get("s3://b/k").await, Err(ObjectError::NoS3(_))));
+        store
+            .put("a/b.jpg", Bytes::from_static(b"jpeg"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("a/b.jpg").await.unwrap(),
+            Bytes::from_static(b"jpeg")
+        );
+        assert!(matches!(
+            store.get("a/c.jpg").await,
+            Err(ObjectError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.get("s3://b/k").await,
+            Err(ObjectError::NoS3(_))
+        ));
     }
 }

@@ -50,22 +50,30 @@ pub async fn open(input: &str, objects: Option<&ObjectStore>) -> Result<Source, 
             uri: input.into(),
             source: kyc_objects::ObjectError::NoS3(input.into()),
         })?;
-        let stream = objects.reader(input).await.map_err(|source| SourceError::Open {
-            uri: input.into(),
-            source,
-        })?;
+        let stream = objects
+            .reader(input)
+            .await
+            .map_err(|source| SourceError::Open {
+                uri: input.into(),
+                source,
+            })?;
         Box::new(SyncIoBridge::new(stream))
     } else {
-        Box::new(std::fs::File::open(input).map_err(|source| SourceError::OpenFile {
-            uri: input.into(),
-            source,
-        })?)
+        Box::new(
+            std::fs::File::open(input).map_err(|source| SourceError::OpenFile {
+                uri: input.into(),
+                source,
+            })?,
+        )
     };
     let (header_tx, header_rx) = tokio::sync::oneshot::channel();
     let (tx, rx) = mpsc::channel(1024);
     tokio::task::spawn_blocking(move || read_blocking(reader, header_tx, tx));
     let columns = header_rx.await.map_err(|_| SourceError::NoHeader)??;
-    Ok(Source { columns, records: rx })
+    Ok(Source {
+        columns,
+        records: rx,
+    })
 }
 
 fn read_blocking(
@@ -82,7 +90,9 @@ fn read_blocking(
     let header = match csv.read_byte_record(&mut record) {
         Ok(true) => record
             .iter()
-            .map(|f| decode(f).map(|s| s.trim_start_matches('\u{feff}').trim().to_ascii_lowercase()))
+            .map(|f| {
+                decode(f).map(|s| s.trim_start_matches('\u{feff}').trim().to_ascii_lowercase())
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(SourceError::BadHeader),
         Ok(false) => Err(SourceError::NoHeader),
@@ -92,19 +102,29 @@ fn read_blocking(
     if header_tx.send(header).is_err() || !ok {
         return;
     }
-    let mut row: u64 = 1;
+    // csv's own positions lag by a line after a CRLF terminator, so the start line is also
+    // derived from the previous record: its start, plus the newlines inside its quoted
+    // fields, plus one. The larger of the two is right for LF, CRLF and multi-line fields.
+    let mut next_min: u64 = 2;
     loop {
+        let row;
         let fields = match csv.read_byte_record(&mut record) {
             Ok(false) => return,
             Ok(true) => {
-                // csv reports the line where reading began, which is still on the previous
-                // record's terminator: the record itself starts one line later (quoted
-                // fields may span several lines, so counting records would be wrong).
-                row = record.position().map_or(row + 1, |p| p.line() + 1);
+                row = record
+                    .position()
+                    .map_or(next_min, |p| p.line())
+                    .max(next_min);
+                let inner_newlines = record
+                    .iter()
+                    .map(|f| f.iter().filter(|b| **b == b'\n').count() as u64)
+                    .sum::<u64>();
+                next_min = row + inner_newlines + 1;
                 record.iter().map(decode).collect::<Result<Vec<_>, _>>()
             }
             Err(e) => {
-                row = e.position().map_or(row + 1, |p| p.line() + 1);
+                row = e.position().map_or(next_min, |p| p.line()).max(next_min);
+                next_min = row + 1;
                 Err(format!("unreadable CSV record: {}", e.kind_description()))
             }
         };
@@ -131,7 +151,9 @@ impl KindDescription for csv::Error {
         match self.kind() {
             csv::ErrorKind::Io(e) => format!("I/O error: {e}"),
             csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
-            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => {
                 format!("expected {expected_len} fields, found {len}")
             }
             _ => "malformed record".into(),
@@ -171,9 +193,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn crlf_files_number_rows_like_lf_files() {
+        let (_, rows) = read_all(b"a,b\r\nx,1\r\n\"p\r\nq\",2\r\nz,3\r\n").await;
+        let lines: Vec<u64> = rows.iter().map(|r| r.row).collect();
+        assert_eq!(lines, vec![2, 3, 5]);
+    }
+
+    #[tokio::test]
     async fn bad_bytes_are_reported_per_row() {
         let (_, rows) = read_all(b"a,b\n\xff\xfe,1\nok,\x002\n").await;
-        assert_eq!(rows[0].fields.as_ref().unwrap_err(), "field is not valid UTF-8");
-        assert_eq!(rows[1].fields.as_ref().unwrap_err(), "field contains a NUL byte");
+        assert_eq!(
+            rows[0].fields.as_ref().unwrap_err(),
+            "field is not valid UTF-8"
+        );
+        assert_eq!(
+            rows[1].fields.as_ref().unwrap_err(),
+            "field contains a NUL byte"
+        );
     }
 }

@@ -60,7 +60,9 @@ pub async fn produce(
     let publisher = if settings.dry_run {
         None
     } else {
-        store.ensure_batch(&settings.batch_id, &settings.input).await?;
+        store
+            .ensure_batch(&settings.batch_id, &settings.input)
+            .await?;
         broker.declare().await?;
         Some(broker.publisher().await?)
     };
@@ -79,7 +81,16 @@ pub async fn produce(
                     value: String::new(),
                     reason,
                 })
-                .and_then(|f| to_job(&settings.batch_id, rec.row, &f, &cols, settings.default_operation, settings.images.as_deref()));
+                .and_then(|f| {
+                    to_job(
+                        &settings.batch_id,
+                        rec.row,
+                        &f,
+                        &cols,
+                        settings.default_operation,
+                        settings.images.as_deref(),
+                    )
+                });
             match result {
                 Ok(job) => chunk.push(job),
                 Err(r) => write_reject(&mut rejects, &r, &mut summary)?,
@@ -88,7 +99,9 @@ pub async fn produce(
         if chunk.len() >= window || (done && !chunk.is_empty()) {
             let before = summary.clone();
             match &publisher {
-                Some(p) => publish_chunk(settings, store, p, &chunk, &mut rejects, &mut summary).await?,
+                Some(p) => {
+                    publish_chunk(settings, store, p, &chunk, &mut rejects, &mut summary).await?
+                }
                 None => summary.published += chunk.len() as u64, // dry run: would publish
             }
             chunk.clear();
@@ -122,7 +135,11 @@ pub async fn produce(
     Ok(summary)
 }
 
-fn write_reject(rejects: &mut RejectsWriter, r: &Reject, summary: &mut Summary) -> Result<(), ProduceError> {
+fn write_reject(
+    rejects: &mut RejectsWriter,
+    r: &Reject,
+    summary: &mut Summary,
+) -> Result<(), ProduceError> {
     summary.rejected += 1;
     rejects.write(r).map_err(|source| ProduceError::Rejects {
         path: rejects.path().display().to_string(),
@@ -164,7 +181,9 @@ async fn publish_chunk(
                         .as_ref()
                         .map(|i| i.masked())
                         .unwrap_or_default(),
-                    reason: format!("duplicate of row {first_row}: same person and operation in this batch"),
+                    reason: format!(
+                        "duplicate of row {first_row}: same person and operation in this batch"
+                    ),
                 },
                 summary,
             )?,

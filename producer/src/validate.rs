@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use kyc_schemas::mask::{mask_middle, mask_name};
 use kyc_schemas::{
-    IdNumber, IdType, Job, JobId, Materials, Mobile, Operation, PersonName, Subject, VendorRefs, JOB_SCHEMA_VERSION,
+    IdNumber, IdType, Job, JobId, Materials, Mobile, Operation, PersonName, Subject, VendorRefs,
+    JOB_SCHEMA_VERSION,
 };
 use kyc_store::NewJob;
 
@@ -59,7 +60,10 @@ impl Columns {
             .enumerate()
             .map(|(i, c)| (c.clone(), i))
             .collect();
-        Self { index, len: header.len() }
+        Self {
+            index,
+            len: header.len(),
+        }
     }
 
     pub fn has(&self, c: &str) -> bool {
@@ -85,7 +89,10 @@ struct Row<'a> {
 impl Row<'_> {
     fn get(&self, c: &str) -> Option<&str> {
         let i = *self.cols.index.get(c)?;
-        self.fields.get(i).map(|s| s.trim()).filter(|s| !s.is_empty())
+        self.fields
+            .get(i)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
     }
 
     fn reject(&self, column: &str, reason: impl Into<String>) -> Reject {
@@ -109,9 +116,17 @@ impl Row<'_> {
 /// rows want is refused whole.
 pub fn check_header(cols: &Columns, default_operation: Option<Operation>) -> Result<(), String> {
     if !cols.has("operation") && default_operation.is_none() {
-        return Err("the header has no `operation` column and no default operation was given (--operation)".into());
+        return Err(
+            "the header has no `operation` column and no default operation was given (--operation)"
+                .into(),
+        );
     }
-    if !cols.has("name") && !cols.has("id_number") && !cols.has("id_card_front") && !cols.has("verify_token") && !cols.has("biz_id") {
+    if !cols.has("name")
+        && !cols.has("id_number")
+        && !cols.has("id_card_front")
+        && !cols.has("verify_token")
+        && !cols.has("biz_id")
+    {
         return Err("the header has none of the identity columns (name, id_number, id_card_front, verify_token, biz_id)".into());
     }
     Ok(())
@@ -125,7 +140,11 @@ fn resolve(cell: &str, images: Option<&str>) -> String {
     }
     match images {
         Some(base) if base.starts_with("s3://") => {
-            format!("{}/{}", base.trim_end_matches('/'), cell.trim_start_matches('/'))
+            format!(
+                "{}/{}",
+                base.trim_end_matches('/'),
+                cell.trim_start_matches('/')
+            )
         }
         _ => cell.to_string(),
     }
@@ -149,15 +168,26 @@ pub fn to_job(
             row: row_number,
             column: String::new(),
             value: String::new(),
-            reason: format!("expected {} fields as in the header, found {}", cols.len(), fields.len()),
+            reason: format!(
+                "expected {} fields as in the header, found {}",
+                cols.len(),
+                fields.len()
+            ),
         });
     }
     let operation = match row.get("operation") {
-        Some(op) => op.parse::<Operation>().map_err(|e| row.reject("operation", e.to_string()))?,
-        None => default_operation.ok_or_else(|| row.reject("operation", "operation is empty and no default was given"))?,
+        Some(op) => op
+            .parse::<Operation>()
+            .map_err(|e| row.reject("operation", e.to_string()))?,
+        None => default_operation.ok_or_else(|| {
+            row.reject("operation", "operation is empty and no default was given")
+        })?,
     };
     if !SUPPORTED.contains(&operation) {
-        return Err(row.reject("operation", format!("operation {operation} is not supported by this version")));
+        return Err(row.reject(
+            "operation",
+            format!("operation {operation} is not supported by this version"),
+        ));
     }
     let name = row
         .get("name")
@@ -176,12 +206,18 @@ pub fn to_job(
         .map_err(|e| row.reject("mobile", e.to_string()))?;
     if let Some(t) = row.get("id_type") {
         if !matches!(t, "0" | "resident_id") {
-            return Err(row.reject("id_type", "only mainland resident ID cards (0 / resident_id) are supported"));
+            return Err(row.reject(
+                "id_type",
+                "only mainland resident ID cards (0 / resident_id) are supported",
+            ));
         }
     }
     let nod_threshold = row
         .get("nod_threshold")
-        .map(|v| v.parse::<f64>().map_err(|_| row.reject("nod_threshold", "not a number")))
+        .map(|v| {
+            v.parse::<f64>()
+                .map_err(|_| row.reject("nod_threshold", "not a number"))
+        })
         .transpose()?;
     let materials = Materials {
         face_image: row.get("face_image").map(|c| resolve(c, images)),
@@ -207,16 +243,20 @@ pub fn to_job(
             if !by_text && !by_card {
                 let missing = if name.is_none() && id_number.is_some() {
                     "name"
-                } else if id_number.is_none() && name.is_some() {
-                    "id_number"
                 } else {
                     "id_number"
                 };
-                return Err(row.reject(missing, "name and id_number (or id_card_front and id_card_back) are required"));
+                return Err(row.reject(
+                    missing,
+                    "name and id_number (or id_card_front and id_card_back) are required",
+                ));
             }
             if operation == Operation::HuaweiStandard {
                 if materials.face_image.is_none() && materials.video.is_none() {
-                    return Err(row.reject("face_image", "face_image (or video) is required for huawei.standard"));
+                    return Err(row.reject(
+                        "face_image",
+                        "face_image (or video) is required for huawei.standard",
+                    ));
                 }
                 if materials.face_image.is_none() && vendor_refs.actions.is_none() {
                     return Err(row.reject("actions", "a video needs actions (e.g. 1,3)"));
@@ -251,7 +291,8 @@ pub fn to_job(
         .or_else(|| vendor_refs.verify_token.clone())
         .or_else(|| vendor_refs.biz_id.clone())
         .unwrap_or_else(|| canonical.clone());
-    let dedup_key = hex::encode(&sha2::Sha256::digest(format!("{operation}\u{1f}{person}").as_bytes())[..16]);
+    let dedup_key =
+        hex::encode(&sha2::Sha256::digest(format!("{operation}\u{1f}{person}").as_bytes())[..16]);
     let job = Job {
         schema_version: JOB_SCHEMA_VERSION,
         job_id: JobId::derive(batch_id, &canonical),
@@ -288,23 +329,61 @@ mod tests {
 
     #[test]
     fn a_good_row_becomes_a_job() {
-        let nj = to_job("b", 2, &fields(["huawei.standard", " 张三 ", "11010519491231002x", "f/1.jpg"]), &cols(), None, Some("s3://img/p/")).unwrap();
+        let nj = to_job(
+            "b",
+            2,
+            &fields(["huawei.standard", " 张三 ", "11010519491231002x", "f/1.jpg"]),
+            &cols(),
+            None,
+            Some("s3://img/p/"),
+        )
+        .unwrap();
         assert_eq!(nj.job.subject.name.unwrap().as_str(), "张三");
-        assert_eq!(nj.job.subject.id_number.unwrap().as_str(), "11010519491231002X");
-        assert_eq!(nj.job.materials.face_image.as_deref(), Some("s3://img/p/f/1.jpg"));
+        assert_eq!(
+            nj.job.subject.id_number.unwrap().as_str(),
+            "11010519491231002X"
+        );
+        assert_eq!(
+            nj.job.materials.face_image.as_deref(),
+            Some("s3://img/p/f/1.jpg")
+        );
     }
 
     #[test]
     fn the_same_row_gives_the_same_job_id() {
-        let a = to_job("b", 2, &fields(["huawei.standard", "张三", "11010519491231002X", "f.jpg"]), &cols(), None, None).unwrap();
-        let b = to_job("b", 9, &fields(["huawei.standard", "张三", "11010519491231002x", "f.jpg"]), &cols(), None, None).unwrap();
+        let a = to_job(
+            "b",
+            2,
+            &fields(["huawei.standard", "张三", "11010519491231002X", "f.jpg"]),
+            &cols(),
+            None,
+            None,
+        )
+        .unwrap();
+        let b = to_job(
+            "b",
+            9,
+            &fields(["huawei.standard", "张三", "11010519491231002x", "f.jpg"]),
+            &cols(),
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!(a.job.job_id, b.job.job_id);
         assert_eq!(a.dedup_key, b.dedup_key);
     }
 
     #[test]
     fn rejects_name_the_column_and_mask_the_value() {
-        let r = to_job("b", 7, &fields(["huawei.standard", "张三", "110105194912310021", "f.jpg"]), &cols(), None, None).unwrap_err();
+        let r = to_job(
+            "b",
+            7,
+            &fields(["huawei.standard", "张三", "110105194912310021", "f.jpg"]),
+            &cols(),
+            None,
+            None,
+        )
+        .unwrap_err();
         assert_eq!((r.row, r.column.as_str()), (7, "id_number"));
         assert_eq!(r.value, "110***********0021");
         assert!(r.reason.contains("checksum"));
@@ -312,23 +391,63 @@ mod tests {
 
     #[test]
     fn legacy_15_digit_numbers_are_refused_with_a_reason() {
-        let r = to_job("b", 3, &fields(["huawei.standard", "张三", "110105491231002", "f.jpg"]), &cols(), None, None).unwrap_err();
+        let r = to_job(
+            "b",
+            3,
+            &fields(["huawei.standard", "张三", "110105491231002", "f.jpg"]),
+            &cols(),
+            None,
+            None,
+        )
+        .unwrap_err();
         assert!(r.reason.contains("15-digit"), "{}", r.reason);
     }
 
     #[test]
     fn missing_materials_and_unknown_operations_are_refused() {
-        let r = to_job("b", 2, &fields(["huawei.standard", "张三", "11010519491231002X", ""]), &cols(), None, None).unwrap_err();
+        let r = to_job(
+            "b",
+            2,
+            &fields(["huawei.standard", "张三", "11010519491231002X", ""]),
+            &cols(),
+            None,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(r.column, "face_image");
-        let r = to_job("b", 2, &fields(["huawei.nope", "张三", "11010519491231002X", "f.jpg"]), &cols(), None, None).unwrap_err();
+        let r = to_job(
+            "b",
+            2,
+            &fields(["huawei.nope", "张三", "11010519491231002X", "f.jpg"]),
+            &cols(),
+            None,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(r.column, "operation");
-        let r = to_job("b", 2, &fields(["huawei.standard", "张三", "11010519491231002X", "f.jpg"])[..3], &cols(), None, None).unwrap_err();
+        let r = to_job(
+            "b",
+            2,
+            &fields(["huawei.standard", "张三", "11010519491231002X", "f.jpg"])[..3],
+            &cols(),
+            None,
+            None,
+        )
+        .unwrap_err();
         assert!(r.reason.contains("expected 4 fields"));
     }
 
     #[test]
     fn the_extension_needs_no_face() {
-        assert!(to_job("b", 2, &fields(["huawei.idcard_extension", "张三", "11010519491231002X", ""]), &cols(), None, None).is_ok());
+        assert!(to_job(
+            "b",
+            2,
+            &fields(["huawei.idcard_extension", "张三", "11010519491231002X", ""]),
+            &cols(),
+            None,
+            None
+        )
+        .is_ok());
     }
 
     #[test]

@@ -10,7 +10,9 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 
 use crate::topology::{DELIVERY_LIMIT, REASON_HEADER};
 use crate::{Delivery, DeliveryHandle, OutMessage, QueueError, Result, Topology};
@@ -83,7 +85,9 @@ impl AmqpBroker {
 
     pub(crate) async fn publisher(&self) -> Result<AmqpPublisher> {
         let channel = self.conn.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         Ok(AmqpPublisher {
             channel,
             topology: self.topology.clone(),
@@ -92,10 +96,14 @@ impl AmqpBroker {
 
     pub(crate) async fn consume(&self, vendor: Vendor, prefetch: u16) -> Result<AmqpConsumer> {
         let channel = self.conn.create_channel().await?;
-        channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(prefetch.max(1), BasicQosOptions::default())
+            .await?;
         // Confirms on the consuming channel make dead-letter copies reliable: the original is
         // acked only after the broker confirmed the copy.
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let consumer = channel
             .basic_consume(
                 self.topology.work_queue(vendor).as_str().into(),
@@ -114,10 +122,19 @@ impl AmqpBroker {
 
 fn quorum_args(dead_letter_exchange: Option<&str>) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     if let Some(dlx) = dead_letter_exchange {
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dlx.into()));
-        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dlx.into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
     }
     args
 }
@@ -239,7 +256,12 @@ impl AmqpDeliveryHandle {
         Ok(())
     }
 
-    pub(crate) async fn dead_letter(self, payload: &[u8], message_id: Option<&str>, reason: &str) -> Result<()> {
+    pub(crate) async fn dead_letter(
+        self,
+        payload: &[u8],
+        message_id: Option<&str>,
+        reason: &str,
+    ) -> Result<()> {
         let mut headers = FieldTable::default();
         headers.insert(
             ShortString::from(REASON_HEADER),

@@ -26,7 +26,13 @@ pub struct DeadLetter {
 
 #[derive(Debug)]
 struct Inner {
-    queues: HashMap<Vendor, (async_channel::Sender<Message>, async_channel::Receiver<Message>)>,
+    queues: HashMap<
+        Vendor,
+        (
+            async_channel::Sender<Message>,
+            async_channel::Receiver<Message>,
+        ),
+    >,
     // std Mutex: held only to push or copy, never across an await.
     dead: Mutex<Vec<DeadLetter>>,
 }
@@ -52,7 +58,13 @@ impl Default for MemoryBroker {
 }
 
 impl MemoryBroker {
-    pub(crate) fn push(&self, vendor: Vendor, message_id: String, payload: Vec<u8>, delivery_count: u32) -> Result<()> {
+    pub(crate) fn push(
+        &self,
+        vendor: Vendor,
+        message_id: String,
+        payload: Vec<u8>,
+        delivery_count: u32,
+    ) -> Result<()> {
         self.inner.queues[&vendor]
             .0
             .try_send(Message {
@@ -121,9 +133,18 @@ pub(crate) struct MemoryDeliveryHandle {
 }
 
 impl MemoryDeliveryHandle {
-    pub(crate) fn requeue(self, payload: Vec<u8>, message_id: Option<String>, count: u32) -> Result<()> {
-        self.broker
-            .push(self.vendor, message_id.unwrap_or_default(), payload, count + 1)
+    pub(crate) fn requeue(
+        self,
+        payload: Vec<u8>,
+        message_id: Option<String>,
+        count: u32,
+    ) -> Result<()> {
+        self.broker.push(
+            self.vendor,
+            message_id.unwrap_or_default(),
+            payload,
+            count + 1,
+        )
     }
 
     pub(crate) fn dead_letter(self, payload: Vec<u8>, message_id: Option<String>, reason: String) {
@@ -163,7 +184,9 @@ mod tests {
         let d = c.next().await.unwrap().unwrap();
         assert_eq!(d.delivery_count, 1);
         d.dead_letter("poison: not JSON").await.unwrap();
-        let Broker::Memory(m) = &broker else { unreachable!() };
+        let Broker::Memory(m) = &broker else {
+            unreachable!()
+        };
         assert_eq!(m.dead_letters()[0].reason, "poison: not JSON");
         assert_eq!(m.dead_letters()[0].message_id.as_deref(), Some("j1"));
     }

@@ -18,13 +18,17 @@ pub struct Topology {
 
 impl Default for Topology {
     fn default() -> Self {
-        Self { prefix: "kyc".into() }
+        Self {
+            prefix: "kyc".into(),
+        }
     }
 }
 
 impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     /// Work queue of one vendor: `kyc.jobs.huawei`.

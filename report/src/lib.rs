@@ -96,8 +96,16 @@ fn outcome_record(r: &OutcomeRow, unmasked: bool) -> Vec<String> {
         r.batch_id.clone(),
         opt(&r.source_row),
         opt(&r.customer_ref),
-        if unmasked { name.to_string() } else { mask_name(name) },
-        if unmasked { id.to_string() } else { mask_middle(id, 3, 4) },
+        if unmasked {
+            name.to_string()
+        } else {
+            mask_name(name)
+        },
+        if unmasked {
+            id.to_string()
+        } else {
+            mask_middle(id, 3, 4)
+        },
         r.vendor.clone(),
         r.operation.clone(),
         r.status.clone(),
@@ -105,7 +113,9 @@ fn outcome_record(r: &OutcomeRow, unmasked: bool) -> Vec<String> {
         opt(&r.vendor_code),
         opt(&r.vendor_message),
         r.similarity.map(|s| format!("{s:.2}")).unwrap_or_default(),
-        r.liveness_score.map(|s| format!("{s:.2}")).unwrap_or_default(),
+        r.liveness_score
+            .map(|s| format!("{s:.2}"))
+            .unwrap_or_default(),
         r.attempts.to_string(),
         r.billed.to_string(),
         r.latency_ms.to_string(),

@@ -169,12 +169,18 @@ mod tests {
 
     #[test]
     fn surrounding_spaces_are_ignored() {
-        assert_eq!(IdNumber::parse("  11010519491231002X ").unwrap().as_str(), VALID);
+        assert_eq!(
+            IdNumber::parse("  11010519491231002X ").unwrap().as_str(),
+            VALID
+        );
     }
 
     #[test]
     fn a_wrong_check_character_is_rejected() {
-        assert_eq!(IdNumber::parse("110105194912310021"), Err(IdNumberError::Checksum));
+        assert_eq!(
+            IdNumber::parse("110105194912310021"),
+            Err(IdNumberError::Checksum)
+        );
     }
 
     #[test]
@@ -189,13 +195,24 @@ mod tests {
     fn wrong_lengths_and_characters_are_rejected() {
         assert_eq!(IdNumber::parse(""), Err(IdNumberError::Empty));
         assert_eq!(IdNumber::parse("1234"), Err(IdNumberError::Length(4)));
-        assert_eq!(IdNumber::parse("1101051949123100XX"), Err(IdNumberError::Characters));
-        assert_eq!(IdNumber::parse("11010519491331002X"), Err(IdNumberError::BirthDate));
+        assert_eq!(
+            IdNumber::parse("1101051949123100XX"),
+            Err(IdNumberError::Characters)
+        );
+        assert_eq!(
+            IdNumber::parse("11010519491331002X"),
+            Err(IdNumberError::BirthDate)
+        );
     }
 
     #[test]
     fn with_checksum_computes_the_check_character() {
-        assert_eq!(IdNumber::with_checksum("11010519491231002").unwrap().as_str(), VALID);
+        assert_eq!(
+            IdNumber::with_checksum("11010519491231002")
+                .unwrap()
+                .as_str(),
+            VALID
+        );
         // Every remainder maps to exactly one check character, including X.
         for seq in 0..200 {
             let first = format!("44030419900101{seq:03}");

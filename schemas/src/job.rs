@@ -18,7 +18,9 @@ pub const JOB_SCHEMA_VERSION: u32 = 1;
 
 /// Deterministic job id: the same batch id and row content always give the same id, which is
 /// what makes re-running a producer (or redelivering a message) safe.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct JobId(String);
 
@@ -126,7 +128,10 @@ pub struct VendorRefs {
 
 /// The queue message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[schemars(title = "kyc-batch job", description = "One identity verification request, version 1")]
+#[schemars(
+    title = "kyc-batch job",
+    description = "One identity verification request, version 1"
+)]
 pub struct Job {
     /// Always [`JOB_SCHEMA_VERSION`] for messages written by this code.
     pub schema_version: u32,

@@ -19,9 +19,7 @@ pub fn mask_middle(s: &str, head: usize, tail: usize) -> String {
 pub fn mask_name(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
-        Some(first) => std::iter::once(first)
-            .chain(chars.map(|_| '*'))
-            .collect(),
+        Some(first) => std::iter::once(first).chain(chars.map(|_| '*')).collect(),
         None => String::new(),
     }
 }

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schemars(with = "String", description = "11-digit mainland mobile number starting with 1")]
+#[schemars(
+    with = "String",
+    description = "11-digit mainland mobile number starting with 1"
+)]
 pub struct Mobile(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,7 +19,11 @@ pub struct MobileError;
 
 impl Mobile {
     pub fn parse(raw: &str) -> Result<Self, MobileError> {
-        let s: String = raw.trim().chars().filter(|c| *c != ' ' && *c != '-').collect();
+        let s: String = raw
+            .trim()
+            .chars()
+            .filter(|c| *c != ' ' && *c != '-')
+            .collect();
         let s = s.strip_prefix("+86").unwrap_or(&s);
         let b = s.as_bytes();
         if b.len() == 11 && b[0] == b'1' && b.iter().all(u8::is_ascii_digit) {
@@ -56,7 +63,10 @@ mod tests {
 
     #[test]
     fn formatted_numbers_are_normalized() {
-        assert_eq!(Mobile::parse("+86 138-1234-5678").unwrap().as_str(), "13812345678");
+        assert_eq!(
+            Mobile::parse("+86 138-1234-5678").unwrap().as_str(),
+            "13812345678"
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use crate::{JobId, Operation, Vendor};
 pub const OUTCOME_SCHEMA_VERSION: u32 = 1;
 
 /// The normalized verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// The vendor verified the identity.
@@ -52,7 +54,9 @@ impl Status {
 
 /// Why a job has its status. One list for all vendors: the same meaning gets the same reason.
 /// `docs/outcomes.md` maps every vendor code to one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Identity verified.
@@ -85,6 +89,8 @@ pub enum Reason {
     QuotaExhausted,
     /// Credentials were refused.
     AuthFailed,
+    /// The account cannot use the service (not subscribed, frozen for arrears, blocked).
+    AccountBlocked,
     /// The vendor refused the request as malformed.
     InvalidRequest,
     /// The vendor failed internally and attempts ran out.
@@ -100,7 +106,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Verified,
         Reason::IdentityMismatch,
         Reason::FaceMismatch,
@@ -116,6 +122,7 @@ impl Reason {
         Reason::Throttled,
         Reason::QuotaExhausted,
         Reason::AuthFailed,
+        Reason::AccountBlocked,
         Reason::InvalidRequest,
         Reason::VendorInternal,
         Reason::Timeout,
@@ -142,6 +149,7 @@ impl Reason {
             Reason::Throttled => "throttled",
             Reason::QuotaExhausted => "quota_exhausted",
             Reason::AuthFailed => "auth_failed",
+            Reason::AccountBlocked => "account_blocked",
             Reason::InvalidRequest => "invalid_request",
             Reason::VendorInternal => "vendor_internal",
             Reason::Timeout => "timeout",
@@ -158,7 +166,10 @@ impl Reason {
 
 /// The result of one job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[schemars(title = "kyc-batch outcome", description = "The normalized result of one job, version 1")]
+#[schemars(
+    title = "kyc-batch outcome",
+    description = "The normalized result of one job, version 1"
+)]
 pub struct Outcome {
     pub schema_version: u32,
     pub job_id: JobId,
@@ -225,13 +236,22 @@ mod tests {
     #[test]
     fn status_and_reason_strings_match_serde() {
         for s in Status::ALL {
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
         for r in Reason::ALL {
-            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
             assert_eq!(Reason::parse(r.as_str()), Some(r));
         }
-        assert_eq!(Reason::FaceMismatchIdPhoto.as_str(), "face_mismatch_id_photo");
+        assert_eq!(
+            Reason::FaceMismatchIdPhoto.as_str(),
+            "face_mismatch_id_photo"
+        );
     }
 }

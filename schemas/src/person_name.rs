@@ -11,7 +11,10 @@ const MAX_CHARS: usize = 64;
 
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schemars(with = "String", description = "Trimmed, non-empty person name, at most 64 characters")]
+#[schemars(
+    with = "String",
+    description = "Trimmed, non-empty person name, at most 64 characters"
+)]
 pub struct PersonName(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,9 +41,9 @@ impl PersonName {
         if s.chars().any(char::is_control) {
             return Err(PersonNameError::ControlCharacters);
         }
-        if s.chars()
-            .any(|c| c.is_ascii_digit() || matches!(c, '<' | '>' | '{' | '}' | '\\' | '"' | '/' | ';'))
-        {
+        if s.chars().any(|c| {
+            c.is_ascii_digit() || matches!(c, '<' | '>' | '{' | '}' | '\\' | '"' | '/' | ';')
+        }) {
             return Err(PersonNameError::ForbiddenCharacters);
         }
         Ok(Self(s.to_string()))
@@ -96,15 +99,27 @@ mod tests {
 
     #[test]
     fn overlong_names_are_rejected() {
-        assert_eq!(PersonName::parse(&"张".repeat(65)), Err(PersonNameError::TooLong));
+        assert_eq!(
+            PersonName::parse(&"张".repeat(65)),
+            Err(PersonNameError::TooLong)
+        );
         assert!(PersonName::parse(&"张".repeat(64)).is_ok());
     }
 
     #[test]
     fn names_with_digits_or_markup_are_rejected() {
-        assert_eq!(PersonName::parse("张3"), Err(PersonNameError::ForbiddenCharacters));
-        assert_eq!(PersonName::parse("<b>"), Err(PersonNameError::ForbiddenCharacters));
-        assert_eq!(PersonName::parse("张\u{0}三"), Err(PersonNameError::ControlCharacters));
+        assert_eq!(
+            PersonName::parse("张3"),
+            Err(PersonNameError::ForbiddenCharacters)
+        );
+        assert_eq!(
+            PersonName::parse("<b>"),
+            Err(PersonNameError::ForbiddenCharacters)
+        );
+        assert_eq!(
+            PersonName::parse("张\u{0}三"),
+            Err(PersonNameError::ControlCharacters)
+        );
     }
 
     #[test]
@@ -114,6 +129,9 @@ mod tests {
 
     #[test]
     fn debug_output_masks_the_name() {
-        assert_eq!(format!("{:?}", PersonName::parse("张三丰").unwrap()), "PersonName(张**)");
+        assert_eq!(
+            format!("{:?}", PersonName::parse("张三丰").unwrap()),
+            "PersonName(张**)"
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Vendor {
     /// Alibaba Cloud 实人认证 (Cloudauth)
@@ -49,7 +51,9 @@ impl FromStr for Vendor {
 }
 
 /// Every vendor API a job can drive. The string form is `vendor.api`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Operation {
     /// Alibaba VerifyMaterial (2019-03-07): name + ID + face image (+ ID-card images).
     #[serde(rename = "aliyun.verify_material")]

@@ -14,8 +14,12 @@ fn committed_json_schemas_match_the_types() {
             std::fs::write(&path, &generated).unwrap();
             continue;
         }
-        let committed = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{} is missing ({e}); run with UPDATE_SCHEMAS=1", path.display()));
+        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{} is missing ({e}); run with UPDATE_SCHEMAS=1",
+                path.display()
+            )
+        });
         assert!(
             committed == generated,
             "{} has drifted from the Rust types; run `UPDATE_SCHEMAS=1 cargo test -p kyc-schemas` and commit the result",

@@ -38,7 +38,14 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn record(&self, vendor: &str, api: &str, http_status: u16, billable: bool, reference: Option<String>) {
+    pub fn record(
+        &self,
+        vendor: &str,
+        api: &str,
+        http_status: u16,
+        billable: bool,
+        reference: Option<String>,
+    ) {
         self.entries.lock().expect("ledger lock").push(LedgerEntry {
             vendor: vendor.into(),
             api: api.into(),

@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn sequence_codes_select_scenarios() {
-        assert_eq!(Scenario::from_id("110105194912319012"), Scenario::IdentityMismatch);
+        assert_eq!(
+            Scenario::from_id("110105194912319012"),
+            Scenario::IdentityMismatch
+        );
         assert_eq!(Scenario::from_id("11010519491231002X"), Scenario::Pass);
         assert_eq!(Scenario::from_id("short"), Scenario::Pass);
     }

@@ -115,7 +115,10 @@ fn summary(state: &AppState) -> LedgerSummary {
 pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/admin/ledger", get(admin_ledger))
-        .route("/admin/faults", get(admin_get_faults).post(admin_set_faults))
+        .route(
+            "/admin/faults",
+            get(admin_get_faults).post(admin_set_faults),
+        )
         .route("/admin/reset", post(admin_reset))
         .merge(huawei::routes())
         .with_state(state)
@@ -129,7 +132,10 @@ async fn admin_get_faults(State(s): State<Shared>) -> Json<FaultConfig> {
     Json(s.faults())
 }
 
-async fn admin_set_faults(State(s): State<Shared>, Json(f): Json<FaultConfig>) -> Json<FaultConfig> {
+async fn admin_set_faults(
+    State(s): State<Shared>,
+    Json(f): Json<FaultConfig>,
+) -> Json<FaultConfig> {
     *s.faults.write().expect("faults lock") = f.clone();
     Json(f)
 }

@@ -48,12 +48,14 @@ impl Store {
 
     pub async fn finish_batch(&self, batch_id: &str) -> Result<()> {
         let now = now_ms();
-        sqlx::query("UPDATE batches SET finished_at_ms = $1, updated_at_ms = $2 WHERE batch_id = $3")
-            .bind(now)
-            .bind(now)
-            .bind(batch_id)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE batches SET finished_at_ms = $1, updated_at_ms = $2 WHERE batch_id = $3",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(batch_id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

@@ -49,7 +49,8 @@ impl Store {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for nj in chunk {
             let j = &nj.job;
-            let payload = serde_json::to_string(j).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let payload =
+                serde_json::to_string(j).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             q = q
                 .bind(j.job_id.as_str().to_string())
                 .bind(batch_id.to_string())
@@ -93,7 +94,9 @@ impl Store {
                             JobInsert::Unconfirmed
                         }
                     }
-                    Some(e) => JobInsert::Duplicate { first_row: e.source_row },
+                    Some(e) => JobInsert::Duplicate {
+                        first_row: e.source_row,
+                    },
                     // The same job id under another dedup key cannot happen (the id hashes
                     // the content the key is made of); treat it as already known.
                     None => JobInsert::AlreadyPublished,

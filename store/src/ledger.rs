@@ -97,7 +97,12 @@ impl Store {
         }
     }
 
-    async fn complete(&self, call: &OpenCall, rec: &CallRecord, outcome: Option<&Outcome>) -> Result<bool> {
+    async fn complete(
+        &self,
+        call: &OpenCall,
+        rec: &CallRecord,
+        outcome: Option<&Outcome>,
+    ) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
         // 'unknown' too: a row marked unknown by a redelivery while this call was still in
@@ -180,8 +185,8 @@ async fn insert_outcome(tx: &mut sqlx::Transaction<'_, sqlx::Any>, o: &Outcome) 
     .bind(o.reason.as_str())
     .bind(o.vendor_code.clone())
     .bind(o.vendor_message.clone())
-    .bind(o.similarity)
-    .bind(o.liveness_score)
+    .bind(crate::nullable_f64(o.similarity))
+    .bind(crate::nullable_f64(o.liveness_score))
     .bind(o.vendor_request_id.clone())
     .bind(o.vendor_ref.clone())
     .bind(i64::from(o.attempts))

@@ -80,9 +80,15 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // NORMAL is durable in WAL mode except for the last commits on power
                         // loss; a redelivered job then simply runs again.
-                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 30000")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -95,8 +101,16 @@ impl Store {
     /// Applies the migrations of this backend (embedded in the binary at build time).
     pub async fn migrate(&self) -> Result<()> {
         match self.backend {
-            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&self.pool).await?,
-            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("../migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
+            Backend::Sqlite => {
+                sqlx::migrate!("../migrations/sqlite")
+                    .run(&self.pool)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -131,6 +145,34 @@ pub fn day_of(ms: i64) -> String {
         .unwrap_or_default()
         .format("%Y-%m-%d")
         .to_string()
+}
+
+/// A nullable float to bind. sqlx 0.9.0's `Any` driver declares a NULL `f64` as `float4`
+/// on PostgreSQL (and a NULL `f32` as `float8`): the prepared statement then refuses the
+/// 8-byte values of later rows. Binding NULL as `f32` yields `float8` either way.
+pub(crate) fn nullable_f64(v: Option<f64>) -> NullableF64 {
+    NullableF64(v)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NullableF64(Option<f64>);
+
+impl sqlx::Type<sqlx::Any> for NullableF64 {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <f64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for NullableF64 {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        match self.0 {
+            Some(v) => <f64 as sqlx::Encode<sqlx::Any>>::encode_by_ref(&v, buf),
+            None => <Option<f32> as sqlx::Encode<sqlx::Any>>::encode_by_ref(&None, buf),
+        }
+    }
 }
 
 /// `$1, $2, …` placeholders for a multi-row insert of `rows` rows of `cols` columns.

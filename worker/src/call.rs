@@ -11,6 +11,7 @@ use kyc_store::ledger::OpenCall;
 use kyc_store::{CallRecord, NewCall, Store, StoreError};
 
 use crate::limiter::Limiters;
+use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
 use crate::vendors::{Api, Exchange, VendorError};
 
@@ -37,6 +38,7 @@ pub struct LastCall {
 #[derive(Debug)]
 pub struct Caller<'a> {
     store: &'a Store,
+    metrics: &'a Metrics,
     limiters: &'a Limiters,
     retry: &'a RetryPolicy,
     job_id: &'a JobId,
@@ -48,11 +50,12 @@ pub struct Caller<'a> {
 }
 
 impl<'a> Caller<'a> {
-    pub fn new(store: &'a Store, limiters: &'a Limiters, retry: &'a RetryPolicy, job_id: &'a JobId, prior_attempts: u32) -> Self {
+    pub fn new(ctx: &'a crate::Context, job_id: &'a JobId, prior_attempts: u32) -> Self {
         Self {
-            store,
-            limiters,
-            retry,
+            store: &ctx.store,
+            metrics: &ctx.metrics,
+            limiters: &ctx.limiters,
+            retry: &ctx.retry,
             job_id,
             attempts: prior_attempts,
             pending: None,
@@ -74,7 +77,13 @@ impl<'a> Caller<'a> {
             self.flush().await?;
             let waited = self.limiters.acquire(&api).await;
             if !waited.is_zero() {
-                tracing::debug!(api = api.name, waited_ms = waited.as_millis() as u64, "limiter wait");
+                self.metrics
+                    .limiter_wait(api.vendor.as_str(), api.name, waited);
+                tracing::debug!(
+                    api = api.name,
+                    waited_ms = waited.as_millis() as u64,
+                    "limiter wait"
+                );
             }
             self.attempts += 1;
             let open = self
@@ -89,6 +98,15 @@ impl<'a> Caller<'a> {
                 .await?;
             let started = Instant::now();
             let ex = send().await;
+            let result = match &ex.result {
+                Ok(_) => "ok",
+                Err(VendorError::Throttled { .. }) => "throttled",
+                Err(VendorError::Transient { .. }) => "transient",
+                Err(VendorError::AuthExpired { .. }) => "auth_expired",
+                Err(VendorError::Permanent { .. }) => "refused",
+            };
+            self.metrics
+                .vendor_call(api.vendor.as_str(), api.name, result, started.elapsed());
             self.last = LastCall {
                 request_id: ex.request_id.clone(),
                 latency: started.elapsed(),
@@ -108,6 +126,7 @@ impl<'a> Caller<'a> {
                 Err(e) => match schedule.next_delay(&e) {
                     Some(delay) => {
                         self.retries += 1;
+                        self.metrics.retry(api.vendor.as_str(), api.name, result);
                         tracing::info!(
                             api = api.name,
                             code = e.code(),
@@ -145,7 +164,11 @@ impl<'a> Caller<'a> {
     /// Returns false if another delivery of the job had already written an outcome.
     pub async fn finish(mut self, outcome: &kyc_schemas::Outcome) -> Result<bool, StoreError> {
         match self.pending.take() {
-            Some((open, rec)) => self.store.complete_with_outcome(Some(&open), &rec, outcome).await,
+            Some((open, rec)) => {
+                self.store
+                    .complete_with_outcome(Some(&open), &rec, outcome)
+                    .await
+            }
             None => {
                 self.store
                     .complete_with_outcome(None, &CallRecord::default(), outcome)

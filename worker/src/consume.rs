@@ -47,7 +47,13 @@ pub async fn run(
     let mut vendors = JoinSet::new();
     for vendor in settings.vendors.clone() {
         let consumer = broker.consume(vendor, settings.prefetch).await?;
-        vendors.spawn(consume_vendor(ctx.clone(), consumer, vendor, settings.clone(), stop_rx.clone()));
+        vendors.spawn(consume_vendor(
+            ctx.clone(),
+            consumer,
+            vendor,
+            settings.clone(),
+            stop_rx.clone(),
+        ));
     }
     tokio::select! {
         _ = shutdown => {
@@ -88,8 +94,10 @@ async fn consume_vendor(
             }
             Some(Ok(delivery)) => {
                 let ctx = ctx.clone();
+                ctx.metrics.in_flight(1);
                 tasks.spawn(async move {
-                    handle(&ctx, delivery).await;
+                    handle(&ctx, vendor, delivery).await;
+                    ctx.metrics.in_flight(-1);
                     drop(permit);
                 });
             }
@@ -102,12 +110,16 @@ async fn consume_vendor(
     .await;
     if drained.is_err() {
         // Dropping the unacked deliveries hands them back to the broker with the channel.
-        tracing::warn!(vendor = vendor.as_str(), left = tasks.len(), "grace period over; abandoning in-flight jobs for redelivery");
+        tracing::warn!(
+            vendor = vendor.as_str(),
+            left = tasks.len(),
+            "grace period over; abandoning in-flight jobs for redelivery"
+        );
         tasks.abort_all();
     }
 }
 
-async fn handle(ctx: &crate::Context, delivery: Delivery) {
+async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
     let message_id = delivery.message_id.clone().unwrap_or_default();
     let result = match process(ctx, &delivery.payload, delivery.delivery_count).await {
         // Ack only now: the outcome (and ledger, and counter) are committed.
@@ -119,7 +131,12 @@ async fn handle(ctx: &crate::Context, delivery: Delivery) {
             delivery.requeue().await
         }
         Disposition::DeadLetter(reason) => {
-            tracing::error!(message_id, reason, "poison message sent to the dead-letter queue");
+            tracing::error!(
+                message_id,
+                reason,
+                "poison message sent to the dead-letter queue"
+            );
+            ctx.metrics.dead_letter(vendor.as_str());
             delivery.dead_letter(&reason).await
         }
     };

@@ -7,6 +7,7 @@
 //! - [`limiter`]: per vendor × API rate limits, a token before every call (retries too)
 //! - [`retry`]: backoff with jitter (backon), `Retry-After` honoured
 //! - [`call`]: one vendor call = limiter token + ledger row + HTTP + retry decision
+//! - [`metrics`]: counters and latency histograms for `/metrics` (no PII in labels)
 //! - [`vendors`]: one folder per vendor: config, signing, request, response, client
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -14,6 +15,7 @@ pub mod call;
 pub mod consume;
 pub mod limiter;
 pub mod materials;
+pub mod metrics;
 pub mod process;
 pub mod retry;
 pub mod vendors;
@@ -43,6 +45,7 @@ pub struct Context {
     pub clients: Clients,
     pub limiters: Limiters,
     pub retry: RetryPolicy,
+    pub metrics: metrics::Metrics,
 }
 
 pub type SharedContext = Arc<Context>;

@@ -36,7 +36,9 @@ impl Limiters {
             .map(|(k, q)| {
                 let period = Duration::from_secs_f64(1.0 / q.qps);
                 let burst = NonZeroU32::new(q.burst.max(1)).expect("max(1) is non-zero");
-                let quota = GQuota::with_period(period).expect("positive period").allow_burst(burst);
+                let quota = GQuota::with_period(period)
+                    .expect("positive period")
+                    .allow_burst(burst);
                 (k.clone(), Arc::new(RateLimiter::direct(quota)))
             })
             .collect();
@@ -75,9 +77,15 @@ mod tests {
         assert_eq!(l.acquire(&API).await, Duration::ZERO);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn tokens_beyond_the_burst_wait_for_the_rate() {
-        let quotas = HashMap::from([("huawei.ivs-standard".to_string(), Quota { qps: 10.0, burst: 2 })]);
+        let quotas = HashMap::from([(
+            "huawei.ivs-standard".to_string(),
+            Quota {
+                qps: 10.0,
+                burst: 2,
+            },
+        )]);
         let l = Limiters::new(&quotas);
         // governor reads a real clock, so this checks the ordering, not wall time: the third
         // token in a row must wait, the first two must not.

@@ -24,7 +24,11 @@ pub struct MaterialError {
 }
 
 pub async fn load(objects: &ObjectStore, m: &Materials) -> Result<Loaded, MaterialError> {
-    async fn one(objects: &ObjectStore, field: &'static str, uri: &Option<String>) -> Result<Option<Bytes>, MaterialError> {
+    async fn one(
+        objects: &ObjectStore,
+        field: &'static str,
+        uri: &Option<String>,
+    ) -> Result<Option<Bytes>, MaterialError> {
         match uri {
             Some(u) => objects
                 .get(u)

@@ -29,13 +29,26 @@ pub enum Disposition {
 /// content (it could be a name or an ID number), only positions and kinds.
 pub fn decode(payload: &[u8]) -> Result<Job, String> {
     if payload.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("oversized message: {} bytes (limit {MAX_MESSAGE_BYTES})", payload.len()));
+        return Err(format!(
+            "oversized message: {} bytes (limit {MAX_MESSAGE_BYTES})",
+            payload.len()
+        ));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(payload).map_err(|e| format!("not JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column()))?;
+    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
+        format!(
+            "not JSON ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
     match value.get("schema_version").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(JOB_SCHEMA_VERSION) => {}
-        Some(v) => return Err(format!("unsupported schema_version {v} (this worker reads {JOB_SCHEMA_VERSION})")),
+        Some(v) => {
+            return Err(format!(
+                "unsupported schema_version {v} (this worker reads {JOB_SCHEMA_VERSION})"
+            ))
+        }
         None => return Err("missing schema_version".into()),
     }
     serde_json::from_value(value).map_err(|e| format!("invalid job: {}", scrub(&e.to_string())))
@@ -66,7 +79,9 @@ pub async fn process(ctx: &Context, payload: &[u8], delivery_count: u32) -> Disp
         Err(reason) => return Disposition::DeadLetter(reason),
     };
     let span = tracing::info_span!("job", job_id = %job.job_id, batch_id = %job.batch_id, operation = %job.operation);
-    process_job(ctx, &job, delivery_count).instrument(span).await
+    process_job(ctx, &job, delivery_count)
+        .instrument(span)
+        .await
 }
 
 async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Disposition {
@@ -82,13 +97,16 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Dispositi
     let prior = match ctx.store.recover_calls(&job.job_id).await {
         Ok((unknown, prior)) => {
             if unknown > 0 {
-                tracing::warn!(unknown, "calls left open by an earlier delivery marked unknown");
+                tracing::warn!(
+                    unknown,
+                    "calls left open by an earlier delivery marked unknown"
+                );
             }
             prior
         }
         Err(e) => return Disposition::Requeue(format!("database: {e}")),
     };
-    let mut caller = Caller::new(&ctx.store, &ctx.limiters, &ctx.retry, &job.job_id, prior);
+    let mut caller = Caller::new(ctx, &job.job_id, prior);
 
     let verdict = match materials::load(&ctx.objects, &job.materials).await {
         Err(e) if e.source.is_transient() && delivery_count < 5 => {
@@ -112,7 +130,12 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Dispositi
     let status = outcome.status;
     match caller.finish(&outcome).await {
         Ok(true) => {
-            tracing::info!(status = status.as_str(), reason = outcome.reason.as_str(), attempts = outcome.attempts, "outcome recorded");
+            tracing::info!(
+                status = status.as_str(),
+                reason = outcome.reason.as_str(),
+                attempts = outcome.attempts,
+                "outcome recorded"
+            );
             Disposition::Ack(Some(status))
         }
         Ok(false) => Disposition::Ack(None),
@@ -120,7 +143,12 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Dispositi
     }
 }
 
-async fn call_vendor(ctx: &Context, job: &Job, loaded: &materials::Loaded, caller: &mut Caller<'_>) -> Result<Verdict, CallError> {
+async fn call_vendor(
+    ctx: &Context,
+    job: &Job,
+    loaded: &materials::Loaded,
+    caller: &mut Caller<'_>,
+) -> Result<Verdict, CallError> {
     let no_client = || {
         CallError::Vendor(VendorError::Permanent {
             code: "not_configured".into(),
@@ -129,7 +157,14 @@ async fn call_vendor(ctx: &Context, job: &Job, loaded: &materials::Loaded, calle
         })
     };
     match job.vendor() {
-        kyc_schemas::Vendor::Huawei => ctx.clients.huawei.as_ref().ok_or_else(no_client)?.run(job, loaded, caller).await,
+        kyc_schemas::Vendor::Huawei => {
+            ctx.clients
+                .huawei
+                .as_ref()
+                .ok_or_else(no_client)?
+                .run(job, loaded, caller)
+                .await
+        }
         other => Err(CallError::Vendor(VendorError::Permanent {
             code: "unsupported_operation".into(),
             message: format!("vendor {other} is not supported by this build"),
@@ -170,7 +205,9 @@ fn outcome_of(job: &Job, caller: &Caller<'_>, verdict: Result<Verdict, VendorErr
         },
         Err(e) => {
             let message = match &e {
-                VendorError::Transient { message, .. } | VendorError::Permanent { message, .. } => Some(message.clone()),
+                VendorError::Transient { message, .. } | VendorError::Permanent { message, .. } => {
+                    Some(message.clone())
+                }
                 _ => None,
             };
             Outcome {
@@ -190,17 +227,25 @@ mod tests {
     fn poison_messages_are_named_without_their_content() {
         assert!(decode(b"not json").unwrap_err().starts_with("not JSON"));
         assert_eq!(decode(br#"{"a":1}"#).unwrap_err(), "missing schema_version");
-        assert!(decode(br#"{"schema_version":99}"#).unwrap_err().contains("unsupported schema_version 99"));
+        assert!(decode(br#"{"schema_version":99}"#)
+            .unwrap_err()
+            .contains("unsupported schema_version 99"));
         let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
         assert!(decode(&big).unwrap_err().starts_with("oversized"));
         let bad = br#"{"schema_version":1,"job_id":"j","batch_id":"b","source_row":2,"operation":"huawei.standard","subject":{"name":"Zhang San","id_number":"110105194912310021"}}"#;
         let reason = decode(bad).unwrap_err();
         assert!(reason.starts_with("invalid job"), "{reason}");
-        assert!(!reason.contains("110105194912310021") && !reason.contains("Zhang"), "{reason}");
+        assert!(
+            !reason.contains("110105194912310021") && !reason.contains("Zhang"),
+            "{reason}"
+        );
     }
 
     #[test]
     fn scrub_removes_quoted_values() {
-        assert_eq!(scrub(r#"invalid type: string "张三", expected u32"#), "invalid type: string …, expected u32");
+        assert_eq!(
+            scrub(r#"invalid type: string "张三", expected u32"#),
+            "invalid type: string …, expected u32"
+        );
     }
 }

@@ -120,7 +120,11 @@ mod tests {
             max_delay: Duration::from_millis(100),
         };
         let mut s = policy.schedule();
-        assert!(s.next_delay(&transient(Some(Duration::from_secs(5)))).unwrap() >= Duration::from_secs(5));
+        assert!(
+            s.next_delay(&transient(Some(Duration::from_secs(5))))
+                .unwrap()
+                >= Duration::from_secs(5)
+        );
         for _ in 0..20 {
             // Jitter may add up to one delay on top of the cap.
             assert!(s.next_delay(&transient(None)).unwrap() <= Duration::from_millis(200));
@@ -130,7 +134,9 @@ mod tests {
     #[test]
     fn an_expired_token_is_refreshed_once() {
         let mut s = RetryPolicy::default().schedule();
-        let e = VendorError::AuthExpired { code: "APIG.0307".into() };
+        let e = VendorError::AuthExpired {
+            code: "APIG.0307".into(),
+        };
         assert_eq!(s.next_delay(&e), Some(Duration::ZERO));
         assert_eq!(s.next_delay(&e), None);
     }

@@ -3,7 +3,6 @@
 //! or `X-Auth-Token`, validation with the documented `IVS.00xx` codes, throttling as
 //! 429 `APIG.0308`, and answers from the scenario table. Only HTTP 200 is billable.
 
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -22,7 +21,11 @@ use crate::scenario::{stable_hash, Scenario};
 use crate::server::Shared;
 
 const VENDOR: &str = "huawei";
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 /// APIG accepts X-Sdk-Date within 15 minutes of its clock.
 const MAX_SKEW_SECS: i64 = 15 * 60;
 
@@ -56,8 +59,35 @@ fn error(status: StatusCode, code: &str, msg: &str) -> Response {
         axum::Json(json!({ "error_code": code, "error_msg": msg, "request_id": rid })),
     )
         .into_response();
-    r.headers_mut().insert("x-request-id", HeaderValue::from_str(&rid).expect("hex id"));
+    r.headers_mut()
+        .insert("x-request-id", HeaderValue::from_str(&rid).expect("hex id"));
     r
+}
+
+/// A documented IVS refusal, turned into its error body at the edge.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    msg: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    fn bad_request(code: &'static str, msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, msg)
+    }
+
+    fn into_response(self) -> Response {
+        error(self.status, self.code, &self.msg)
+    }
 }
 
 async fn iam_token(State(s): State<Shared>, body: Bytes) -> Response {
@@ -88,7 +118,9 @@ async fn iam_token(State(s): State<Shared>, body: Bytes) -> Response {
         .lock()
         .expect("token lock")
         .insert(token.clone(), expires.timestamp_millis());
-    let project = v["auth"]["scope"]["project"]["name"].as_str().unwrap_or("cn-north-4");
+    let project = v["auth"]["scope"]["project"]["name"]
+        .as_str()
+        .unwrap_or("cn-north-4");
     let mut r = (
         StatusCode::CREATED,
         axum::Json(json!({"token": {
@@ -100,16 +132,30 @@ async fn iam_token(State(s): State<Shared>, body: Bytes) -> Response {
         }})),
     )
         .into_response();
-    r.headers_mut()
-        .insert("x-subject-token", HeaderValue::from_str(&token).expect("ascii token"));
+    r.headers_mut().insert(
+        "x-subject-token",
+        HeaderValue::from_str(&token).expect("ascii token"),
+    );
     r
 }
 
-async fn standard(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn standard(
+    State(s): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     handle(&s, Api::Standard, &method, &uri, &headers, &body).await
 }
 
-async fn extension(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn extension(
+    State(s): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     handle(&s, Api::Extension, &method, &uri, &headers, &body).await
 }
 
@@ -128,7 +174,14 @@ impl Api {
     }
 }
 
-async fn handle(s: &Shared, api: Api, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn handle(
+    s: &Shared,
+    api: Api,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let faults = s.faults().huawei;
     let delay = faults::delay(&faults);
     if !delay.is_zero() {
@@ -137,7 +190,16 @@ async fn handle(s: &Shared, api: Api, method: &Method, uri: &Uri, headers: &Head
     let reference = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v["meta"]["uuid"].as_str().map(str::to_string));
-    let resp = answer(s, api, method, uri, headers, body, &faults, reference.as_deref());
+    let resp = answer(
+        s,
+        api,
+        method,
+        uri,
+        headers,
+        body,
+        &faults,
+        reference.as_deref(),
+    );
     let status = resp.status().as_u16();
     s.ledger
         .record(VENDOR, api.name(), status, status == 200, reference);
@@ -156,10 +218,18 @@ fn answer(
     reference: Option<&str>,
 ) -> Response {
     if let Err(msg) = authenticate(s, method, uri, headers, body) {
-        return error(StatusCode::UNAUTHORIZED, "APIG.0301", &format!("Incorrect IAM authentication information: {msg}"));
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "APIG.0301",
+            &format!("Incorrect IAM authentication information: {msg}"),
+        );
     }
     if body.len() > 12 * 1024 * 1024 {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "APIG.0201", "Request entity too large");
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "APIG.0201",
+            "Request entity too large",
+        );
     }
     let throttled = || {
         let mut r = error(
@@ -168,26 +238,38 @@ fn answer(
             "The throttling threshold has been reached: policy user over ratelimit,limit:10,time:1 second",
         );
         if let Some(secs) = faults.retry_after_secs {
-            r.headers_mut().insert("retry-after", HeaderValue::from(secs));
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
         }
         r
     };
-    if !s.quotas.admit(&format!("{VENDOR}.{}", api.name()), faults.qps) {
+    if !s
+        .quotas
+        .admit(&format!("{VENDOR}.{}", api.name()), faults.qps)
+    {
         return throttled();
     }
     if faults::roll(faults.error_rate) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "IVS.0101", "Service inner error.");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "IVS.0101",
+            "Service inner error.",
+        );
     }
     if headers.get("content-type").is_none_or(|v| v.is_empty()) {
-        return error(StatusCode::BAD_REQUEST, "IVS.0012", "Lack Header or Header Content-Type is empty.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "IVS.0012",
+            "Lack Header or Header Content-Type is empty.",
+        );
     }
     let item = match parse_item(body) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let subject = match validate(api, &item) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let scenario = Scenario::from_id(&subject.id);
     let seen = reference.map(|r| s.seen.bump(r)).unwrap_or(1);
@@ -195,16 +277,32 @@ fn answer(
         Scenario::ThrottledOnce if seen == 1 => return throttled(),
         Scenario::AlwaysThrottled => return throttled(),
         Scenario::InternalErrorOnce if seen == 1 => {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "IVS.0101", "Service inner error.")
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "IVS.0101",
+                "Service inner error.",
+            )
         }
         Scenario::AlwaysInternalError => {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "IVS.0101", "Service inner error.")
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "IVS.0101",
+                "Service inner error.",
+            )
         }
         Scenario::AccountBlocked => {
-            return error(StatusCode::BAD_REQUEST, "IVS.0015", "The subservice has not been subscribed.")
+            return error(
+                StatusCode::BAD_REQUEST,
+                "IVS.0015",
+                "The subservice has not been subscribed.",
+            )
         }
         Scenario::AccountInArrears => {
-            return error(StatusCode::BAD_REQUEST, "IVS.0014", "The service has been frozen.")
+            return error(
+                StatusCode::BAD_REQUEST,
+                "IVS.0014",
+                "The service has been frozen.",
+            )
         }
         _ => {}
     }
@@ -213,9 +311,15 @@ fn answer(
     let (result, code, message) = match scenario {
         Scenario::IdentityMismatch => ("invalid", 2001, "Inconsistent identity information"),
         Scenario::NoRecord => ("nonexistent", 3001, "Nonexistent identity information"),
-        Scenario::FaceMismatch if face_checked => ("invalid", 2002, "Inconsistent face information"),
-        Scenario::ImageQuality if face_checked => ("invalid", 2003, "Face image quality or format problem"),
-        Scenario::IdPhotoMissing if face_checked => ("invalid", 2006, "Id card photo does not exist"),
+        Scenario::FaceMismatch if face_checked => {
+            ("invalid", 2002, "Inconsistent face information")
+        }
+        Scenario::ImageQuality if face_checked => {
+            ("invalid", 2003, "Face image quality or format problem")
+        }
+        Scenario::IdPhotoMissing if face_checked => {
+            ("invalid", 2006, "Id card photo does not exist")
+        }
         _ => ("valid", 1000, "Successful certification"),
     };
     let mut resp = json!({
@@ -262,12 +366,19 @@ fn answer(
         })),
     )
         .into_response();
-    r.headers_mut().insert("x-request-id", HeaderValue::from_str(&rid).expect("hex id"));
+    r.headers_mut()
+        .insert("x-request-id", HeaderValue::from_str(&rid).expect("hex id"));
     r
 }
 
 /// Checks `X-Auth-Token` against issued tokens, or the AK/SK signature.
-fn authenticate(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+fn authenticate(
+    s: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), &'static str> {
     if let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
         let tokens = s.tokens.lock().expect("token lock");
         return match tokens.get(token) {
@@ -330,7 +441,10 @@ fn authenticate(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, bod
     let mut path: String = uri
         .path()
         .split('/')
-        .map(|seg| utf8_percent_encode(&percent_decode_str(seg).decode_utf8_lossy(), UNRESERVED).to_string())
+        .map(|seg| {
+            utf8_percent_encode(&percent_decode_str(seg).decode_utf8_lossy(), UNRESERVED)
+                .to_string()
+        })
         .collect::<Vec<_>>()
         .join("/");
     if !path.ends_with('/') {
@@ -343,39 +457,70 @@ fn authenticate(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, bod
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |x: &str| percent_decode_str(&x.replace('+', " ")).decode_utf8_lossy().to_string();
+            let dec = |x: &str| {
+                percent_decode_str(&x.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .to_string()
+            };
             (dec(k), dec(v))
         })
         .collect();
     query.sort();
     let query = query
         .iter()
-        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, UNRESERVED), utf8_percent_encode(v, UNRESERVED)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, UNRESERVED),
+                utf8_percent_encode(v, UNRESERVED)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&");
-    let payload = match headers.get("x-sdk-content-sha256").and_then(|v| v.to_str().ok()) {
+    let payload = match headers
+        .get("x-sdk-content-sha256")
+        .and_then(|v| v.to_str().ok())
+    {
         Some("UNSIGNED-PAYLOAD") => "UNSIGNED-PAYLOAD".to_string(),
         _ => hex::encode(Sha256::digest(body)),
     };
-    let canonical = format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{payload}");
-    let to_sign = format!("SDK-HMAC-SHA256\n{date}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+    let canonical =
+        format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{payload}");
+    let to_sign = format!(
+        "SDK-HMAC-SHA256\n{date}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
     let mut mac = Hmac::<Sha256>::new_from_slice(sk.as_bytes()).expect("any key length");
     mac.update(to_sign.as_bytes());
     let expected = hex::decode(signature).map_err(|_| "verify aksk signature fail")?;
-    mac.verify_slice(&expected).map_err(|_| "verify aksk signature fail")
+    mac.verify_slice(&expected)
+        .map_err(|_| "verify aksk signature fail")
 }
 
-fn parse_item(body: &[u8]) -> Result<Value, Response> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "IVS.0001", "Request parameter meta is null or empty."))?;
+fn parse_item(body: &[u8]) -> Result<Value, Refusal> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| {
+        Refusal::bad_request("IVS.0001", "Request parameter meta is null or empty.")
+    })?;
     if !v["meta"].is_object() {
-        return Err(error(StatusCode::BAD_REQUEST, "IVS.0001", "Request parameter meta is null or empty."));
+        return Err(Refusal::bad_request(
+            "IVS.0001",
+            "Request parameter meta is null or empty.",
+        ));
     }
-    let list = v["data"]["req_data"].as_array().cloned().unwrap_or_default();
+    let list = v["data"]["req_data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     match list.len() {
-        0 => Err(error(StatusCode::BAD_REQUEST, "IVS.0003", "Some necessary request parameters in req_data is null.")),
+        0 => Err(Refusal::bad_request(
+            "IVS.0003",
+            "Some necessary request parameters in req_data is null.",
+        )),
         1 => Ok(list.into_iter().next().expect("one element")),
-        _ => Err(error(StatusCode::BAD_REQUEST, "IVS.0002", "Request parameter req_data is redundant .")),
+        _ => Err(Refusal::bad_request(
+            "IVS.0002",
+            "Request parameter req_data is redundant .",
+        )),
     }
 }
 
@@ -386,34 +531,55 @@ struct Subject {
     from_image: bool,
 }
 
-fn wrong_format(what: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, "IVS.0011", &format!("The request param has wrong format, {what}"))
+fn wrong_format(what: &str) -> Refusal {
+    Refusal::bad_request(
+        "IVS.0011",
+        format!("The request param has wrong format, {what}"),
+    )
 }
 
-fn missing() -> Response {
-    error(StatusCode::BAD_REQUEST, "IVS.0003", "Some necessary request parameters in req_data is null.")
+fn missing() -> Refusal {
+    Refusal::bad_request(
+        "IVS.0003",
+        "Some necessary request parameters in req_data is null.",
+    )
 }
 
 /// Decodes a base64 JPEG with the documented limits (≥ 10 KB and ≤ 4 MB of base64).
-fn image(item: &Value, field: &str, bad_code: &str, bad_msg: &str) -> Result<Option<Vec<u8>>, Response> {
-    let Some(v) = item.get(field) else { return Ok(None) };
+fn image(
+    item: &Value,
+    field: &str,
+    bad_code: &'static str,
+    bad_msg: &str,
+) -> Result<Option<Vec<u8>>, Refusal> {
+    let Some(v) = item.get(field) else {
+        return Ok(None);
+    };
     let b64 = v.as_str().unwrap_or_default();
     if b64.is_empty() {
         return Err(wrong_format(&format!("{field} is null or empty.")));
     }
     if b64.len() < 10 * 1024 || b64.len() > 4 * 1024 * 1024 {
-        return Err(error(StatusCode::BAD_REQUEST, "IVS.0004", "Image base64 size is more than 4MB or less than 10KB."));
+        return Err(Refusal::bad_request(
+            "IVS.0004",
+            "Image base64 size is more than 4MB or less than 10KB.",
+        ));
     }
-    let bytes = B64.decode(b64).map_err(|_| error(StatusCode::BAD_REQUEST, bad_code, bad_msg))?;
+    let bytes = B64
+        .decode(b64)
+        .map_err(|_| Refusal::bad_request(bad_code, bad_msg))?;
     if !bytes.starts_with(&[0xFF, 0xD8]) {
-        return Err(error(StatusCode::BAD_REQUEST, bad_code, bad_msg));
+        return Err(Refusal::bad_request(bad_code, bad_msg));
     }
     Ok(Some(bytes))
 }
 
 /// The documented validation of one `req_data` element.
-fn validate(api: Api, item: &Value) -> Result<Subject, Response> {
-    let text = |f: &str| item.get(f).map(|v| v.as_str().unwrap_or_default().to_string());
+fn validate(api: Api, item: &Value) -> Result<Subject, Refusal> {
+    let text = |f: &str| {
+        item.get(f)
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+    };
     let subject = match (text("verification_name"), text("verification_id")) {
         (Some(name), Some(id)) => {
             if name.is_empty() {
@@ -423,7 +589,9 @@ fn validate(api: Api, item: &Value) -> Result<Subject, Response> {
                 return Err(wrong_format("verification_id is null or empty."));
             }
             if kyc_schemas::PersonName::parse(&name).is_err() {
-                return Err(wrong_format("verification_name contains invalid characters."));
+                return Err(wrong_format(
+                    "verification_name contains invalid characters.",
+                ));
             }
             if id.chars().count() != 15 && id.chars().count() != 18 {
                 return Err(wrong_format("verification_id length must equal 15 or 18."));
@@ -439,10 +607,21 @@ fn validate(api: Api, item: &Value) -> Result<Subject, Response> {
         }
         (None, None) => {
             // The SDK's field names; the docs' `idcard_image_1` is not read.
-            let front = image(item, "idcard_image1", "IVS.0007", "Id card image error: not a jpeg. Please try another image.")?
-                .ok_or_else(missing)?;
-            image(item, "idcard_image2", "IVS.0007", "Id card image error: not a jpeg. Please try another image.")?;
-            let (name, id) = marker(&front).unwrap_or_else(|| ("张三".into(), "11010519491231002X".into()));
+            let front = image(
+                item,
+                "idcard_image1",
+                "IVS.0007",
+                "Id card image error: not a jpeg. Please try another image.",
+            )?
+            .ok_or_else(missing)?;
+            image(
+                item,
+                "idcard_image2",
+                "IVS.0007",
+                "Id card image error: not a jpeg. Please try another image.",
+            )?;
+            let (name, id) =
+                marker(&front).unwrap_or_else(|| ("张三".into(), "11010519491231002X".into()));
             Subject {
                 name,
                 id,
@@ -452,19 +631,34 @@ fn validate(api: Api, item: &Value) -> Result<Subject, Response> {
         _ => return Err(missing()),
     };
     if api == Api::Standard {
-        let face = image(item, "face_image", "IVS.0006", "The input face image is invalid.")?;
+        let face = image(
+            item,
+            "face_image",
+            "IVS.0006",
+            "The input face image is invalid.",
+        )?;
         if face.is_none() {
-            let Some(video) = item.get("video") else { return Err(missing()) };
+            let Some(video) = item.get("video") else {
+                return Err(missing());
+            };
             let len = video.as_str().unwrap_or_default().len();
             if !(10 * 1024..=10 * 1024 * 1024).contains(&len) {
-                return Err(error(StatusCode::BAD_REQUEST, "IVS.0005", "Video base 64 size is more than 10MB or less than 10KB."));
+                return Err(Refusal::bad_request(
+                    "IVS.0005",
+                    "Video base 64 size is more than 10MB or less than 10KB.",
+                ));
             }
             let actions = item["actions"].as_str().unwrap_or_default();
             if actions.is_empty() {
                 return Err(missing());
             }
-            if actions.split(',').any(|a| !matches!(a.trim(), "1" | "2" | "3" | "4")) {
-                return Err(wrong_format("error in parsing actions, Integer list type expected."));
+            if actions
+                .split(',')
+                .any(|a| !matches!(a.trim(), "1" | "2" | "3" | "4"))
+            {
+                return Err(wrong_format(
+                    "error in parsing actions, Integer list type expected.",
+                ));
             }
         }
     }
@@ -477,7 +671,10 @@ fn marker(bytes: &[u8]) -> Option<(String, String)> {
     let needle = b"kycsim:id=";
     let pos = bytes.windows(needle.len()).position(|w| w == needle)?;
     let rest = &bytes[pos + needle.len()..];
-    let end = rest.iter().position(|b| *b == 0 || *b == 0xFF).unwrap_or(rest.len().min(200));
+    let end = rest
+        .iter()
+        .position(|b| *b == 0 || *b == 0xFF)
+        .unwrap_or(rest.len().min(200));
     let text = String::from_utf8_lossy(&rest[..end]).to_string();
     let (id, name) = text.split_once(";name=").unwrap_or((&text, "张三"));
     Some((name.to_string(), id.chars().take(18).collect()))

@@ -64,7 +64,10 @@ pub struct Verdict {
 pub enum VendorError {
     /// The vendor's own throttle answer (Huawei 429 APIG.0308, Alibaba Throttling.*, Baidu 18).
     #[error("throttled by the vendor ({code})")]
-    Throttled { code: String, retry_after: Option<Duration> },
+    Throttled {
+        code: String,
+        retry_after: Option<Duration>,
+    },
     /// 5xx, gateway errors, timeouts, connection failures: worth another try.
     #[error("transient vendor failure ({code}): {message}")]
     Transient {
@@ -96,7 +99,8 @@ impl VendorError {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            VendorError::Throttled { retry_after, .. } | VendorError::Transient { retry_after, .. } => *retry_after,
+            VendorError::Throttled { retry_after, .. }
+            | VendorError::Transient { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -141,14 +145,19 @@ mod tests {
 
     #[test]
     fn retry_after_accepts_seconds_and_http_dates() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().to_utc();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
         assert_eq!(
             parse_retry_after("Mon, 23 Nov 2026 12:00:05 GMT", now),
             Some(Duration::from_secs(5))
         );
         // A date in the past means "now".
-        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 11:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Mon, 23 Nov 2026 11:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -52,7 +52,12 @@ impl HuaweiClient {
 
     /// Runs one job: picks the endpoint, builds the body, calls it through `caller` (which
     /// takes the limiter token, writes the ledger and retries).
-    pub(crate) async fn run(&self, job: &Job, m: &Loaded, caller: &mut Caller<'_>) -> Result<Verdict, CallError> {
+    pub(crate) async fn run(
+        &self,
+        job: &Job,
+        m: &Loaded,
+        caller: &mut Caller<'_>,
+    ) -> Result<Verdict, CallError> {
         let (api, body) = match job.operation {
             Operation::HuaweiStandard => (STANDARD, request::standard(job, m)),
             Operation::HuaweiIdcardExtension => (EXTENSION, request::extension(job, m)),
@@ -76,7 +81,11 @@ impl HuaweiClient {
     }
 
     async fn post(&self, api: Api, body: &[u8], detail: bool) -> Exchange<Verdict> {
-        let url = format!("{}/v2.0/{}", self.config.endpoint.trim_end_matches('/'), api.name);
+        let url = format!(
+            "{}/v2.0/{}",
+            self.config.endpoint.trim_end_matches('/'),
+            api.name
+        );
         let parsed = match url::Url::parse(&url) {
             Ok(u) => u,
             Err(_) => return Exchange::no_answer(permanent_config("endpoint is not a valid URL")),
@@ -133,7 +142,7 @@ impl HuaweiClient {
                     // The answer was cut off; if the vendor sent 200 it billed the call.
                     billable: status == 200,
                     result: Err(VendorError::from_reqwest(&e)),
-                }
+                };
             }
         };
         let result = if status == 200 {
@@ -167,8 +176,15 @@ impl HuaweiClient {
                 return Ok(t.value.clone());
             }
         }
-        let HuaweiAuth::Password { user, password, domain } = &self.config.auth else {
-            return Err(permanent_config("token requested without password credentials"));
+        let HuaweiAuth::Password {
+            user,
+            password,
+            domain,
+        } = &self.config.auth
+        else {
+            return Err(permanent_config(
+                "token requested without password credentials",
+            ));
         };
         let body = serde_json::json!({
             "auth": {
@@ -179,7 +195,10 @@ impl HuaweiClient {
                 "scope": { "project": { "name": self.config.region } }
             }
         });
-        let url = format!("{}/v3/auth/tokens?nocatalog=true", self.config.iam_endpoint.trim_end_matches('/'));
+        let url = format!(
+            "{}/v3/auth/tokens?nocatalog=true",
+            self.config.iam_endpoint.trim_end_matches('/')
+        );
         let resp = self
             .http
             .post(url)
@@ -197,7 +216,11 @@ impl HuaweiClient {
                     .json::<serde_json::Value>()
                     .await
                     .ok()
-                    .and_then(|v| v["token"]["expires_at"].as_str().and_then(|s| s.parse().ok()))
+                    .and_then(|v| {
+                        v["token"]["expires_at"]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                    })
                     .unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::hours(23));
                 *guard = Some(CachedToken {
                     value: value.clone(),
@@ -220,7 +243,10 @@ impl HuaweiClient {
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn permanent_config(message: &str) -> VendorError {

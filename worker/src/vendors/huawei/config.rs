@@ -28,7 +28,10 @@ impl fmt::Debug for HuaweiAuth {
         match self {
             HuaweiAuth::AkSk { ak, .. } => write!(f, "AkSk {{ ak: {ak:?}, sk: <redacted> }}"),
             HuaweiAuth::Password { user, domain, .. } => {
-                write!(f, "Password {{ user: {user:?}, domain: {domain:?}, password: <redacted> }}")
+                write!(
+                    f,
+                    "Password {{ user: {user:?}, domain: {domain:?}, password: <redacted> }}"
+                )
             }
         }
     }

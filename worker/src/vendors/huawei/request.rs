@@ -35,8 +35,14 @@ fn identity(job: &Job, m: &Loaded, item: &mut Map<String, Value>) -> Result<(), 
         _ => {
             // The official SDK sends `idcard_image1`/`idcard_image2`; the docs' tables say
             // `idcard_image_1`, which the service does not read.
-            let front = m.id_card_front.as_ref().ok_or(BuildError::Missing("name and id_number, or id_card_front"))?;
-            let back = m.id_card_back.as_ref().ok_or(BuildError::Missing("id_card_back"))?;
+            let front = m
+                .id_card_front
+                .as_ref()
+                .ok_or(BuildError::Missing("name and id_number, or id_card_front"))?;
+            let back = m
+                .id_card_back
+                .as_ref()
+                .ok_or(BuildError::Missing("id_card_back"))?;
             item.insert("idcard_image1".into(), B64.encode(front).into());
             item.insert("idcard_image2".into(), B64.encode(back).into());
         }
@@ -52,7 +58,11 @@ pub(crate) fn standard(job: &Job, m: &Loaded) -> Result<Vec<u8>, BuildError> {
         item.insert("face_image".into(), B64.encode(face).into());
     } else if let Some(video) = &m.video {
         item.insert("video".into(), B64.encode(video).into());
-        let actions = job.vendor_refs.actions.as_deref().ok_or(BuildError::Missing("actions (for a video)"))?;
+        let actions = job
+            .vendor_refs
+            .actions
+            .as_deref()
+            .ok_or(BuildError::Missing("actions (for a video)"))?;
         item.insert("actions".into(), actions.into());
         if let Some(t) = job.vendor_refs.nod_threshold {
             item.insert("nod_threshold".into(), t.into());
@@ -130,6 +140,9 @@ mod tests {
             video: Some(vec![1].into()),
             ..Default::default()
         };
-        assert_eq!(standard(&job(), &m), Err(BuildError::Missing("actions (for a video)")));
+        assert_eq!(
+            standard(&job(), &m),
+            Err(BuildError::Missing("actions (for a video)"))
+        );
     }
 }

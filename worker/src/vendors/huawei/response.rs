@@ -51,13 +51,17 @@ pub(crate) fn parse_success(body: &[u8], detail: bool) -> Result<Verdict, Vendor
         message: what.into(),
         reason: Reason::UnexpectedResponse,
     };
-    let parsed: Body = serde_json::from_slice(body).map_err(|_| unexpected("200 body is not the documented JSON"))?;
+    let parsed: Body = serde_json::from_slice(body)
+        .map_err(|_| unexpected("200 body is not the documented JSON"))?;
     let item = parsed
         .result
         .and_then(|r| r.resp_data.into_iter().next())
         .ok_or_else(|| unexpected("200 body has no result.resp_data[0]"))?;
-    let code = item.verification_code.ok_or_else(|| unexpected("resp_data[0] has no verification_code"))?;
-    let (status, reason) = normalize_code(code).ok_or_else(|| unexpected("unknown verification_code"))?;
+    let code = item
+        .verification_code
+        .ok_or_else(|| unexpected("resp_data[0] has no verification_code"))?;
+    let (status, reason) =
+        normalize_code(code).ok_or_else(|| unexpected("unknown verification_code"))?;
     let similarity = item
         .similarity
         .and_then(|v| match v {
@@ -79,7 +83,11 @@ pub(crate) fn parse_success(body: &[u8], detail: bool) -> Result<Verdict, Vendor
 
 /// What a non-200 answer means: a verdict after all (the vendor judged the material), or an
 /// error to retry or not. Follows the retry table of `vendor-protocols.md`.
-pub(crate) fn parse_error(status: u16, body: &[u8], retry_after: Option<&str>) -> Result<Verdict, VendorError> {
+pub(crate) fn parse_error(
+    status: u16,
+    body: &[u8],
+    retry_after: Option<&str>,
+) -> Result<Verdict, VendorError> {
     let parsed: Option<Body> = serde_json::from_slice(body).ok();
     let code = parsed
         .as_ref()
@@ -109,9 +117,9 @@ pub(crate) fn parse_error(status: u16, body: &[u8], retry_after: Option<&str>) -
         }
         // A bad AK/SK: retrying risks the 5-failure lock on the key.
         (_, "APIG.0301") | (401, _) | (403, _) => permanent(Reason::AuthFailed),
-        (_, "IVS.0014") | (_, "IVS.0015") => permanent(Reason::AuthFailed),
+        (_, "IVS.0014") | (_, "IVS.0015") => permanent(Reason::AccountBlocked),
         // The vendor looked at the material and could not use it: a verdict, not a fault.
-        (_, "IVS.0006") | (_, "IVS.0007") | (_, "IVS.0009") | (_, "IVS.0010") => {
+        (_, "IVS.0007") | (_, "IVS.0009") | (_, "IVS.0010") => {
             return Ok(Verdict {
                 status: Status::Failed,
                 reason: Reason::ImageQuality,
@@ -133,11 +141,13 @@ pub(crate) fn parse_error(status: u16, body: &[u8], retry_after: Option<&str>) -
                 vendor_ref: None,
             })
         }
-        (s, _) if s >= 500 || code == "IVS.0101" || code.starts_with("APIG.02") => VendorError::Transient {
-            code,
-            message,
-            retry_after,
-        },
+        (s, _) if s >= 500 || code == "IVS.0101" || code.starts_with("APIG.02") => {
+            VendorError::Transient {
+                code,
+                message,
+                retry_after,
+            }
+        }
         (408, _) => VendorError::Transient {
             code,
             message,
@@ -178,40 +188,121 @@ mod tests {
 
     #[test]
     fn detailed_similarity_is_normalized_to_0_100() {
-        assert_eq!(parse_success(&ok_body(1000, "884.3"), true).unwrap().similarity, Some(88.43));
-        assert_eq!(parse_success(&ok_body(1000, "65"), false).unwrap().similarity, Some(65.0));
+        let s = parse_success(&ok_body(1000, "884.3"), true)
+            .unwrap()
+            .similarity
+            .unwrap();
+        assert!((s - 88.43).abs() < 1e-9, "{s}");
+        assert_eq!(
+            parse_success(&ok_body(1000, "65"), false)
+                .unwrap()
+                .similarity,
+            Some(65.0)
+        );
     }
 
     #[test]
     fn throttling_is_retryable_and_honours_retry_after() {
         let body = br#"{"error_code":"APIG.0308","error_msg":"The throttling threshold has been reached"}"#;
         match parse_error(429, body, Some("7")) {
-            Err(VendorError::Throttled { retry_after, .. }) => assert_eq!(retry_after, Some(Duration::from_secs(7))),
+            Err(VendorError::Throttled { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)))
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_error(429, body, None), Err(VendorError::Throttled { retry_after: Some(_), .. })));
+        assert!(matches!(
+            parse_error(429, body, None),
+            Err(VendorError::Throttled {
+                retry_after: Some(_),
+                ..
+            })
+        ));
     }
 
     #[test]
     fn error_codes_are_classified() {
         let e = |status, code: &str, msg: &str| {
-            parse_error(status, format!(r#"{{"error_code":"{code}","error_msg":"{msg}"}}"#).as_bytes(), None)
+            parse_error(
+                status,
+                format!(r#"{{"error_code":"{code}","error_msg":"{msg}"}}"#).as_bytes(),
+                None,
+            )
         };
         for n in 1..=5 {
             let code = format!("IVS.{n:04}");
-            assert!(matches!(e(400, &code, "x"), Err(VendorError::Permanent { reason: Reason::InvalidRequest, .. })), "{code}");
+            assert!(
+                matches!(
+                    e(400, &code, "x"),
+                    Err(VendorError::Permanent {
+                        reason: Reason::InvalidRequest,
+                        ..
+                    })
+                ),
+                "{code}"
+            );
         }
-        assert!(matches!(e(400, "IVS.0011", "x"), Err(VendorError::Permanent { reason: Reason::InvalidRequest, .. })));
-        for code in ["IVS.0006", "IVS.0007", "IVS.0009", "IVS.0010"] {
-            assert_eq!(e(400, code, "x").unwrap().reason, Reason::ImageQuality, "{code}");
+        assert!(matches!(
+            e(400, "IVS.0011", "x"),
+            Err(VendorError::Permanent {
+                reason: Reason::InvalidRequest,
+                ..
+            })
+        ));
+        assert!(matches!(
+            e(400, "IVS.0006", "x"),
+            Err(VendorError::Permanent {
+                reason: Reason::InvalidRequest,
+                ..
+            })
+        ));
+        for code in ["IVS.0007", "IVS.0009", "IVS.0010"] {
+            assert_eq!(
+                e(400, code, "x").unwrap().reason,
+                Reason::ImageQuality,
+                "{code}"
+            );
         }
-        assert_eq!(e(400, "IVS.0008", "x").unwrap().reason, Reason::LivenessFailed);
-        assert!(matches!(e(400, "IVS.0015", "x"), Err(VendorError::Permanent { reason: Reason::AuthFailed, .. })));
-        assert!(matches!(e(500, "IVS.0101", "x"), Err(VendorError::Transient { .. })));
-        assert!(matches!(e(502, "APIG.0201", "x"), Err(VendorError::Transient { .. })));
-        assert!(matches!(e(401, "APIG.0307", "The token must be updated"), Err(VendorError::AuthExpired { .. })));
-        assert!(matches!(e(401, "APIG.0301", "Incorrect IAM authentication information: token expires"), Err(VendorError::AuthExpired { .. })));
-        assert!(matches!(e(401, "APIG.0301", "verify aksk signature fail"), Err(VendorError::Permanent { reason: Reason::AuthFailed, .. })));
-        assert!(matches!(parse_error(503, b"<html>", None), Err(VendorError::Transient { .. })));
+        assert_eq!(
+            e(400, "IVS.0008", "x").unwrap().reason,
+            Reason::LivenessFailed
+        );
+        assert!(matches!(
+            e(400, "IVS.0015", "x"),
+            Err(VendorError::Permanent {
+                reason: Reason::AccountBlocked,
+                ..
+            })
+        ));
+        assert!(matches!(
+            e(500, "IVS.0101", "x"),
+            Err(VendorError::Transient { .. })
+        ));
+        assert!(matches!(
+            e(502, "APIG.0201", "x"),
+            Err(VendorError::Transient { .. })
+        ));
+        assert!(matches!(
+            e(401, "APIG.0307", "The token must be updated"),
+            Err(VendorError::AuthExpired { .. })
+        ));
+        assert!(matches!(
+            e(
+                401,
+                "APIG.0301",
+                "Incorrect IAM authentication information: token expires"
+            ),
+            Err(VendorError::AuthExpired { .. })
+        ));
+        assert!(matches!(
+            e(401, "APIG.0301", "verify aksk signature fail"),
+            Err(VendorError::Permanent {
+                reason: Reason::AuthFailed,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_error(503, b"<html>", None),
+            Err(VendorError::Transient { .. })
+        ));
     }
 }

@@ -9,7 +9,11 @@ use sha2::{Digest, Sha256};
 pub(crate) const ALGORITHM: &str = "SDK-HMAC-SHA256";
 
 /// RFC 3986 unreserved characters stay; everything else is `%XX` (space is `%20`).
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// What the signer needs of a request. `headers` must already contain `X-Sdk-Date` and
 /// `Host`; every header given is signed except names containing `_` (as the SDK does).
@@ -44,7 +48,11 @@ pub(crate) fn sign(ak: &str, sk: &str, req: &SignInput<'_>) -> Signed {
         .find(|(n, _)| n == "x-sdk-date")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let signed_headers = headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
+    let signed_headers = headers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
     let canonical_headers: String = headers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
     let payload_hash = match headers.iter().find(|(n, _)| n == "x-sdk-content-sha256") {
         Some((_, v)) if v == "UNSIGNED-PAYLOAD" => v.clone(),
@@ -66,7 +74,8 @@ pub(crate) fn sign(ak: &str, sk: &str, req: &SignInput<'_>) -> Signed {
     let mut mac = Hmac::<Sha256>::new_from_slice(sk.as_bytes()).expect("HMAC takes any key length");
     mac.update(string_to_sign.as_bytes());
     let signature = hex::encode(mac.finalize().into_bytes());
-    let authorization = format!("{ALGORITHM} Access={ak}, SignedHeaders={signed_headers}, Signature={signature}");
+    let authorization =
+        format!("{ALGORITHM} Access={ak}, SignedHeaders={signed_headers}, Signature={signature}");
     Signed {
         canonical_request,
         string_to_sign,
@@ -99,7 +108,13 @@ fn canonical_query(query: &[(String, String)]) -> String {
     pairs.sort();
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, UNRESERVED), utf8_percent_encode(v, UNRESERVED)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, UNRESERVED),
+                utf8_percent_encode(v, UNRESERVED)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -147,11 +162,31 @@ mod tests {
                     body: v["body"].as_str().unwrap().as_bytes(),
                 },
             );
-            assert_eq!(signed.canonical_request, v["canonical_request"].as_str().unwrap(), "{name}: canonical request");
-            assert_eq!(signed.string_to_sign, v["string_to_sign"].as_str().unwrap(), "{name}: string to sign");
-            assert_eq!(signed.signed_headers, v["signed_headers"].as_str().unwrap(), "{name}: signed headers");
-            assert_eq!(signed.signature, v["signature"].as_str().unwrap(), "{name}: signature");
-            assert_eq!(signed.authorization, v["authorization"].as_str().unwrap(), "{name}: authorization");
+            assert_eq!(
+                signed.canonical_request,
+                v["canonical_request"].as_str().unwrap(),
+                "{name}: canonical request"
+            );
+            assert_eq!(
+                signed.string_to_sign,
+                v["string_to_sign"].as_str().unwrap(),
+                "{name}: string to sign"
+            );
+            assert_eq!(
+                signed.signed_headers,
+                v["signed_headers"].as_str().unwrap(),
+                "{name}: signed headers"
+            );
+            assert_eq!(
+                signed.signature,
+                v["signature"].as_str().unwrap(),
+                "{name}: signature"
+            );
+            assert_eq!(
+                signed.authorization,
+                v["authorization"].as_str().unwrap(),
+                "{name}: authorization"
+            );
         }
     }
 
@@ -162,7 +197,10 @@ mod tests {
             ("Content-Type".to_string(), "application/json".to_string()),
             ("X-Project-Id".to_string(), "pid123".to_string()),
             ("X-Sdk-Date".to_string(), "20240101T000000Z".to_string()),
-            ("Host".to_string(), "ivs.cn-north-4.myhuaweicloud.com".to_string()),
+            (
+                "Host".to_string(),
+                "ivs.cn-north-4.myhuaweicloud.com".to_string(),
+            ),
         ];
         let signed = sign(
             "testak",
@@ -175,7 +213,10 @@ mod tests {
                 body: br#"{"meta":{"uuid":"u-1"}}"#,
             },
         );
-        assert_eq!(signed.signature, "2fb171403a7306fe5015307fc46362abb8544cf06839b4e103f8d05104ea8078");
+        assert_eq!(
+            signed.signature,
+            "2fb171403a7306fe5015307fc46362abb8544cf06839b4e103f8d05104ea8078"
+        );
     }
 
     #[test]
@@ -184,7 +225,17 @@ mod tests {
             ("X-Sdk-Date".to_string(), "20240101T000000Z".to_string()),
             ("x_custom".to_string(), "1".to_string()),
         ];
-        let s = sign("a", "b", &SignInput { method: "GET", path: "/", query: &[], headers: &headers, body: b"" });
+        let s = sign(
+            "a",
+            "b",
+            &SignInput {
+                method: "GET",
+                path: "/",
+                query: &[],
+                headers: &headers,
+                body: b"",
+            },
+        );
         assert_eq!(s.signed_headers, "x-sdk-date");
     }
 }

@@ -1,0 +1,72 @@
+//! `kyc run` over the shipped sample: the real binary, its summary and its report.
+
+use std::process::Command;
+
+#[test]
+fn kyc_run_over_the_sample_prints_a_summary_and_writes_a_masked_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let report = dir.path().join("report.csv");
+    let rejects = dir.path().join("rejects.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_kyc"))
+        .current_dir(dir.path())
+        .env_remove("HUAWEICLOUD_SDK_AK")
+        .env_remove("HUAWEICLOUD_SDK_SK")
+        .args(["run", "--quiet", "--database"])
+        .arg(format!("sqlite://{}", dir.path().join("kyc.db").display()))
+        .arg("--report")
+        .arg(&report)
+        .arg("--rejects")
+        .arg(&rejects)
+        .arg(root.join("examples/jobs.csv"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kyc run failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains("built-in vendor simulator"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("49 rows read, 42 jobs, 7 rows rejected"),
+        "{stdout}"
+    );
+    // vendor × status: 28 passed, 7 failed, 2 not found, 0 pending, 5 errors.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("huawei"))
+        .expect("summary row");
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["huawei", "28", "7", "2", "0", "5", "42"],
+        "{stdout}"
+    );
+
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(report.lines().count(), 43);
+    assert!(report.starts_with("job_id,batch_id,source_row,customer_ref,name,id_number,"));
+    // No full ID number of the sample appears in the report.
+    let sample = std::fs::read_to_string(root.join("examples/jobs.csv")).unwrap();
+    for row in sample.lines().skip(1) {
+        let id = row.split(',').nth(3).unwrap();
+        if id.len() == 18 {
+            assert!(!report.contains(id), "unmasked ID number in the report");
+        }
+    }
+    let rejects = std::fs::read_to_string(&rejects).unwrap();
+    assert_eq!(rejects.lines().count(), 8, "{rejects}");
+    assert!(rejects.contains("15-digit legacy"));
+    // Logs never carry names or ID numbers (stderr holds the logs).
+    for row in sample.lines().skip(1) {
+        let id = row.split(',').nth(3).unwrap();
+        if !id.is_empty() {
+            assert!(!stderr.contains(id), "an ID number reached the logs");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! `spawn_app()`: a fresh, isolated environment on the real services, and typed helpers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kyc_objects::ObjectStore;
+use kyc_queue::{Broker, Topology};
+use kyc_schemas::{IdNumber, Status};
+use kyc_simulator::{SimConfig, Simulator};
+use kyc_store::Store;
+use kyc_worker::{
+    Clients, Context, HuaweiAuth, HuaweiConfig, Limiters, Quota, RetryPolicy, WorkerSettings,
+};
+use sqlx::Executor;
+
+pub fn service(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: these tests need RabbitMQ, PostgreSQL and S3; run scripts/test-all, which starts them")
+    })
+}
+
+pub struct TestApp {
+    pub store: Store,
+    pub broker: Broker,
+    pub objects: ObjectStore,
+    pub sim: Simulator,
+    pub topology: Topology,
+    pub bucket: String,
+    pub amqp_url: String,
+    ak: String,
+    sk: String,
+}
+
+/// Logs go nowhere unless `TEST_LOG` is set (then to stderr, filtered by `RUST_LOG`).
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into());
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+pub async fn spawn_app() -> TestApp {
+    init_logs();
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    // A database of its own, created through the shared test database.
+    let admin_url = service("KYC_TEST_DATABASE_URL");
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    let db = format!("kyc_test_{id}");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+    let store = Store::connect(&format!("{base}/{db}"), 8)
+        .await
+        .expect("connect test database");
+    store.migrate().await.expect("migrate");
+
+    let amqp_url = service("KYC_TEST_AMQP_URL");
+    let topology = Topology::new(format!("test{id}"));
+    let broker = Broker::connect_amqp(&amqp_url, topology.clone())
+        .await
+        .expect("connect RabbitMQ");
+    broker.declare().await.expect("declare queues");
+
+    let objects = ObjectStore::s3(Some(&service("KYC_TEST_S3_ENDPOINT")), None).await;
+    let bucket = format!("kyc-test-{id}");
+    objects.ensure_bucket(&bucket).await.expect("create bucket");
+
+    let (ak, sk) = (format!("AK{id}"), format!("SK{id}secret"));
+    let mut config = SimConfig::default();
+    config.huawei.ak_sk = vec![(ak.clone(), sk.clone())];
+    config.huawei.project_id = "test-project".into();
+    let sim = Simulator::start(config, "127.0.0.1:0")
+        .await
+        .expect("start simulator");
+    TestApp {
+        store,
+        broker,
+        objects,
+        sim,
+        topology,
+        bucket,
+        amqp_url,
+        ak,
+        sk,
+    }
+}
+
+impl TestApp {
+    /// A worker context talking to this app's simulator, with quotas high enough not to
+    /// slow the tests down.
+    pub fn context(&self) -> Arc<Context> {
+        let huawei = HuaweiConfig {
+            endpoint: self.sim.base_url(),
+            iam_endpoint: self.sim.base_url(),
+            region: "cn-north-4".into(),
+            project_id: "test-project".into(),
+            auth: HuaweiAuth::AkSk {
+                ak: self.ak.clone(),
+                sk: self.sk.clone(),
+            },
+            timeout: Duration::from_secs(10),
+        };
+        let quotas = HashMap::from([
+            (
+                "huawei.ivs-standard".to_string(),
+                Quota {
+                    qps: 200.0,
+                    burst: 50,
+                },
+            ),
+            (
+                "huawei.ivs-idcard-extention".to_string(),
+                Quota {
+                    qps: 200.0,
+                    burst: 50,
+                },
+            ),
+        ]);
+        Arc::new(Context {
+            store: self.store.clone(),
+            objects: self.objects.clone(),
+            clients: Clients {
+                huawei: Some(huawei.build(reqwest::Client::new())),
+            },
+            limiters: Limiters::new(&quotas),
+            retry: RetryPolicy {
+                max_attempts: 5,
+                min_delay: Duration::from_millis(50),
+                max_delay: Duration::from_secs(1),
+            },
+            metrics: Default::default(),
+        })
+    }
+
+    /// Starts a worker (its own consumers on the shared queues); the returned sender stops it.
+    pub async fn spawn_worker(
+        &self,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let ctx = self.context();
+        let broker = self.broker.clone();
+        let settings = WorkerSettings {
+            concurrency: 8,
+            prefetch: 16,
+            shutdown_grace: Duration::from_secs(10),
+            ..WorkerSettings::default()
+        };
+        let handle = tokio::spawn(async move {
+            kyc_worker::run(ctx, broker, settings, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("worker runs");
+        });
+        (tx, handle)
+    }
+
+    /// Uploads the sample faces to `s3://<bucket>/faces/`.
+    pub async fn upload_faces(&self) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images/faces");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let data = Bytes::from(std::fs::read(&path).unwrap());
+            self.objects
+                .put(&format!("s3://{}/faces/{name}", self.bucket), data)
+                .await
+                .unwrap();
+        }
+    }
+
+    pub async fn wait_for_outcomes(&self, batch: &str, n: i64, within: Duration) {
+        let start = Instant::now();
+        loop {
+            let have = self.store.outcome_count(batch).await.unwrap();
+            if have >= n {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "only {have} of {n} outcomes after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// (source_row → (status, reason)) for a batch.
+    pub async fn outcomes(&self, batch: &str) -> HashMap<i64, (String, String, i64)> {
+        let mut out = HashMap::new();
+        let filter = kyc_store::queries::OutcomeFilter {
+            batch_id: Some(batch.into()),
+            ..Default::default()
+        };
+        self.store
+            .for_each_outcome(&filter, |r| {
+                out.insert(r.source_row.unwrap(), (r.status, r.reason, r.attempts));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        out
+    }
+
+    pub async fn cleanup(self) {
+        self.sim.stop().await;
+        if let Ok(conn) =
+            lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await
+        {
+            if let Ok(ch) = conn.create_channel().await {
+                let mut queues: Vec<String> = kyc_schemas::Vendor::ALL
+                    .iter()
+                    .map(|v| self.topology.work_queue(*v))
+                    .collect();
+                queues.push(self.topology.dead_letter_queue());
+                for q in queues {
+                    let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+                }
+            }
+        }
+        self.broker.close().await;
+        self.store.close().await;
+    }
+}
+
+/// An ID number whose sequence code is `seq` (the simulator's outcome selector).
+pub fn id_with_seq(n: usize, seq: &str) -> IdNumber {
+    let birth = format!("19{:02}{:02}{:02}", 60 + n % 40, 1 + n % 12, 1 + n % 28);
+    IdNumber::with_checksum(&format!("440304{birth}{seq}")).unwrap()
+}
+
+/// What the simulator answers for a sequence code, normalized.
+pub fn predicted(operation: &str, seq: &str) -> (Status, &'static str) {
+    let three = operation == "huawei.standard";
+    match seq {
+        "901" => (Status::Failed, "identity_mismatch"),
+        "902" if three => (Status::Failed, "face_mismatch"),
+        "903" if three => (Status::Failed, "image_quality"),
+        "906" if three => (Status::Error, "id_photo_missing"),
+        "930" => (Status::NotFound, "no_record"),
+        _ => (Status::Passed, "verified"),
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the whole pipeline on real services: RabbitMQ, PostgreSQL and an
+//! S3-compatible server, started by `scripts/test-all` (which exports `KYC_TEST_*`), plus the
+//! vendor simulator on port 0. Each test gets its own database, queue prefix and bucket.
+
+mod embedded;
+mod helpers;
+mod poison;
+mod server_mode;
