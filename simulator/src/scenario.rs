@@ -11,6 +11,11 @@ pub enum Scenario {
     ImageQuality,
     IdPhotoMissing,
     NoRecord,
+    /// The vendor refuses the material as unusable (Huawei IVS.0008 liveness, IVS.0009 face
+    /// detection, IVS.0010 face comparison).
+    LivenessError,
+    FaceDetectError,
+    FaceCompareError,
     /// Call-level faults, per request id (`meta.uuid` for Huawei).
     ThrottledOnce,
     InternalErrorOnce,
@@ -28,6 +33,9 @@ impl Scenario {
             "903" => Scenario::ImageQuality,
             "906" => Scenario::IdPhotoMissing,
             "930" => Scenario::NoRecord,
+            "913" => Scenario::LivenessError,
+            "914" => Scenario::FaceDetectError,
+            "915" => Scenario::FaceCompareError,
             "951" => Scenario::ThrottledOnce,
             "952" => Scenario::InternalErrorOnce,
             "953" => Scenario::AlwaysThrottled,

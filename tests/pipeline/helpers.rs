@@ -218,6 +218,23 @@ impl TestApp {
         out
     }
 
+    /// (job_id → (status, reason, attempts)) for a batch, jobs table or not.
+    pub async fn outcomes_by_job(&self, batch: &str) -> HashMap<String, (String, String, i64)> {
+        let mut out = HashMap::new();
+        let filter = kyc_store::queries::OutcomeFilter {
+            batch_id: Some(batch.into()),
+            ..Default::default()
+        };
+        self.store
+            .for_each_outcome(&filter, |r| {
+                out.insert(r.job_id, (r.status, r.reason, r.attempts));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        out
+    }
+
     pub async fn cleanup(self) {
         self.sim.stop().await;
         if let Ok(conn) =

@@ -4,5 +4,6 @@
 
 mod embedded;
 mod helpers;
+mod huawei_auth;
 mod poison;
 mod server_mode;

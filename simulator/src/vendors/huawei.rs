@@ -290,6 +290,28 @@ fn answer(
                 "Service inner error.",
             )
         }
+        // Content errors only exist where a face or video was judged.
+        Scenario::LivenessError if api == Api::Standard && item.get("video").is_some() => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "IVS.0008",
+                "live detect error: action not detected. Please check your input.",
+            )
+        }
+        Scenario::FaceDetectError if api == Api::Standard => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "IVS.0009",
+                "face detect error: face number is 0. Please check your input.",
+            )
+        }
+        Scenario::FaceCompareError if api == Api::Standard => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "IVS.0010",
+                "face compare error: no face in image. Please check your input.",
+            )
+        }
         Scenario::AccountBlocked => {
             return error(
                 StatusCode::BAD_REQUEST,
