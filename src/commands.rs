@@ -32,9 +32,10 @@ pub struct ProduceArgs {
     /// Batch id; re-running with the same id publishes only what is missing.
     #[arg(long)]
     batch_id: Option<String>,
-    /// Where refused rows go (default: <input stem>.rejects.csv).
+    /// Where refused rows go: a file or s3://bucket/key (default: <input stem>.rejects.csv,
+    /// next to the input, on S3 for an S3 input).
     #[arg(long)]
-    rejects: Option<PathBuf>,
+    rejects: Option<String>,
     /// Validate and report without publishing.
     #[arg(long)]
     dry_run: bool,
@@ -72,24 +73,130 @@ pub struct ReportArgs {
 
 #[derive(Debug, Subcommand)]
 enum ReportKind {
-    /// One row per job outcome.
+    /// One row per job outcome (compliance).
     Outcomes {
         #[command(flatten)]
         conn: Conn,
         #[arg(long)]
         batch: Option<String>,
+        /// First day (UTC, YYYY-MM-DD) of completion, inclusive.
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last day (UTC, YYYY-MM-DD) of completion, inclusive.
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// passed, failed, not_found, pending or error.
         #[arg(long)]
         status: Option<String>,
-        /// Output file (default: standard output).
+        /// A file, an s3://bucket/key, or an s3://bucket/prefix/ (a dated name is added);
+        /// default: standard output.
         #[arg(long)]
-        out: Option<PathBuf>,
-        /// Show full names and ID numbers.
+        out: Option<String>,
+        /// Show full names and ID numbers. Recorded in the audit trail with --requested-by.
         #[arg(long)]
         unmasked: bool,
+        /// Who asks for an unmasked export (default: $USER).
+        #[arg(long)]
+        requested_by: Option<String>,
         /// Start the file with a UTF-8 BOM for Excel.
         #[arg(long)]
         excel_bom: bool,
     },
+    /// Billable calls per vendor × product × day, against the ledger and the vendor's figures.
+    Billing {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        vendor: Option<Vendor>,
+        #[arg(long)]
+        out: Option<String>,
+        #[arg(long)]
+        excel_bom: bool,
+    },
+    /// Every job of a batch accounted for; exits 4 while anything is missing.
+    Reconcile {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        batch: String,
+        #[arg(long)]
+        out: Option<String>,
+    },
+}
+
+/// Exit code of `kyc report reconcile` for a batch that is not complete yet.
+pub const EXIT_INCOMPLETE: u8 = 4;
+
+/// Where a report goes. S3 reports are written to a temporary file first and uploaded from
+/// it, so a large export never sits in memory.
+enum Destination {
+    Stdout,
+    File(PathBuf),
+    S3 {
+        uri: String,
+        tmp: tempfile::NamedTempFile,
+    },
+}
+
+impl Destination {
+    fn parse(out: Option<&str>, report: &str) -> anyhow::Result<Self> {
+        Ok(match out {
+            None | Some("-") => Destination::Stdout,
+            Some(uri) if uri.starts_with("s3://") => {
+                let uri = if uri.ends_with('/') {
+                    format!(
+                        "{uri}{report}-{}.csv",
+                        chrono::Utc::now().format("%Y-%m-%dT%H%M%SZ")
+                    )
+                } else {
+                    uri.to_string()
+                };
+                Destination::S3 {
+                    uri,
+                    tmp: tempfile::NamedTempFile::new()
+                        .context("Failed to create a temporary file")?,
+                }
+            }
+            Some(path) => Destination::File(PathBuf::from(path)),
+        })
+    }
+
+    fn writer(&self) -> anyhow::Result<Box<dyn std::io::Write>> {
+        Ok(match self {
+            Destination::Stdout => Box::new(std::io::stdout().lock()),
+            Destination::File(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("Failed to create {}", p.display()))?,
+            )),
+            Destination::S3 { tmp, .. } => Box::new(std::io::BufWriter::new(tmp.reopen()?)),
+        })
+    }
+
+    async fn finish(self, conn: &Conn) -> anyhow::Result<String> {
+        Ok(match self {
+            Destination::Stdout => "standard output".into(),
+            Destination::File(p) => p.display().to_string(),
+            Destination::S3 { uri, tmp } => {
+                objects(conn, None)
+                    .await
+                    .put_file(&uri, tmp.path())
+                    .await
+                    .with_context(|| format!("Failed to upload {uri}"))?;
+                uri
+            }
+        })
+    }
+}
+
+fn day_start_ms(d: chrono::NaiveDate) -> i64 {
+    d.and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+        .timestamp_millis()
 }
 
 #[derive(Debug, Args)]
@@ -136,13 +243,29 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?
     };
+    let rejects_target = a.rejects.unwrap_or_else(|| {
+        if a.input.starts_with("s3://") {
+            format!(
+                "{}.rejects.csv",
+                a.input.strip_suffix(".csv").unwrap_or(&a.input)
+            )
+        } else {
+            crate::default_rejects_path(&a.input).display().to_string()
+        }
+    });
+    // Rejects bound for S3 are written locally first (the container's root is read-only,
+    // the temporary directory is not) and uploaded at the end.
+    let tmp = tempfile::TempDir::new().context("Failed to create a temporary directory")?;
+    let rejects_path = if rejects_target.starts_with("s3://") {
+        tmp.path().join("rejects.csv")
+    } else {
+        PathBuf::from(&rejects_target)
+    };
     let settings = ProduceSettings {
         batch_id: a
             .batch_id
             .unwrap_or_else(|| format!("batch-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))),
-        rejects_path: a
-            .rejects
-            .unwrap_or_else(|| crate::default_rejects_path(&a.input)),
+        rejects_path,
         input: a.input,
         images: a.images,
         default_operation: a.operation,
@@ -161,6 +284,12 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("Producing failed")?;
     broker.close().await;
+    if summary.rejected > 0 && rejects_target.starts_with("s3://") {
+        objects
+            .put_file(&rejects_target, &settings.rejects_path)
+            .await
+            .with_context(|| format!("Failed to upload the rejects to {rejects_target}"))?;
+    }
     println!(
         "batch {}: {} rows read, {} published, {} skipped (already published), {} rejected{}",
         summary.batch_id,
@@ -169,7 +298,7 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         summary.skipped,
         summary.rejected,
         if summary.rejected > 0 {
-            format!(" (see {})", settings.rejects_path.display())
+            format!(" (see {rejects_target})")
         } else {
             String::new()
         }
@@ -260,9 +389,12 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         ReportKind::Outcomes {
             conn,
             batch,
+            from,
+            to,
             status,
             out,
             unmasked,
+            requested_by,
             excel_bom,
         } => {
             init_logs(&conn);
@@ -271,30 +403,81 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
                     bail!("--status must be one of passed, failed, not_found, pending, error (got {s:?})");
                 }
             }
+            let requested_by = requested_by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_default();
+            if unmasked && requested_by.trim().is_empty() {
+                bail!("--unmasked needs --requested-by NAME (it is recorded in the audit trail)");
+            }
             let store = connect_store(&conn).await?;
             let filter = kyc_store::queries::OutcomeFilter {
                 batch_id: batch,
                 status,
-                ..Default::default()
+                from_ms: from.map(day_start_ms),
+                to_ms: to.map(|d| day_start_ms(d) + 86_400_000),
             };
             let opts = kyc_report::ReportOptions {
                 unmasked,
+                requested_by,
                 excel_bom,
             };
-            let n = match &out {
-                Some(path) => {
-                    let f = std::fs::File::create(path)
-                        .with_context(|| format!("Failed to create {}", path.display()))?;
-                    kyc_report::write_outcomes(&store, &filter, opts, std::io::BufWriter::new(f))
-                        .await?
+            let dest = Destination::parse(out.as_deref(), "outcomes")?;
+            let n = kyc_report::write_outcomes(&store, &filter, &opts, dest.writer()?).await?;
+            let at = dest.finish(&conn).await?;
+            eprintln!(
+                "{n} outcome rows written to {at}{}",
+                if unmasked {
+                    " (UNMASKED; audit recorded)"
+                } else {
+                    ""
                 }
-                None => {
-                    kyc_report::write_outcomes(&store, &filter, opts, std::io::stdout().lock())
-                        .await?
-                }
-            };
-            eprintln!("{n} outcome rows written");
+            );
             Ok(ExitCode::SUCCESS)
+        }
+        ReportKind::Billing {
+            conn,
+            from,
+            to,
+            vendor,
+            out,
+            excel_bom,
+        } => {
+            init_logs(&conn);
+            let store = connect_store(&conn).await?;
+            let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+            let dest = Destination::parse(out.as_deref(), "billing")?;
+            let n = kyc_report::write_billing(
+                &store,
+                from.map(day).as_deref(),
+                to.map(day).as_deref(),
+                vendor.map(|v| v.as_str()),
+                excel_bom,
+                dest.writer()?,
+            )
+            .await?;
+            let at = dest.finish(&conn).await?;
+            eprintln!("{n} billing rows written to {at}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ReportKind::Reconcile { conn, batch, out } => {
+            init_logs(&conn);
+            let store = connect_store(&conn).await?;
+            let dest = Destination::parse(out.as_deref(), "reconcile")?;
+            let s = kyc_report::write_reconcile(&store, &batch, dest.writer()?).await?;
+            let at = dest.finish(&conn).await?;
+            eprintln!(
+                "batch {batch}: {} jobs, {} done, {} missing (published, no outcome), {} unpublished; {} ({at})",
+                s.jobs,
+                s.done,
+                s.missing,
+                s.unpublished,
+                if s.complete() { "complete" } else { "INCOMPLETE" }
+            );
+            Ok(if s.complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_INCOMPLETE)
+            })
         }
     }
 }

@@ -215,7 +215,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let n = kyc_report::write_outcomes(
         &store,
         &filter,
-        kyc_report::ReportOptions::default(),
+        &kyc_report::ReportOptions::default(),
         std::io::BufWriter::new(file),
     )
     .await?;

@@ -283,6 +283,33 @@ impl ObjectStore {
         }
     }
 
+    /// Uploads a local file (a report, a rejects file) without reading it into memory.
+    pub async fn put_file(&self, uri: &str, path: &Path) -> Result<()> {
+        match ObjectUri::parse(uri)? {
+            ObjectUri::S3 { bucket, key } => {
+                let body = ByteStream::from_path(path)
+                    .await
+                    .map_err(|e| ObjectError::Io {
+                        uri: uri.into(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                self.s3_for(uri)?
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| s3_error(uri, e))?;
+                Ok(())
+            }
+            _ => Err(ObjectError::InvalidUri(
+                uri.into(),
+                "put_file uploads to s3:// only",
+            )),
+        }
+    }
+
     /// A presigned GET URL for an `s3://` object, valid for `expires_in`, so a vendor can
     /// fetch the image itself without our credentials and without it passing through us.
     pub async fn presign_get(&self, uri: &str, expires_in: Duration) -> Result<String> {

@@ -187,3 +187,140 @@ impl Store {
             .collect()
     }
 }
+
+/// One line of the billing report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingReportRow {
+    pub vendor: String,
+    pub product: String,
+    pub day: String,
+    /// The billing counter (moved in the ledger's transactions).
+    pub billable_calls: i64,
+    /// Billable `done` rows in the ledger: must equal the counter.
+    pub ledger_billable: i64,
+    /// Calls whose answer was lost (worker died mid-call): possibly billed.
+    pub unknown_calls: i64,
+    /// What the vendor reports it charged, where it reports anything.
+    pub vendor_charged: Option<i64>,
+}
+
+/// A job of a batch and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileRow {
+    pub job_id: String,
+    pub source_row: i64,
+    pub customer_ref: Option<String>,
+    pub operation: String,
+    pub published: bool,
+    pub status: Option<String>,
+}
+
+impl Store {
+    /// Billing per vendor × product × day within `[from_day, to_day]` (inclusive, UTC).
+    pub async fn billing_report(
+        &self,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+        vendor: Option<&str>,
+    ) -> Result<Vec<BillingReportRow>> {
+        // Every (vendor, product, day) that any of the three sources knows about.
+        let rows = sqlx::query(
+            "WITH keys AS ( \
+               SELECT vendor, product, day FROM billing_counters \
+               UNION SELECT vendor, product, day FROM vendor_calls \
+               UNION SELECT vendor, product, day FROM vendor_charges) \
+             SELECT k.vendor, k.product, k.day, \
+               COALESCE((SELECT b.billable_calls FROM billing_counters b \
+                         WHERE b.vendor = k.vendor AND b.product = k.product AND b.day = k.day), 0), \
+               (SELECT COUNT(*) FROM vendor_calls c WHERE c.vendor = k.vendor AND c.product = k.product \
+                  AND c.day = k.day AND c.state = 'done' AND c.billable = 1), \
+               (SELECT COUNT(*) FROM vendor_calls c WHERE c.vendor = k.vendor AND c.product = k.product \
+                  AND c.day = k.day AND c.state = 'unknown'), \
+               (SELECT v.charged_calls FROM vendor_charges v \
+                  WHERE v.vendor = k.vendor AND v.product = k.product AND v.day = k.day) \
+             FROM keys k \
+             WHERE ($1 = '' OR k.day >= $2) AND ($3 = '' OR k.day <= $4) AND ($5 = '' OR k.vendor = $6) \
+             ORDER BY k.vendor, k.product, k.day",
+        )
+        .bind(from_day.unwrap_or_default().to_string())
+        .bind(from_day.unwrap_or_default().to_string())
+        .bind(to_day.unwrap_or_default().to_string())
+        .bind(to_day.unwrap_or_default().to_string())
+        .bind(vendor.unwrap_or_default().to_string())
+        .bind(vendor.unwrap_or_default().to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(BillingReportRow {
+                    vendor: r.try_get(0)?,
+                    product: r.try_get(1)?,
+                    day: r.try_get(2)?,
+                    billable_calls: r.try_get(3)?,
+                    ledger_billable: r.try_get(4)?,
+                    unknown_calls: r.try_get(5)?,
+                    vendor_charged: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Calls `f` for every job of a batch, in source order, with its publish and outcome state.
+    pub async fn for_each_batch_job<F>(&self, batch_id: &str, mut f: F) -> Result<u64>
+    where
+        F: FnMut(ReconcileRow) -> Result<()>,
+    {
+        let mut rows = sqlx::query(
+            "SELECT j.job_id, j.source_row, j.customer_ref, j.operation, \
+             CASE WHEN j.published_at_ms IS NULL THEN 0 ELSE 1 END, o.status \
+             FROM jobs j LEFT JOIN outcomes o ON o.job_id = j.job_id \
+             WHERE j.batch_id = $1 ORDER BY j.source_row, j.job_id",
+        )
+        .bind(batch_id)
+        .fetch(self.pool());
+        let mut n = 0;
+        while let Some(r) = rows.try_next().await? {
+            f(ReconcileRow {
+                job_id: r.try_get(0)?,
+                source_row: r.try_get(1)?,
+                customer_ref: r.try_get(2)?,
+                operation: r.try_get(3)?,
+                published: r.try_get::<i64, _>(4)? == 1,
+                status: r.try_get(5)?,
+            })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Records that someone exported personal data unmasked.
+    pub async fn record_report_audit(
+        &self,
+        who: &str,
+        report: &str,
+        filter: &str,
+        rows: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO report_audit (audit_id, at_ms, who, report, filter, rows_written) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(uuid::Uuid::new_v4().simple().to_string())
+        .bind(crate::now_ms())
+        .bind(who.to_string())
+        .bind(report.to_string())
+        .bind(filter.to_string())
+        .bind(rows as i64)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The audit trail, newest first: (at_ms, who, report, filter, rows).
+    pub async fn report_audit(&self) -> Result<Vec<(i64, String, String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT at_ms, who, report, filter, rows_written FROM report_audit ORDER BY at_ms DESC",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+}

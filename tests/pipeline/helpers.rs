@@ -48,10 +48,9 @@ fn init_logs() {
     });
 }
 
-pub async fn spawn_app() -> TestApp {
-    init_logs();
+/// A fresh, migrated PostgreSQL database of its own, created through the shared test database.
+pub async fn fresh_pg_store() -> Store {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    // A database of its own, created through the shared test database.
     let admin_url = service("KYC_TEST_DATABASE_URL");
     let admin = sqlx::PgPool::connect(&admin_url)
         .await
@@ -67,6 +66,13 @@ pub async fn spawn_app() -> TestApp {
         .await
         .expect("connect test database");
     store.migrate().await.expect("migrate");
+    store
+}
+
+pub async fn spawn_app() -> TestApp {
+    init_logs();
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let store = fresh_pg_store().await;
 
     let amqp_url = service("KYC_TEST_AMQP_URL");
     let topology = Topology::new(format!("test{id}"));

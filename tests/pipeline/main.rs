@@ -6,4 +6,5 @@ mod embedded;
 mod helpers;
 mod huawei_auth;
 mod poison;
+mod reports;
 mod server_mode;

@@ -1,0 +1,20 @@
+-- Reports: an audit trail of unmasked exports, and the vendors' own charge figures for
+-- billing reconciliation (written by the Baidu result/getall operation). Keep in step with ../sqlite/.
+CREATE TABLE report_audit (
+    audit_id     TEXT PRIMARY KEY,
+    at_ms        BIGINT NOT NULL,
+    who          TEXT NOT NULL,
+    report       TEXT NOT NULL,
+    filter       TEXT NOT NULL,
+    rows_written BIGINT NOT NULL
+);
+
+-- What a vendor says it charged, per vendor × product × day (e.g. Baidu getall charge counts).
+CREATE TABLE vendor_charges (
+    vendor         TEXT NOT NULL,
+    product        TEXT NOT NULL,
+    day            TEXT NOT NULL,
+    charged_calls  BIGINT NOT NULL,
+    updated_at_ms  BIGINT NOT NULL,
+    PRIMARY KEY (vendor, product, day)
+);

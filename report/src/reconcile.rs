@@ -1,0 +1,83 @@
+//! Reconciliation of one batch: every job the producer accepted is listed with how far it got.
+//! A batch is complete only when every job has an outcome.
+
+use std::io::Write;
+
+use kyc_store::Store;
+
+use crate::{csv_writer, opt, ReportError};
+
+pub const RECONCILE_COLUMNS: [&str; 6] = [
+    "job_id",
+    "source_row",
+    "customer_ref",
+    "operation",
+    "state",
+    "status",
+];
+
+/// Counts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileSummary {
+    pub jobs: u64,
+    /// Outcome recorded.
+    pub done: u64,
+    /// Published, no outcome yet (in the queue, in flight, or lost).
+    pub missing: u64,
+    /// Accepted but never confirmed by the broker: re-run the producer with the same batch id.
+    pub unpublished: u64,
+}
+
+impl ReconcileSummary {
+    pub fn complete(&self) -> bool {
+        self.jobs > 0 && self.done == self.jobs
+    }
+}
+
+pub async fn write_reconcile<W: Write>(
+    store: &Store,
+    batch_id: &str,
+    out: W,
+) -> Result<ReconcileSummary, ReportError> {
+    let mut w = csv_writer(out, false)?;
+    w.write_record(RECONCILE_COLUMNS)?;
+    let mut s = ReconcileSummary::default();
+    let mut failed = None;
+    store
+        .for_each_batch_job(batch_id, |r| {
+            let state = match (&r.status, r.published) {
+                (Some(_), _) => {
+                    s.done += 1;
+                    "done"
+                }
+                (None, true) => {
+                    s.missing += 1;
+                    "missing"
+                }
+                (None, false) => {
+                    s.unpublished += 1;
+                    "unpublished"
+                }
+            };
+            s.jobs += 1;
+            if failed.is_none() {
+                if let Err(e) = w.write_record([
+                    r.job_id.as_str(),
+                    &r.source_row.to_string(),
+                    r.customer_ref.as_deref().unwrap_or_default(),
+                    &r.operation,
+                    state,
+                    &opt(&r.status),
+                ]) {
+                    failed = Some(e);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    w.flush()?;
+    Ok(s)
+}

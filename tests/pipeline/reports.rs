@@ -1,0 +1,155 @@
+//! Golden-file tests of the reports: a fixed database, seeded identically on PostgreSQL and
+//! SQLite, must produce byte-identical CSVs equal to `tests/golden/*.csv`.
+//! Run with `UPDATE_GOLDEN=1` to rewrite the files after an intended change.
+
+use std::path::PathBuf;
+
+use kyc_store::queries::OutcomeFilter;
+use kyc_store::Store;
+
+use crate::helpers::fresh_pg_store;
+
+const DAY_20: i64 = 1_763_632_800_000; // 2025-11-20T10:00:00Z
+const DAY_21: i64 = DAY_20 + 86_400_000;
+
+/// Two batches' worth of every state a report distinguishes. Literal SQL (no binds) so the
+/// fixture reads the same on both backends.
+const SEED: &[&str] = &[
+    "INSERT INTO batches (batch_id, source, created_at_ms, updated_at_ms) VALUES ('gold', 'jobs.csv', 0, 0)",
+    "INSERT INTO jobs (job_id, batch_id, source_row, dedup_key, customer_ref, vendor, operation, subject_name, subject_id_number, payload, created_at_ms, published_at_ms) VALUES \
+     ('j1', 'gold', 2, 'd1', 'C-1', 'huawei', 'huawei.standard', '张三丰', '11010519491231002X', '{}', 0, 1), \
+     ('j2', 'gold', 3, 'd2', 'C-2', 'huawei', 'huawei.standard', '李四', '440304199001011237', '{}', 0, 1), \
+     ('j3', 'gold', 4, 'd3', 'C-3', 'huawei', 'huawei.idcard_extension', '王五', '440304199001021234', '{}', 0, 1), \
+     ('j4', 'gold', 5, 'd4', NULL, 'huawei', 'huawei.idcard_extension', '赵六', '440304199001031230', '{}', 0, NULL)",
+    "INSERT INTO outcomes (job_id, batch_id, vendor, operation, status, reason, vendor_code, vendor_message, similarity, liveness_score, vendor_request_id, vendor_ref, attempts, latency_ms, billed, completed_at_ms) VALUES \
+     ('j1', 'gold', 'huawei', 'huawei.standard', 'passed', 'verified', '1000', 'Successful certification', 91.5, NULL, 'r-1', NULL, 1, 120, 1, 1763632800000), \
+     ('j2', 'gold', 'huawei', 'huawei.standard', 'failed', 'identity_mismatch', '2001', 'Inconsistent identity information, \"quoted\"', NULL, NULL, 'r-2', NULL, 2, 80, 1, 1763719200000)",
+    "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, state, started_at_ms, finished_at_ms, http_status, vendor_code, vendor_request_id, billable, day) VALUES \
+     ('c1', 'j1', 'huawei', 'ivs-standard', 'ivs-standard', 1, 'done', 0, 1, 200, '1000', 'r-1', 1, '2025-11-20'), \
+     ('c2', 'j2', 'huawei', 'ivs-standard', 'ivs-standard', 1, 'done', 0, 1, 429, 'APIG.0308', NULL, 0, '2025-11-20'), \
+     ('c3', 'j2', 'huawei', 'ivs-standard', 'ivs-standard', 2, 'done', 0, 1, 200, '2001', 'r-2', 1, '2025-11-20'), \
+     ('c4', 'j3', 'huawei', 'ivs-idcard-extention', 'ivs-idcard-extention', 1, 'unknown', 0, 1, NULL, NULL, NULL, 0, '2025-11-21')",
+    "INSERT INTO billing_counters (vendor, product, day, billable_calls) VALUES ('huawei', 'ivs-standard', '2025-11-20', 2)",
+    "INSERT INTO vendor_charges (vendor, product, day, charged_calls, updated_at_ms) VALUES ('huawei', 'ivs-standard', '2025-11-20', 3, 0)",
+];
+
+async fn seed(store: &Store) {
+    for sql in SEED {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+}
+
+fn check(name: &str, got: &[u8]) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
+    assert!(
+        want == got,
+        "{name} differs from the golden file:\n--- want\n{}\n--- got\n{}",
+        String::from_utf8_lossy(&want),
+        String::from_utf8_lossy(got)
+    );
+}
+
+async fn all_reports(store: &Store) {
+    seed(store).await;
+    let mut out = Vec::new();
+    let opts = kyc_report::ReportOptions::default();
+    let filter = OutcomeFilter {
+        batch_id: Some("gold".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        kyc_report::write_outcomes(store, &filter, &opts, &mut out)
+            .await
+            .unwrap(),
+        2
+    );
+    check("outcomes.csv", &out);
+
+    // A completion-date window keeps only the first day's outcome.
+    let mut out = Vec::new();
+    let day_filter = OutcomeFilter {
+        from_ms: Some(DAY_20 - 36_000_000),
+        to_ms: Some(DAY_21 - 36_000_000),
+        ..Default::default()
+    };
+    assert_eq!(
+        kyc_report::write_outcomes(store, &day_filter, &opts, &mut out)
+            .await
+            .unwrap(),
+        1
+    );
+
+    let mut out = Vec::new();
+    kyc_report::write_billing(store, None, None, None, false, &mut out)
+        .await
+        .unwrap();
+    check("billing.csv", &out);
+
+    let mut out = Vec::new();
+    let s = kyc_report::write_reconcile(store, "gold", &mut out)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.jobs, s.done, s.missing, s.unpublished, s.complete()),
+        (4, 2, 1, 1, false)
+    );
+    check("reconcile.csv", &out);
+
+    // Unmasked output is audited: who, what, how many.
+    assert!(store.report_audit().await.unwrap().is_empty());
+    let mut out = Vec::new();
+    let unmasked = kyc_report::ReportOptions {
+        unmasked: true,
+        requested_by: "auditor-7".into(),
+        excel_bom: true,
+    };
+    kyc_report::write_outcomes(store, &filter, &unmasked, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.starts_with('\u{feff}')
+            && text.contains("11010519491231002X")
+            && text.contains("张三丰")
+    );
+    let audit = store.report_audit().await.unwrap();
+    assert_eq!(audit.len(), 1);
+    let (_, who, report, filter_text, rows) = &audit[0];
+    assert_eq!(
+        (who.as_str(), report.as_str(), *rows),
+        ("auditor-7", "outcomes", 2)
+    );
+    assert!(filter_text.contains("batch=gold"), "{filter_text}");
+}
+
+#[tokio::test]
+async fn reports_match_the_golden_files_on_postgresql() {
+    let store = fresh_pg_store().await;
+    all_reports(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn reports_match_the_golden_files_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(
+        &format!("sqlite://{}", dir.path().join("g.db").display()),
+        2,
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    all_reports(&store).await;
+    store.close().await;
+}
