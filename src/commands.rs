@@ -39,6 +39,9 @@ pub struct ProduceArgs {
     /// Validate and report without publishing.
     #[arg(long)]
     dry_run: bool,
+    /// Input encoding: auto (BOM, else UTF-8 if valid, else GB18030), utf-8 or gb18030.
+    #[arg(long, default_value = "auto")]
+    encoding: kyc_producer::Encoding,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +274,7 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         default_operation: a.operation,
         dry_run: a.dry_run,
         window: 500,
+        encoding: a.encoding,
     };
     let summary = kyc_producer::produce(&settings, Some(&objects), &store, &broker, |s| {
         tracing::info!(
@@ -291,8 +295,9 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("Failed to upload the rejects to {rejects_target}"))?;
     }
     println!(
-        "batch {}: {} rows read, {} published, {} skipped (already published), {} rejected{}",
+        "batch {} ({}): {} rows read, {} published, {} skipped (already published), {} rejected{}",
         summary.batch_id,
+        summary.encoding,
         summary.rows_read,
         summary.published,
         summary.skipped,

@@ -166,6 +166,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         default_operation: a.operation,
         dry_run: false,
         window: 200,
+        encoding: Default::default(),
     };
     let bar = if a.quiet {
         ProgressBar::hidden()

@@ -1,6 +1,10 @@
 //! Reads CSV records from a local file or an S3 object as a stream. Parsing runs on a
 //! blocking thread (the csv crate is synchronous) and hands records over a bounded channel,
 //! so memory stays flat whatever the file size and a slow broker slows the reader down.
+//!
+//! Encodings: a BOM decides (UTF-8, UTF-16); otherwise `auto` reads the first megabyte and
+//! takes UTF-8 if it is valid UTF-8, else GB18030 (a superset of GBK, what Excel writes on
+//! Chinese Windows). Everything is decoded to UTF-8 before the CSV parser sees it.
 
 use std::io::Read;
 
@@ -21,7 +25,35 @@ pub struct Record {
 pub struct Source {
     pub columns: Vec<String>,
     pub records: mpsc::Receiver<Record>,
+    /// The encoding the input was read in, for the summary.
+    pub encoding: &'static str,
 }
+
+/// The input encoding asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encoding {
+    #[default]
+    Auto,
+    Utf8,
+    Gb18030,
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Encoding::Auto),
+            "utf-8" | "utf8" => Ok(Encoding::Utf8),
+            "gb18030" | "gbk" | "gb2312" => Ok(Encoding::Gb18030),
+            other => Err(format!(
+                "unknown encoding {other:?} (auto, utf-8 or gb18030)"
+            )),
+        }
+    }
+}
+
+/// How much of the input `auto` looks at before deciding.
+const SNIFF_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -44,7 +76,11 @@ pub enum SourceError {
 }
 
 /// Opens `input` (a path, or `s3://bucket/key` read through `objects`).
-pub async fn open(input: &str, objects: Option<&ObjectStore>) -> Result<Source, SourceError> {
+pub async fn open(
+    input: &str,
+    objects: Option<&ObjectStore>,
+    encoding: Encoding,
+) -> Result<Source, SourceError> {
     let reader: Box<dyn Read + Send> = if input.starts_with("s3://") {
         let objects = objects.ok_or_else(|| SourceError::Open {
             uri: input.into(),
@@ -68,19 +104,88 @@ pub async fn open(input: &str, objects: Option<&ObjectStore>) -> Result<Source, 
     };
     let (header_tx, header_rx) = tokio::sync::oneshot::channel();
     let (tx, rx) = mpsc::channel(1024);
-    tokio::task::spawn_blocking(move || read_blocking(reader, header_tx, tx));
-    let columns = header_rx.await.map_err(|_| SourceError::NoHeader)??;
+    tokio::task::spawn_blocking(move || read_blocking(reader, encoding, header_tx, tx));
+    let (columns, encoding) = header_rx.await.map_err(|_| SourceError::NoHeader)??;
     Ok(Source {
         columns,
         records: rx,
+        encoding,
     })
 }
 
+/// Reads the start of the input and returns a UTF-8 reader over all of it, and its encoding.
+fn decoded(
+    mut reader: Box<dyn Read + Send>,
+    asked: Encoding,
+) -> std::io::Result<(Box<dyn Read + Send>, &'static str)> {
+    let mut head = Vec::with_capacity(64 * 1024);
+    (&mut reader)
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut head)?;
+    let bom = encoding_rs::Encoding::for_bom(&head).map(|(e, _)| e);
+    let chosen = match (bom, asked) {
+        (Some(e), _) => e,
+        (None, Encoding::Utf8) => encoding_rs::UTF_8,
+        (None, Encoding::Gb18030) => encoding_rs::GB18030,
+        (None, Encoding::Auto) => sniff(&head),
+    };
+    let whole = std::io::Cursor::new(head).chain(reader);
+    if chosen == encoding_rs::UTF_8 {
+        // Passed through as bytes: invalid sequences are then reported per row, not replaced.
+        return Ok((
+            Box::new(whole),
+            if bom.is_some() {
+                "UTF-8 (BOM)"
+            } else {
+                "UTF-8"
+            },
+        ));
+    }
+    let name = chosen.name();
+    let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
+        .encoding(Some(chosen))
+        .build(whole);
+    Ok((Box::new(decoder), name))
+}
+
+/// UTF-8 unless the bytes are clearly not: a UTF-8 export with a few corrupt bytes must stay
+/// UTF-8 (its bad rows are then refused one by one), because decoding it as GB18030 would
+/// turn every name into plausible-looking wrong characters.
+fn sniff(head: &[u8]) -> &'static encoding_rs::Encoding {
+    let (mut multibyte, mut invalid) = (0usize, 0usize);
+    for chunk in head.utf8_chunks() {
+        multibyte += chunk.valid().chars().filter(|c| c.len_utf8() > 1).count();
+        invalid += usize::from(!chunk.invalid().is_empty());
+    }
+    // A character cut at the sniffing limit is not an error.
+    let cut_at_end = std::str::from_utf8(head).is_err_and(|e| e.error_len().is_none());
+    let invalid = invalid - usize::from(cut_at_end && invalid > 0);
+    if invalid == 0 || multibyte >= 10 * invalid {
+        return encoding_rs::UTF_8;
+    }
+    match encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(head) {
+        Some(_) => encoding_rs::GB18030,
+        None => encoding_rs::UTF_8,
+    }
+}
+
+type Header = Result<(Vec<String>, &'static str), SourceError>;
+
 fn read_blocking(
     reader: Box<dyn Read + Send>,
-    header_tx: tokio::sync::oneshot::Sender<Result<Vec<String>, SourceError>>,
+    asked: Encoding,
+    header_tx: tokio::sync::oneshot::Sender<Header>,
     tx: mpsc::Sender<Record>,
 ) {
+    let (reader, encoding) = match decoded(reader, asked) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = header_tx.send(Err(SourceError::BadHeader(format!(
+                "cannot read input: {e}"
+            ))));
+            return;
+        }
+    };
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         // Rows with the wrong number of fields are reported per row, not fatal.
@@ -94,6 +199,7 @@ fn read_blocking(
                 decode(f).map(|s| s.trim_start_matches('\u{feff}').trim().to_ascii_lowercase())
             })
             .collect::<Result<Vec<_>, _>>()
+            .map(|cols| (cols, encoding))
             .map_err(SourceError::BadHeader),
         Ok(false) => Err(SourceError::NoHeader),
         Err(e) => Err(SourceError::BadHeader(e.to_string())),
@@ -169,7 +275,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("in.csv");
         std::fs::write(&p, text).unwrap();
-        let mut s = open(p.to_str().unwrap(), None).await.unwrap();
+        let mut s = open(p.to_str().unwrap(), None, Encoding::Auto)
+            .await
+            .unwrap();
         let mut out = Vec::new();
         while let Some(r) = s.records.recv().await {
             out.push(r);
@@ -190,6 +298,32 @@ mod tests {
         let (_, rows) = read_all(b"a,b\n\"x\ny\",1\nz,2\n").await;
         assert_eq!(rows[0].fields.as_ref().unwrap()[0], "x\ny");
         assert_eq!(rows[1].row, 4);
+    }
+
+    #[tokio::test]
+    async fn gb18030_input_is_detected_and_decoded() {
+        let (utf8_text, _, _) = encoding_rs::GB18030.encode("name,id\n张三,1\n");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("gbk.csv");
+        std::fs::write(&p, &utf8_text).unwrap();
+        let mut s = open(p.to_str().unwrap(), None, Encoding::Auto)
+            .await
+            .unwrap();
+        assert_eq!(s.encoding, "gb18030");
+        let r = s.records.recv().await.unwrap();
+        assert_eq!(r.fields.unwrap()[0], "张三");
+    }
+
+    #[test]
+    fn a_utf8_file_with_a_few_bad_bytes_stays_utf8() {
+        let mut text = "name\n".to_string() + &"张三\n".repeat(20);
+        text.push('x');
+        let mut bytes = text.into_bytes();
+        bytes.push(0xC3); // a stray byte, then more text
+        bytes.extend_from_slice("\n李四\n".as_bytes());
+        assert_eq!(sniff(&bytes), encoding_rs::UTF_8);
+        let (gbk, _, _) = encoding_rs::GB18030.encode("name\n张三\n李四\n");
+        assert_eq!(sniff(&gbk), encoding_rs::GB18030);
     }
 
     #[tokio::test]

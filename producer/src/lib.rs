@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use kyc_schemas::Operation;
 
+pub use csv_source::Encoding;
 pub use publish::{produce, ProduceError, Summary};
 pub use validate::Reject;
 
@@ -35,4 +36,5 @@ pub struct ProduceSettings {
     pub dry_run: bool,
     /// Jobs per database insert and per confirm window.
     pub window: usize,
+    pub encoding: Encoding,
 }

@@ -40,6 +40,8 @@ pub struct Summary {
     pub rejected: u64,
     /// Rows already published by an earlier run of the same batch.
     pub skipped: u64,
+    /// The encoding the input was read in.
+    pub encoding: &'static str,
 }
 
 pub async fn produce(
@@ -49,12 +51,13 @@ pub async fn produce(
     broker: &Broker,
     mut on_progress: impl FnMut(&Summary),
 ) -> Result<Summary, ProduceError> {
-    let mut source = csv_source::open(&settings.input, objects).await?;
+    let mut source = csv_source::open(&settings.input, objects, settings.encoding).await?;
     let cols = Columns::new(&source.columns);
     check_header(&cols, settings.default_operation).map_err(ProduceError::Header)?;
     let mut rejects = RejectsWriter::new(&settings.rejects_path);
     let mut summary = Summary {
         batch_id: settings.batch_id.clone(),
+        encoding: source.encoding,
         ..Default::default()
     };
     let publisher = if settings.dry_run {

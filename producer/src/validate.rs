@@ -33,6 +33,9 @@ pub const COLUMNS: [&str; 18] = [
     "plan_id",
 ];
 
+/// The longest cell accepted, in bytes (URIs and names are far shorter).
+pub const MAX_CELL_BYTES: usize = 4096;
+
 /// Operations this build's workers can drive; rows asking for others are refused here
 /// rather than failing later in a worker.
 pub const SUPPORTED: [Operation; 2] = [Operation::HuaweiStandard, Operation::HuaweiIdcardExtension];
@@ -64,6 +67,13 @@ impl Columns {
             index,
             len: header.len(),
         }
+    }
+
+    pub fn name(&self, i: usize) -> Option<&str> {
+        self.index
+            .iter()
+            .find(|(_, v)| **v == i)
+            .map(|(k, _)| k.as_str())
     }
 
     pub fn has(&self, c: &str) -> bool {
@@ -163,6 +173,20 @@ pub fn to_job(
         cols,
         fields,
     };
+    // No legitimate cell is this long; a pasted blob would otherwise travel to the vendor.
+    if let Some((i, _)) = fields
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.len() > MAX_CELL_BYTES)
+    {
+        let column = cols.name(i).unwrap_or_default();
+        return Err(Reject {
+            row: row_number,
+            column: column.to_string(),
+            value: String::new(),
+            reason: format!("cell is longer than {MAX_CELL_BYTES} bytes"),
+        });
+    }
     if fields.len() != cols.len() {
         return Err(Reject {
             row: row_number,

@@ -61,6 +61,7 @@ async fn a_csv_on_s3_flows_through_rabbitmq_to_postgres_with_predicted_outcomes_
         rejects_path: dir.path().join("rejects.csv"),
         dry_run: false,
         window: 64,
+        encoding: Default::default(),
     };
     let summary = kyc_producer::produce(
         &settings,
@@ -152,6 +153,7 @@ async fn rerunning_the_producer_and_redelivering_jobs_change_nothing() {
         rejects_path: dir.path().join("rejects.csv"),
         dry_run: false,
         window: 7,
+        encoding: Default::default(),
     };
     let first = kyc_producer::produce(
         &settings,
