@@ -42,6 +42,9 @@ pub struct ProduceArgs {
     /// Input encoding: auto (BOM, else UTF-8 if valid, else GB18030), utf-8 or gb18030.
     #[arg(long, default_value = "auto")]
     encoding: kyc_producer::Encoding,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -276,17 +279,21 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         window: 500,
         encoding: a.encoding,
     };
-    let summary = kyc_producer::produce(&settings, Some(&objects), &store, &broker, |s| {
-        tracing::info!(
-            rows = s.rows_read,
-            published = s.published,
-            rejected = s.rejected,
-            skipped = s.skipped,
-            "progress"
-        );
+    // SIGTERM / Ctrl-C: finish the current window (publish, confirm, record), then stop.
+    let stop = kyc_producer::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!("stop requested: finishing the current window");
+        on_signal.cancel();
+    });
+    let progress = Progress::new(a.quiet);
+    let summary = kyc_producer::produce(&settings, Some(&objects), &store, &broker, &stop, |s| {
+        progress.update(s)
     })
     .await
     .context("Producing failed")?;
+    progress.finish();
     broker.close().await;
     if summary.rejected > 0 && rejects_target.starts_with("s3://") {
         objects
@@ -308,11 +315,76 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
+    if summary.interrupted {
+        println!(
+            "interrupted: re-run with --batch-id {} to publish the rest",
+            summary.batch_id
+        );
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
     Ok(if summary.rejected > 0 {
         ExitCode::from(crate::EXIT_REJECTS)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Exit code of `kyc produce` stopped by a signal before the end of its input.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Producer progress: a bar on a terminal, a log line every few seconds otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_log: std::cell::Cell<std::time::Instant>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} {pos} rows ({per_sec}) {msg}",
+                )
+                .expect("valid template"),
+            );
+            b
+        });
+        Self {
+            bar,
+            last_log: std::cell::Cell::new(std::time::Instant::now()),
+        }
+    }
+
+    fn update(&self, s: &kyc_producer::Summary) {
+        match &self.bar {
+            Some(b) => {
+                b.set_position(s.rows_read);
+                b.set_message(format!(
+                    "published {}, skipped {}, rejected {}",
+                    s.published, s.skipped, s.rejected
+                ));
+            }
+            None if self.last_log.get().elapsed() >= std::time::Duration::from_secs(5) => {
+                self.last_log.set(std::time::Instant::now());
+                tracing::info!(
+                    rows = s.rows_read,
+                    published = s.published,
+                    skipped = s.skipped,
+                    rejected = s.rejected,
+                    "producing"
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// Builds the vendor clients from the environment.

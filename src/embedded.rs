@@ -181,9 +181,14 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .progress_chars("=> "),
     );
     bar.set_message("verifying");
-    let produced = kyc_producer::produce(&settings, None, &store, &broker, |s| {
-        bar.set_length(s.published + s.skipped)
-    })
+    let produced = kyc_producer::produce(
+        &settings,
+        None,
+        &store,
+        &broker,
+        &kyc_producer::CancellationToken::new(),
+        |s| bar.set_length(s.published + s.skipped),
+    )
     .await
     .context("Reading the CSV failed")?;
 

@@ -19,6 +19,7 @@ use kyc_schemas::Operation;
 
 pub use csv_source::Encoding;
 pub use publish::{produce, ProduceError, Summary};
+pub use tokio_util::sync::CancellationToken;
 pub use validate::Reject;
 
 /// What to produce and how.

@@ -7,6 +7,7 @@ use kyc_objects::ObjectStore;
 use kyc_queue::{Broker, OutMessage};
 use kyc_store::batches::BatchCounts;
 use kyc_store::{JobInsert, NewJob, Store};
+use tokio_util::sync::CancellationToken;
 
 use crate::csv_source;
 use crate::rejects::RejectsWriter;
@@ -42,13 +43,19 @@ pub struct Summary {
     pub skipped: u64,
     /// The encoding the input was read in.
     pub encoding: &'static str,
+    /// Stopped before the end of the input (the rest needs a re-run with the same batch id).
+    pub interrupted: bool,
 }
 
+/// Reads, validates and publishes until the input ends or `stop` is cancelled. On `stop`
+/// the current window is still published, confirmed and recorded before returning, so an
+/// interrupted run leaves nothing in doubt and a re-run publishes exactly the remaining rows.
 pub async fn produce(
     settings: &ProduceSettings,
     objects: Option<&ObjectStore>,
     store: &Store,
     broker: &Broker,
+    stop: &CancellationToken,
     mut on_progress: impl FnMut(&Summary),
 ) -> Result<Summary, ProduceError> {
     let mut source = csv_source::open(&settings.input, objects, settings.encoding).await?;
@@ -72,7 +79,15 @@ pub async fn produce(
     let window = settings.window.max(1);
     let mut chunk: Vec<NewJob> = Vec::with_capacity(window);
     loop {
-        let record = source.records.recv().await;
+        let record = tokio::select! {
+            // Biased: a pending stop wins over more input.
+            biased;
+            _ = stop.cancelled() => {
+                summary.interrupted = true;
+                None
+            }
+            r = source.records.recv() => r,
+        };
         let done = record.is_none();
         if let Some(rec) = record {
             summary.rows_read += 1;
@@ -127,7 +142,7 @@ pub async fn produce(
             break;
         }
     }
-    if !settings.dry_run {
+    if !settings.dry_run && !summary.interrupted {
         store.finish_batch(&settings.batch_id).await?;
     }
     rejects.finish().map_err(|source| ProduceError::Rejects {

@@ -54,7 +54,15 @@ async fn run(
         window: 4,
         encoding: Encoding::Auto,
     };
-    let summary = produce(&settings, None, &store, &broker, |_| {}).await?;
+    let summary = produce(
+        &settings,
+        None,
+        &store,
+        &broker,
+        &kyc_producer::CancellationToken::new(),
+        |_| {},
+    )
+    .await?;
     let mut rejects = BTreeMap::new();
     if rejects_path.exists() {
         let mut r = csv::Reader::from_path(&rejects_path).unwrap();

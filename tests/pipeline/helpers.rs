@@ -50,6 +50,11 @@ fn init_logs() {
 
 /// A fresh, migrated PostgreSQL database of its own, created through the shared test database.
 pub async fn fresh_pg_store() -> Store {
+    fresh_pg().await.0
+}
+
+/// Like [`fresh_pg_store`], with the database's URL (for spawning the binary against it).
+pub async fn fresh_pg() -> (Store, String) {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let admin_url = service("KYC_TEST_DATABASE_URL");
     let admin = sqlx::PgPool::connect(&admin_url)
@@ -62,11 +67,12 @@ pub async fn fresh_pg_store() -> Store {
         .expect("create test database");
     admin.close().await;
     let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
-    let store = Store::connect(&format!("{base}/{db}"), 8)
+    let url = format!("{base}/{db}");
+    let store = Store::connect(&url, 8)
         .await
         .expect("connect test database");
     store.migrate().await.expect("migrate");
-    store
+    (store, url)
 }
 
 pub async fn spawn_app() -> TestApp {

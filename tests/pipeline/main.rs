@@ -6,5 +6,6 @@ mod embedded;
 mod helpers;
 mod huawei_auth;
 mod poison;
+mod producer_restart;
 mod reports;
 mod server_mode;

@@ -68,6 +68,7 @@ async fn a_csv_on_s3_flows_through_rabbitmq_to_postgres_with_predicted_outcomes_
         Some(&app.objects),
         &app.store,
         &app.broker,
+        &kyc_producer::CancellationToken::new(),
         |_| {},
     )
     .await
@@ -160,6 +161,7 @@ async fn rerunning_the_producer_and_redelivering_jobs_change_nothing() {
         Some(&app.objects),
         &app.store,
         &app.broker,
+        &kyc_producer::CancellationToken::new(),
         |_| {},
     )
     .await
@@ -176,6 +178,7 @@ async fn rerunning_the_producer_and_redelivering_jobs_change_nothing() {
         Some(&app.objects),
         &app.store,
         &app.broker,
+        &kyc_producer::CancellationToken::new(),
         |_| {},
     )
     .await
