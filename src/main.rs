@@ -3,6 +3,7 @@
 //! This file only parses arguments and calls the stage asked for; each stage lives in its
 //! own crate (producer, worker, report, simulator) and `embedded` wires them in one process.
 
+mod bench;
 mod commands;
 mod config;
 mod embedded;
@@ -69,6 +70,8 @@ enum Command {
     Simulate(commands::SimulateArgs),
     /// Apply database migrations.
     Migrate(commands::MigrateArgs),
+    /// Benchmarks: figures and a last-line JSON, compared with bench/baseline.json.
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -81,6 +84,7 @@ async fn main() -> std::process::ExitCode {
         Command::Report(a) => commands::report(a).await,
         Command::Simulate(a) => commands::simulate(a).await,
         Command::Migrate(a) => commands::migrate(a).await,
+        Command::Bench(a) => bench::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -78,6 +78,7 @@ pub async fn produce(
     };
     let window = settings.window.max(1);
     let mut chunk: Vec<NewJob> = Vec::with_capacity(window);
+    let mut in_flight: Option<InFlight> = None;
     loop {
         let record = tokio::select! {
             // Biased: a pending stop wins over more input.
@@ -118,7 +119,19 @@ pub async fn produce(
             let before = summary.clone();
             match &publisher {
                 Some(p) => {
-                    publish_chunk(settings, store, p, &chunk, &mut rejects, &mut summary).await?
+                    let previous = in_flight.take();
+                    in_flight = Some(
+                        publish_chunk(
+                            settings,
+                            store,
+                            p,
+                            &chunk,
+                            previous,
+                            &mut rejects,
+                            &mut summary,
+                        )
+                        .await?,
+                    );
                 }
                 None => summary.published += chunk.len() as u64, // dry run: would publish
             }
@@ -141,6 +154,20 @@ pub async fn produce(
         if done {
             break;
         }
+    }
+    if let Some(last) = in_flight.take() {
+        let before = summary.published;
+        last.settle(store, &mut summary).await?;
+        store
+            .add_batch_counts(
+                &settings.batch_id,
+                BatchCounts {
+                    published: (summary.published - before) as i64,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        on_progress(&summary);
     }
     if !settings.dry_run && !summary.interrupted {
         store.finish_batch(&settings.batch_id).await?;
@@ -165,15 +192,51 @@ fn write_reject(
     })
 }
 
+/// A window the broker has not confirmed yet.
+struct InFlight {
+    pending: kyc_queue::Pending,
+    ids: Vec<kyc_schemas::JobId>,
+}
+
+impl InFlight {
+    /// Waits for the broker's confirms, then records them. Only after this may a re-run skip
+    /// these jobs; a crash before it means they are published again (at-least-once), which
+    /// the worker's outcome check makes harmless.
+    async fn settle(self, store: &Store, summary: &mut Summary) -> Result<(), ProduceError> {
+        self.pending.confirmed().await?;
+        store.mark_published(&self.ids).await?;
+        summary.published += self.ids.len() as u64;
+        Ok(())
+    }
+}
+
+/// Writes a window's jobs and publishes the new ones. While this window's rows are written,
+/// the previous window's confirms are awaited and recorded, so the database and the broker
+/// work at the same time; at most two windows are ever unconfirmed.
 async fn publish_chunk(
     settings: &ProduceSettings,
     store: &Store,
     publisher: &kyc_queue::Publisher,
     chunk: &[NewJob],
+    previous: Option<InFlight>,
     rejects: &mut RejectsWriter,
     summary: &mut Summary,
-) -> Result<(), ProduceError> {
-    let classified = store.insert_jobs(&settings.batch_id, chunk).await?;
+) -> Result<InFlight, ProduceError> {
+    let settle_previous = async {
+        match previous {
+            Some(p) => {
+                let mut s = Summary::default();
+                p.settle(store, &mut s).await.map(|()| s.published)
+            }
+            None => Ok(0),
+        }
+    };
+    let (classified, settled) = tokio::join!(
+        store.insert_jobs(&settings.batch_id, chunk),
+        settle_previous
+    );
+    summary.published += settled?;
+    let classified = classified?;
     let mut messages = Vec::new();
     let mut ids = Vec::new();
     for (nj, class) in chunk.iter().zip(classified) {
@@ -207,10 +270,6 @@ async fn publish_chunk(
             )?,
         }
     }
-    publisher.publish_confirmed(&messages).await?;
-    // Only after the broker confirmed: a crash before this line means a re-run publishes
-    // these again (at-least-once), and the worker's outcome check makes that harmless.
-    store.mark_published(&ids).await?;
-    summary.published += messages.len() as u64;
-    Ok(())
+    let pending = publisher.publish(&messages).await?;
+    Ok(InFlight { pending, ids })
 }

@@ -158,7 +158,7 @@ pub struct AmqpPublisher {
 }
 
 impl AmqpPublisher {
-    pub(crate) async fn publish_confirmed(&self, messages: &[OutMessage]) -> Result<()> {
+    pub(crate) async fn publish(&self, messages: &[OutMessage]) -> Result<crate::Pending> {
         let mut pending = Vec::with_capacity(messages.len());
         for m in messages {
             // `mandatory` makes an unroutable message come back instead of vanishing.
@@ -175,13 +175,17 @@ impl AmqpPublisher {
                     properties(&m.message_id, None),
                 )
                 .await?;
-            pending.push((m.message_id.as_str(), confirm));
+            pending.push((m.message_id.clone(), confirm));
         }
-        for (message_id, confirm) in pending {
-            check_confirmed(confirm.await?, message_id)?;
-        }
-        Ok(())
+        Ok(crate::Pending { confirms: pending })
     }
+}
+
+pub(crate) async fn wait_confirms(pending: Vec<(String, lapin::PublisherConfirm)>) -> Result<()> {
+    for (message_id, confirm) in pending {
+        check_confirmed(confirm.await?, &message_id)?;
+    }
+    Ok(())
 }
 
 fn check_confirmed(c: Confirmation, message_id: &str) -> Result<()> {

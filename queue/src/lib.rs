@@ -107,15 +107,38 @@ impl Publisher {
     /// trip per window rather than per message. Returns once all are confirmed; an error
     /// names the first message the broker refused.
     pub async fn publish_confirmed(&self, messages: &[OutMessage]) -> Result<()> {
+        self.publish(messages).await?.confirmed().await
+    }
+
+    /// Publishes a window without waiting for the broker's confirms; the caller awaits
+    /// [`Pending::confirmed`] later, and can do other work (the next window's database
+    /// writes) in the meantime.
+    pub async fn publish(&self, messages: &[OutMessage]) -> Result<Pending> {
         match self {
-            Publisher::Amqp(p) => p.publish_confirmed(messages).await,
+            Publisher::Amqp(p) => p.publish(messages).await,
             Publisher::Memory(b) => {
                 for m in messages {
                     b.push(m.vendor, m.message_id.clone(), m.payload.clone(), 0)?;
                 }
-                Ok(())
+                Ok(Pending {
+                    confirms: Vec::new(),
+                })
             }
         }
+    }
+}
+
+/// Confirms still to come for a published window.
+#[derive(Debug)]
+#[must_use = "a window is only safe once its confirms have arrived"]
+pub struct Pending {
+    confirms: Vec<(String, lapin::PublisherConfirm)>,
+}
+
+impl Pending {
+    /// Waits until the broker has taken responsibility for every message of the window.
+    pub async fn confirmed(self) -> Result<()> {
+        amqp::wait_confirms(self.confirms).await
     }
 }
 
