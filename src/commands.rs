@@ -410,10 +410,11 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
     broker.declare().await.context("Failed to declare queues")?;
     let objects = objects(&a.conn, a.images).await;
     let ctx = Arc::new(Context {
-        store,
+        store: store.clone(),
         objects,
         clients: clients_from_env(),
-        limiters: Limiters::new(&config::default_quotas()),
+        // The account quota is shared by every replica through the database.
+        limiters: Limiters::shared(&config::quotas()?, store.clone()),
         retry: RetryPolicy::default(),
         metrics: Default::default(),
     });

@@ -32,6 +32,8 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_WORKER_CONCURRENCY", Kind::Config),
     ("KYC_PREFETCH", Kind::Config),
     ("KYC_SHUTDOWN_GRACE_SECS", Kind::Config),
+    ("KYC_QUOTAS", Kind::Config),
+    ("KYC_QUOTAS_FILE", Kind::Config),
     ("KYC_HUAWEI_ENDPOINT", Kind::Config),
     ("KYC_HUAWEI_IAM_ENDPOINT", Kind::Config),
     ("HUAWEICLOUD_SDK_PROJECT_ID", Kind::Config),
@@ -58,24 +60,86 @@ pub fn huawei_from_env() -> Option<HuaweiConfig> {
     })
 }
 
-/// The vendors' documented default quotas per API (Huawei IVS FAQ: 10 QPS each).
+/// The vendors' documented default quotas per API (Huawei IVS FAQ: 10 QPS each), with room
+/// for 20 calls in flight.
 pub fn default_quotas() -> HashMap<String, Quota> {
-    HashMap::from([
-        (
-            "huawei.ivs-standard".to_string(),
+    ["huawei.ivs-standard", "huawei.ivs-idcard-extention"]
+        .into_iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                Quota {
+                    qps: 10.0,
+                    burst: 10,
+                    max_in_flight: Some(20),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Parses quota entries `vendor.api=qps[/burst[/max_in_flight]]`, separated by commas or
+/// new lines; `#` starts a comment.
+pub fn parse_quotas(text: &str) -> anyhow::Result<HashMap<String, Quota>> {
+    let mut out = HashMap::new();
+    for entry in text
+        .lines()
+        .flat_map(|l| l.split('#').next().unwrap_or_default().split(','))
+    {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let (key, value) = entry.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("quota {entry:?}: expected vendor.api=qps[/burst[/max_in_flight]]")
+        })?;
+        let mut parts = value.split('/').map(str::trim);
+        let qps: f64 = parts
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("quota {entry:?}: qps is not a number"))?;
+        if qps <= 0.0 {
+            anyhow::bail!("quota {entry:?}: qps must be positive");
+        }
+        let burst = match parts.next() {
+            Some(b) => b
+                .parse()
+                .map_err(|_| anyhow::anyhow!("quota {entry:?}: burst is not a whole number"))?,
+            None => qps.ceil().max(1.0) as u32,
+        };
+        let max_in_flight = parts
+            .next()
+            .map(|m| {
+                m.parse().map_err(|_| {
+                    anyhow::anyhow!("quota {entry:?}: max_in_flight is not a whole number")
+                })
+            })
+            .transpose()?;
+        out.insert(
+            key.trim().to_string(),
             Quota {
-                qps: 10.0,
-                burst: 10,
+                qps,
+                burst,
+                max_in_flight,
             },
-        ),
-        (
-            "huawei.ivs-idcard-extention".to_string(),
-            Quota {
-                qps: 10.0,
-                burst: 10,
-            },
-        ),
-    ])
+        );
+    }
+    Ok(out)
+}
+
+/// Quotas: the defaults, then `KYC_QUOTAS_FILE`, then `KYC_QUOTAS` (later entries win).
+pub fn quotas() -> anyhow::Result<HashMap<String, Quota>> {
+    let mut q = default_quotas();
+    if let Some(path) = env("KYC_QUOTAS_FILE") {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("KYC_QUOTAS_FILE {path}: {e}"))?;
+        q.extend(parse_quotas(&text)?);
+    }
+    if let Some(text) = env("KYC_QUOTAS") {
+        q.extend(parse_quotas(&text)?);
+    }
+    Ok(q)
 }
 
 /// `S3` endpoint: empty means AWS itself.
@@ -126,6 +190,34 @@ mod tests {
             .filter(|(_, k)| *k == kind)
             .map(|(n, _)| n.to_string())
             .collect()
+    }
+
+    #[test]
+    fn quotas_parse_with_defaults_for_burst() {
+        let q =
+            parse_quotas("huawei.ivs-standard=5/2/8, # comment\nhuawei.ivs-idcard-extention=2.5")
+                .unwrap();
+        assert_eq!(
+            q["huawei.ivs-standard"],
+            Quota {
+                qps: 5.0,
+                burst: 2,
+                max_in_flight: Some(8)
+            }
+        );
+        assert_eq!(
+            q["huawei.ivs-idcard-extention"],
+            Quota {
+                qps: 2.5,
+                burst: 3,
+                max_in_flight: None
+            }
+        );
+        assert!(parse_quotas("huawei.x=fast")
+            .unwrap_err()
+            .to_string()
+            .contains("huawei.x=fast"));
+        assert!(parse_quotas("huawei.x=0").is_err());
     }
 
     #[test]

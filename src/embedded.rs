@@ -134,7 +134,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         store: store.clone(),
         objects: ObjectStore::local(&images),
         clients,
-        limiters: Limiters::new(&config::default_quotas()),
+        limiters: Limiters::new(&config::quotas()?),
         retry: RetryPolicy::default(),
         metrics: Default::default(),
     });

@@ -7,6 +7,7 @@
 //! - [`jobs`]: jobs the producer accepted; resumable publishing keys on them
 //! - [`ledger`]: vendor calls opened before and completed after each call, billing counters,
 //!   and the outcome written in the same transaction as the deciding call
+//! - [`rate_limits`]: account quotas shared by all replicas (GCRA rows)
 //! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -14,6 +15,7 @@ pub mod batches;
 pub mod jobs;
 pub mod ledger;
 pub mod queries;
+pub mod rate_limits;
 
 use std::str::FromStr;
 use std::time::Duration;

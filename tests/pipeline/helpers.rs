@@ -127,19 +127,10 @@ impl TestApp {
             timeout: Duration::from_secs(10),
         };
         let quotas = HashMap::from([
-            (
-                "huawei.ivs-standard".to_string(),
-                Quota {
-                    qps: 200.0,
-                    burst: 50,
-                },
-            ),
+            ("huawei.ivs-standard".to_string(), Quota::qps(200.0, 50)),
             (
                 "huawei.ivs-idcard-extention".to_string(),
-                Quota {
-                    qps: 200.0,
-                    burst: 50,
-                },
+                Quota::qps(200.0, 50),
             ),
         ]);
         Arc::new(Context {
@@ -148,7 +139,7 @@ impl TestApp {
             clients: Clients {
                 huawei: Some(huawei.build(reqwest::Client::new())),
             },
-            limiters: Limiters::new(&quotas),
+            limiters: Limiters::shared(&quotas, self.store.clone()),
             retry: RetryPolicy {
                 max_attempts: 5,
                 min_delay: Duration::from_millis(50),

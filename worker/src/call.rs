@@ -75,7 +75,8 @@ impl<'a> Caller<'a> {
             // A previous call of this job (an earlier step, or a failed attempt) is settled
             // now, in its own transaction, before the next one is opened.
             self.flush().await?;
-            let waited = self.limiters.acquire(&api).await;
+            let permit = self.limiters.acquire(&api).await?;
+            let waited = permit.waited;
             if !waited.is_zero() {
                 self.metrics
                     .limiter_wait(api.vendor.as_str(), api.name, waited);
@@ -98,6 +99,7 @@ impl<'a> Caller<'a> {
                 .await?;
             let started = Instant::now();
             let ex = send().await;
+            drop(permit);
             let result = match &ex.result {
                 Ok(_) => "ok",
                 Err(VendorError::Throttled { .. }) => "throttled",
@@ -125,6 +127,10 @@ impl<'a> Caller<'a> {
                 Ok(v) => return Ok(v),
                 Err(e) => match schedule.next_delay(&e) {
                     Some(delay) => {
+                        if let VendorError::Throttled { .. } = &e {
+                            // Everyone sharing the quota pauses, not only this job.
+                            self.limiters.throttled(&api, delay).await?;
+                        }
                         self.retries += 1;
                         self.metrics.retry(api.vendor.as_str(), api.name, result);
                         tracing::info!(
