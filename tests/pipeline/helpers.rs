@@ -29,6 +29,7 @@ pub struct TestApp {
     pub topology: Topology,
     pub bucket: String,
     pub amqp_url: String,
+    pub db_url: String,
     ak: String,
     sk: String,
 }
@@ -78,7 +79,7 @@ pub async fn fresh_pg() -> (Store, String) {
 pub async fn spawn_app() -> TestApp {
     init_logs();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let store = fresh_pg_store().await;
+    let (store, db_url) = fresh_pg().await;
 
     let amqp_url = service("KYC_TEST_AMQP_URL");
     let topology = Topology::new(format!("test{id}"));
@@ -106,6 +107,7 @@ pub async fn spawn_app() -> TestApp {
         topology,
         bucket,
         amqp_url,
+        db_url,
         ak,
         sk,
     }
@@ -173,6 +175,90 @@ impl TestApp {
             .expect("worker runs");
         });
         (tx, handle)
+    }
+
+    /// Starts `kyc work` as a separate process against this app's services and simulator;
+    /// its logs (JSON) go to `log`.
+    pub fn spawn_worker_process(
+        &self,
+        log: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> std::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kyc"));
+        cmd.arg("work")
+            .env("KYC_DATABASE_URL", &self.db_url)
+            .env("KYC_AMQP_URL", &self.amqp_url)
+            .env("KYC_QUEUE_PREFIX", &self.topology.prefix)
+            .env("KYC_HTTP_LISTEN", "127.0.0.1:0")
+            .env("KYC_LOG_FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                "debug,lapin=info,hyper=info,h2=info,aws_smithy_runtime=info,aws_config=info",
+            )
+            .env("HUAWEICLOUD_SDK_AK", &self.ak)
+            .env("HUAWEICLOUD_SDK_SK", &self.sk)
+            .env("HUAWEICLOUD_SDK_PROJECT_ID", "test-project")
+            .env("KYC_HUAWEI_ENDPOINT", self.sim.base_url())
+            .env("KYC_S3_ENDPOINT", service("KYC_TEST_S3_ENDPOINT"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn kyc work")
+    }
+
+    /// Produces `n` two-factor jobs (no images) as batch `batch`; returns the ID numbers.
+    pub async fn produce_extension_jobs(
+        &self,
+        batch: &str,
+        n: usize,
+        dir: &std::path::Path,
+    ) -> Vec<String> {
+        let mut text = String::from("operation,customer_ref,name,id_number\n");
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let id = IdNumber::with_checksum(&format!(
+                "{}19850101{:03}",
+                120_000 + i / 800,
+                100 + i % 800
+            ))
+            .unwrap();
+            text.push_str(&format!(
+                "huawei.idcard_extension,C{i},欧阳娜娜,{}\n",
+                id.as_str()
+            ));
+            ids.push(id.as_str().to_string());
+        }
+        let input = dir.join(format!("{batch}.csv"));
+        std::fs::write(&input, text).unwrap();
+        let settings = kyc_producer::ProduceSettings {
+            batch_id: batch.into(),
+            input: input.display().to_string(),
+            images: None,
+            default_operation: None,
+            rejects_path: dir.join(format!("{batch}.rejects.csv")),
+            dry_run: false,
+            window: 200,
+            encoding: Default::default(),
+        };
+        let s = kyc_producer::produce(
+            &settings,
+            None,
+            &self.store,
+            &self.broker,
+            &kyc_producer::CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.published as usize, n);
+        ids
     }
 
     /// Uploads the sample faces to `s3://<bucket>/faces/`.

@@ -9,3 +9,4 @@ mod poison;
 mod producer_restart;
 mod reports;
 mod server_mode;
+mod worker_processes;
