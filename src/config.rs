@@ -99,8 +99,8 @@ pub fn parse_quotas(text: &str) -> anyhow::Result<HashMap<String, Quota>> {
             .unwrap_or_default()
             .parse()
             .map_err(|_| anyhow::anyhow!("quota {entry:?}: qps is not a number"))?;
-        if qps <= 0.0 {
-            anyhow::bail!("quota {entry:?}: qps must be positive");
+        if !(qps.is_finite() && qps > 0.0 && qps <= 100_000.0) {
+            anyhow::bail!("quota {entry:?}: qps must be a number above 0 and at most 100000");
         }
         let burst = match parts.next() {
             Some(b) => b
@@ -218,6 +218,7 @@ mod tests {
             .to_string()
             .contains("huawei.x=fast"));
         assert!(parse_quotas("huawei.x=0").is_err());
+        assert!(parse_quotas("huawei.x=inf").is_err() && parse_quotas("huawei.x=NaN").is_err());
     }
 
     #[test]

@@ -163,7 +163,14 @@ fn sniff(head: &[u8]) -> &'static encoding_rs::Encoding {
     if invalid == 0 || multibyte >= 10 * invalid {
         return encoding_rs::UTF_8;
     }
-    match encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(head) {
+    // The head may end inside a multi-byte character: leave up to three bytes out.
+    let whole = head.len() < SNIFF_BYTES;
+    let checked = if whole {
+        head
+    } else {
+        &head[..head.len().saturating_sub(3)]
+    };
+    match encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(checked) {
         Some(_) => encoding_rs::GB18030,
         None => encoding_rs::UTF_8,
     }

@@ -221,3 +221,30 @@ async fn a_gb18030_file_gives_the_same_jobs_as_its_utf8_twin() {
     assert_eq!(with_bom.summary.encoding, "UTF-8 (BOM)");
     assert_eq!(with_bom.jobs, utf8.jobs);
 }
+
+#[tokio::test]
+async fn identical_lines_are_published_once_and_the_copies_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("huawei.idcard_extension,C1,王伟,{}", id(101));
+    let mut rows = vec![
+        "operation,customer_ref,name,id_number".to_string(),
+        line.clone(),
+        line.clone(),
+    ];
+    for i in 0..5 {
+        rows.push(format!("huawei.idcard_extension,C{i},李娜,{}", id(200 + i)));
+    }
+    rows.push(line); // line 9: a later window (the window is 4 rows)
+    let r = run(dir.path(), "dups.csv", rows.join("\n").as_bytes(), "b4")
+        .await
+        .unwrap();
+    assert_eq!(r.jobs.len(), 6);
+    assert_eq!(r.jobs.iter().filter(|j| j.source_row == 2).count(), 1);
+    let dups: Vec<u64> = r
+        .rejects
+        .iter()
+        .filter(|(_, (_, why))| why.contains("duplicate of row 2"))
+        .map(|(row, _)| *row)
+        .collect();
+    assert_eq!(dups, vec![3, 9], "{:?}", r.rejects);
+}

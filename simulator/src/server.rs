@@ -121,6 +121,9 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/admin/reset", post(admin_reset))
         .merge(huawei::routes())
+        // Vendors accept bodies up to 12 MB (Huawei AK/SK); their own checks answer above
+        // that, not a generic 413 from the framework.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
         .with_state(state)
 }
 

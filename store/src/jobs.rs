@@ -31,23 +31,51 @@ pub enum JobInsert {
 }
 
 const COLS: usize = 11;
+const MAX_ROWS_PER_INSERT: usize = 2000;
 
 impl Store {
     /// Inserts a chunk of jobs in one statement and classifies each one. All jobs must belong
     /// to `batch_id`.
     pub async fn insert_jobs(&self, batch_id: &str, chunk: &[NewJob]) -> Result<Vec<JobInsert>> {
+        // One statement binds COLS parameters a row; SQLite takes at most 32766 of them.
+        if chunk.len() > MAX_ROWS_PER_INSERT {
+            let mut out = Vec::with_capacity(chunk.len());
+            for part in chunk.chunks(MAX_ROWS_PER_INSERT) {
+                out.extend(Box::pin(self.insert_jobs(batch_id, part)).await?);
+            }
+            return Ok(out);
+        }
         if chunk.is_empty() {
             return Ok(Vec::new());
         }
+        // The same person and operation twice in this chunk: the later rows are duplicates of
+        // the first, and only the first goes to the database.
+        let mut first_row: HashMap<&str, u64> = HashMap::new();
+        let mut within: Vec<Option<u64>> = Vec::with_capacity(chunk.len());
+        for nj in chunk {
+            match first_row.get(nj.dedup_key.as_str()) {
+                Some(row) => within.push(Some(*row)),
+                None => {
+                    first_row.insert(&nj.dedup_key, nj.job.source_row);
+                    within.push(None);
+                }
+            }
+        }
+        let unique: Vec<&NewJob> = chunk
+            .iter()
+            .zip(&within)
+            .filter(|(_, w)| w.is_none())
+            .map(|(nj, _)| nj)
+            .collect();
         let now = now_ms();
         let sql = format!(
             "INSERT INTO jobs (job_id, batch_id, source_row, dedup_key, customer_ref, vendor, operation, \
              subject_name, subject_id_number, payload, created_at_ms) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING job_id",
-            placeholders(chunk.len(), COLS)
+            placeholders(unique.len(), COLS)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for nj in chunk {
+        for nj in &unique {
             let j = &nj.job;
             let payload =
                 serde_json::to_string(j).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -71,23 +99,33 @@ impl Store {
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
 
-        if inserted.len() == chunk.len() {
-            return Ok(vec![JobInsert::New; chunk.len()]);
-        }
-        // Some rows existed: look them up by dedup key to tell a resumed row from a duplicate.
-        let missing: Vec<&NewJob> = chunk
+        // Rows that existed already: look them up by dedup key to tell a resumed row (same
+        // job, same line) from a duplicate (same person and operation, another line).
+        let missing: Vec<&NewJob> = unique
             .iter()
+            .copied()
             .filter(|nj| !inserted.contains(nj.job.job_id.as_str()))
             .collect();
-        let existing = self.existing_by_dedup(batch_id, &missing).await?;
+        let existing = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            self.existing_by_dedup(batch_id, &missing).await?
+        };
         Ok(chunk
             .iter()
-            .map(|nj| {
+            .zip(within)
+            .map(|(nj, within)| {
+                if let Some(first_row) = within {
+                    return JobInsert::Duplicate { first_row };
+                }
                 if inserted.contains(nj.job.job_id.as_str()) {
                     return JobInsert::New;
                 }
                 match existing.get(&nj.dedup_key) {
-                    Some(e) if e.job_id == nj.job.job_id.as_str() => {
+                    Some(e)
+                        if e.job_id == nj.job.job_id.as_str()
+                            && e.source_row == nj.job.source_row =>
+                    {
                         if e.published || e.has_outcome {
                             JobInsert::AlreadyPublished
                         } else {

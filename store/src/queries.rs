@@ -86,7 +86,7 @@ impl Store {
              o.vendor, o.operation, o.status, o.reason, o.vendor_code, o.vendor_message, o.similarity, \
              o.liveness_score, o.vendor_request_id, o.vendor_ref, o.attempts, o.latency_ms, o.billed, \
              o.completed_at_ms FROM outcomes o LEFT JOIN jobs j ON j.job_id = o.job_id {where_sql} \
-             ORDER BY o.batch_id, j.source_row, o.job_id"
+             ORDER BY o.batch_id, (j.source_row IS NULL), j.source_row, o.job_id"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         if let Some(b) = &filter.batch_id {

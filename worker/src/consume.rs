@@ -55,15 +55,25 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
+    let mut failure = None;
     tokio::select! {
         _ = shutdown => {
             tracing::info!("shutdown requested: no new deliveries, draining in-flight jobs");
             let _ = stop_tx.send(true);
         }
-        _ = async { while vendors.join_next().await.is_some() {} } => {}
+        // A consumer that ends by itself lost its broker: stop the others too, so the process
+        // exits non-zero and its orchestrator restarts it.
+        Some(Ok(Err(e))) = vendors.join_next() => {
+            failure = Some(e);
+            let _ = stop_tx.send(true);
+        }
     }
-    while vendors.join_next().await.is_some() {}
-    Ok(())
+    while let Some(r) = vendors.join_next().await {
+        if let Ok(Err(e)) = r {
+            failure.get_or_insert(e);
+        }
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 async fn consume_vendor(
@@ -72,7 +82,8 @@ async fn consume_vendor(
     vendor: Vendor,
     settings: WorkerSettings,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Result<(), kyc_queue::QueueError> {
+    let mut failure = None;
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     loop {
@@ -90,6 +101,7 @@ async fn consume_vendor(
             None => break,
             Some(Err(e)) => {
                 tracing::error!(vendor = vendor.as_str(), error = %e, "consumer failed");
+                failure = Some(e);
                 break;
             }
             Some(Ok(delivery)) => {
@@ -117,6 +129,7 @@ async fn consume_vendor(
         );
         tasks.abort_all();
     }
+    failure.map_or(Ok(()), Err)
 }
 
 async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
@@ -126,8 +139,11 @@ async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
         Disposition::Ack(_) => delivery.ack().await,
         Disposition::Requeue(reason) => {
             tracing::warn!(message_id, reason, "requeueing job");
-            // A pause keeps a database outage from turning into a hot redelivery loop.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // A growing pause keeps an outage from becoming a hot redelivery loop that would
+            // spend the queue's delivery limit (20) in seconds: ~10 minutes of tolerance.
+            let pause = Duration::from_secs(1u64 << delivery.delivery_count.min(5))
+                .min(Duration::from_secs(30));
+            tokio::time::sleep(pause).await;
             delivery.requeue().await
         }
         Disposition::DeadLetter(reason) => {

@@ -54,20 +54,23 @@ pub fn decode(payload: &[u8]) -> Result<Job, String> {
     serde_json::from_value(value).map_err(|e| format!("invalid job: {}", scrub(&e.to_string())))
 }
 
-/// Removes quoted fragments from a serde message: they may be field values.
+/// Removes quoted fragments from a serde message: they may be field values. Escaped quotes
+/// inside a quoted value (`"a\"b"`) do not end it.
 fn scrub(msg: &str) -> String {
     let mut out = String::new();
-    let mut quoted = false;
+    let mut quoted: Option<char> = None;
+    let mut escaped = false;
     for c in msg.chars() {
-        match c {
-            '"' | '`' => {
-                if !quoted {
-                    out.push('…');
-                }
-                quoted = !quoted;
+        match quoted {
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
+            Some(q) if c == q => quoted = None,
+            Some(_) => {}
+            None if c == '"' || c == '`' => {
+                out.push('…');
+                quoted = Some(c);
             }
-            _ if !quoted => out.push(c),
-            _ => {}
+            None => out.push(c),
         }
     }
     out
@@ -110,7 +113,11 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Dispositi
 
     let verdict = match materials::load(&ctx.objects, &job.materials).await {
         Err(e) if e.source.is_transient() && delivery_count < 5 => {
-            return Disposition::Requeue(e.to_string());
+            // Field name only: a URI can name the person or carry a signed token.
+            return Disposition::Requeue(format!(
+                "material {}: storage temporarily unavailable",
+                e.field
+            ));
         }
         Err(e) => {
             tracing::warn!(field = e.field, "material unavailable");
@@ -130,6 +137,11 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Dispositi
     let status = outcome.status;
     match caller.finish(&outcome).await {
         Ok(true) => {
+            ctx.metrics.job_finished(
+                job.vendor().as_str(),
+                job.operation.as_str(),
+                status.as_str(),
+            );
             tracing::info!(
                 status = status.as_str(),
                 reason = outcome.reason.as_str(),
@@ -238,6 +250,14 @@ mod tests {
         assert!(
             !reason.contains("110105194912310021") && !reason.contains("Zhang"),
             "{reason}"
+        );
+    }
+
+    #[test]
+    fn scrub_keeps_escaped_quotes_inside_the_value() {
+        assert_eq!(
+            scrub(r#"invalid value: string "a\"13800138000", expected x"#),
+            "invalid value: string …, expected x"
         );
     }
 

@@ -69,8 +69,14 @@ impl Schedule {
             VendorError::AuthExpired { .. } => None,
             VendorError::Throttled { .. } | VendorError::Transient { .. } => {
                 let backoff = self.backoff.next().unwrap_or(self.policy.max_delay);
-                // The vendor's Retry-After is a floor: retrying sooner is pointless.
-                Some(err.retry_after().map_or(backoff, |ra| ra.max(backoff)))
+                // The vendor's Retry-After is a floor (retrying sooner is pointless), but no wait
+                // exceeds max_delay: a job must not sit on its delivery past the broker's
+                // consumer timeout.
+                Some(
+                    err.retry_after()
+                        .map_or(backoff, |ra| ra.max(backoff))
+                        .min(self.policy.max_delay),
+                )
             }
         }
     }
@@ -120,14 +126,17 @@ mod tests {
             max_delay: Duration::from_millis(100),
         };
         let mut s = policy.schedule();
-        assert!(
-            s.next_delay(&transient(Some(Duration::from_secs(5))))
-                .unwrap()
-                >= Duration::from_secs(5)
+        assert_eq!(
+            s.next_delay(&transient(Some(Duration::from_millis(80)))),
+            Some(Duration::from_millis(80)),
+        );
+        // A Retry-After beyond the cap is cut to the cap: the delivery must not go stale.
+        assert_eq!(
+            s.next_delay(&transient(Some(Duration::from_secs(60)))),
+            Some(Duration::from_millis(100))
         );
         for _ in 0..20 {
-            // Jitter may add up to one delay on top of the cap.
-            assert!(s.next_delay(&transient(None)).unwrap() <= Duration::from_millis(200));
+            assert!(s.next_delay(&transient(None)).unwrap() <= Duration::from_millis(100));
         }
     }
 
