@@ -142,6 +142,39 @@ impl Store {
         Ok(inserted)
     }
 
+    /// Claims `job_id` for `owner` until `lease_ms` from now, or renews the owner's claim.
+    /// False if another owner holds a live claim: then another delivery of the same job is
+    /// being worked on, and this one must not call the vendor.
+    pub async fn claim_job(&self, job_id: &JobId, owner: &str, lease_ms: i64) -> Result<bool> {
+        let now = now_ms();
+        let row: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO job_claims (job_id, owner, until_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (job_id) DO UPDATE SET owner = $4, until_ms = $5 \
+             WHERE job_claims.until_ms < $6 OR job_claims.owner = $7 \
+             RETURNING job_id",
+        )
+        .bind(job_id.as_str().to_string())
+        .bind(owner.to_string())
+        .bind(now + lease_ms)
+        .bind(owner.to_string())
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(owner.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Drops the owner's claim (the job is decided, or handed back).
+    pub async fn release_claim(&self, job_id: &JobId, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM job_claims WHERE job_id = $1 AND owner = $2")
+            .bind(job_id.as_str().to_string())
+            .bind(owner.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// True if the job already has an outcome: a redelivered job then makes no vendor call.
     pub async fn outcome_exists(&self, job_id: &JobId) -> Result<bool> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM outcomes WHERE job_id = $1")

@@ -219,3 +219,53 @@ async fn rerunning_the_producer_and_redelivering_jobs_change_nothing() {
     assert_eq!(app.store.outcome_count("again").await.unwrap(), 30);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_copies_of_a_job_in_the_queue_make_one_vendor_call() {
+    let app = spawn_app().await;
+    let mut faults = kyc_simulator::FaultConfig::default();
+    faults.huawei.latency_ms = 400; // both copies are in flight at the same time
+    app.sim.set_faults(faults);
+    let (stop1, w1) = app.spawn_worker().await;
+    let (stop2, w2) = app.spawn_worker().await;
+    let job = kyc_schemas::Job {
+        schema_version: 1,
+        job_id: kyc_schemas::JobId::derive("twins", "1"),
+        batch_id: "twins".into(),
+        source_row: 2,
+        customer_ref: None,
+        operation: kyc_schemas::Operation::HuaweiIdcardExtension,
+        subject: kyc_schemas::Subject {
+            name: Some(kyc_schemas::PersonName::parse("王伟").unwrap()),
+            id_number: Some(id_with_seq(5, "101")),
+            ..Default::default()
+        },
+        materials: Default::default(),
+        vendor_refs: Default::default(),
+    };
+    let message = kyc_queue::OutMessage {
+        vendor: kyc_schemas::Vendor::Huawei,
+        message_id: job.job_id.to_string(),
+        payload: serde_json::to_vec(&job).unwrap(),
+    };
+    app.broker
+        .publisher()
+        .await
+        .unwrap()
+        .publish_confirmed(&[message.clone(), message])
+        .await
+        .unwrap();
+    app.wait_for_outcomes("twins", 1, Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the copy settles too
+    let _ = stop1.send(());
+    let _ = stop2.send(());
+    w1.await.unwrap();
+    w2.await.unwrap();
+    assert_eq!(
+        app.sim.ledger().entries.len(),
+        1,
+        "the duplicate message called the vendor"
+    );
+    app.cleanup().await;
+}

@@ -24,7 +24,15 @@ pub enum CallError {
     /// Our database failed: the job is requeued, nothing is decided.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another delivery of this job took it over (ours outlived its claim): stop, make no call.
+    #[error("another delivery of this job holds its claim")]
+    ClaimLost,
 }
+
+/// How long a claim on a job lasts without renewal. It is renewed before every vendor call
+/// and during long waits, and covers one call (the client timeout is shorter). A delivery of
+/// a job whose worker died waits at most this long before taking over.
+pub const CLAIM_LEASE_MS: i64 = 20_000;
 
 /// Facts about the last call, for the outcome.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +45,8 @@ pub struct LastCall {
 /// Makes a job's vendor calls. One per job delivery.
 #[derive(Debug)]
 pub struct Caller<'a> {
+    /// This delivery's claim on the job.
+    owner: &'a str,
     store: &'a Store,
     metrics: &'a Metrics,
     limiters: &'a Limiters,
@@ -50,8 +60,14 @@ pub struct Caller<'a> {
 }
 
 impl<'a> Caller<'a> {
-    pub fn new(ctx: &'a crate::Context, job_id: &'a JobId, prior_attempts: u32) -> Self {
+    pub fn new(
+        ctx: &'a crate::Context,
+        job_id: &'a JobId,
+        owner: &'a str,
+        prior_attempts: u32,
+    ) -> Self {
         Self {
+            owner,
             store: &ctx.store,
             metrics: &ctx.metrics,
             limiters: &ctx.limiters,
@@ -85,6 +101,14 @@ impl<'a> Caller<'a> {
                     waited_ms = waited.as_millis() as u64,
                     "limiter wait"
                 );
+            }
+            // Renewed before every call: if another delivery took the job over, no call.
+            if !self
+                .store
+                .claim_job(self.job_id, self.owner, CLAIM_LEASE_MS)
+                .await?
+            {
+                return Err(CallError::ClaimLost);
             }
             self.attempts += 1;
             let open = self
@@ -139,12 +163,37 @@ impl<'a> Caller<'a> {
                             delay_ms = delay.as_millis() as u64,
                             "vendor call failed, retrying"
                         );
-                        tokio::time::sleep(delay).await;
+                        if let Err(e) = self.wait(delay).await {
+                            // Settle the failed attempt's ledger row before giving up the job.
+                            self.flush().await?;
+                            return Err(e);
+                        }
                     }
                     None => return Err(CallError::Vendor(e)),
                 },
             }
         }
+    }
+
+    /// Sleeps `delay`, renewing the job's claim so that a long back-off does not let a
+    /// duplicate delivery take the job over.
+    async fn wait(&self, delay: Duration) -> Result<(), CallError> {
+        let step = Duration::from_millis(CLAIM_LEASE_MS as u64 / 2);
+        let mut left = delay;
+        while !left.is_zero() {
+            let now = left.min(step);
+            tokio::time::sleep(now).await;
+            left -= now;
+            if !left.is_zero()
+                && !self
+                    .store
+                    .claim_job(self.job_id, self.owner, CLAIM_LEASE_MS)
+                    .await?
+            {
+                return Err(CallError::ClaimLost);
+            }
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), StoreError> {

@@ -97,6 +97,42 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Dispositi
         Ok(false) => {}
         Err(e) => return Disposition::Requeue(format!("database: {e}")),
     }
+    // One live delivery per job: a duplicate message of a job being worked on waits here
+    // (holding its delivery) until the job is decided or the other claim expires.
+    let owner = uuid::Uuid::new_v4().simple().to_string();
+    loop {
+        match ctx
+            .store
+            .claim_job(&job.job_id, &owner, crate::call::CLAIM_LEASE_MS)
+            .await
+        {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Disposition::Requeue(format!("database: {e}")),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        match ctx.store.outcome_exists(&job.job_id).await {
+            Ok(true) => {
+                tracing::info!("another delivery decided this job; acking the duplicate");
+                return Disposition::Ack(None);
+            }
+            Ok(false) => {}
+            Err(e) => return Disposition::Requeue(format!("database: {e}")),
+        }
+    }
+    let disposition = decide(ctx, job, delivery_count, &owner).await;
+    // Handing back or decided: either way this delivery is done with the job.
+    let _ = ctx.store.release_claim(&job.job_id, &owner).await;
+    disposition
+}
+
+async fn decide(ctx: &Context, job: &Job, delivery_count: u32, owner: &str) -> Disposition {
+    // Checked again under the claim: the job may have been decided while we waited.
+    match ctx.store.outcome_exists(&job.job_id).await {
+        Ok(true) => return Disposition::Ack(None),
+        Ok(false) => {}
+        Err(e) => return Disposition::Requeue(format!("database: {e}")),
+    }
     let prior = match ctx.store.recover_calls(&job.job_id).await {
         Ok((unknown, prior)) => {
             if unknown > 0 {
@@ -109,7 +145,7 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Dispositi
         }
         Err(e) => return Disposition::Requeue(format!("database: {e}")),
     };
-    let mut caller = Caller::new(ctx, &job.job_id, prior);
+    let mut caller = Caller::new(ctx, &job.job_id, owner, prior);
 
     let verdict = match materials::load(&ctx.objects, &job.materials).await {
         Err(e) if e.source.is_transient() && delivery_count < 5 => {
@@ -131,6 +167,8 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Dispositi
             Ok(v) => Ok(v),
             Err(CallError::Vendor(e)) => Err(e),
             Err(CallError::Store(e)) => return Disposition::Requeue(format!("database: {e}")),
+            // Another delivery owns the job now and will decide it.
+            Err(CallError::ClaimLost) => return Disposition::Ack(None),
         },
     };
     let outcome = outcome_of(job, &caller, verdict);
