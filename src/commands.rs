@@ -99,10 +99,10 @@ enum ReportKind {
         #[arg(long)]
         out: Option<String>,
         /// Show full names and ID numbers. Recorded in the audit trail with --requested-by.
-        #[arg(long)]
+        #[arg(long, requires = "requested_by")]
         unmasked: bool,
-        /// Who asks for an unmasked export (default: $USER).
-        #[arg(long)]
+        /// Who asks for an unmasked export; required with --unmasked, recorded in the audit trail.
+        #[arg(long, requires = "unmasked")]
         requested_by: Option<String>,
         /// Start the file with a UTF-8 BOM for Excel.
         #[arg(long)]
@@ -481,12 +481,7 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
                     bail!("--status must be one of passed, failed, not_found, pending, error (got {s:?})");
                 }
             }
-            let requested_by = requested_by
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_default();
-            if unmasked && requested_by.trim().is_empty() {
-                bail!("--unmasked needs --requested-by NAME (it is recorded in the audit trail)");
-            }
+            let requested_by = requested_by.unwrap_or_default();
             let store = connect_store(&conn).await?;
             let filter = kyc_store::queries::OutcomeFilter {
                 batch_id: batch,

@@ -39,15 +39,26 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("HUAWEICLOUD_SDK_PROJECT_ID", Kind::Config),
     ("HUAWEICLOUD_SDK_AK", Kind::Secret),
     ("HUAWEICLOUD_SDK_SK", Kind::Secret),
+    ("KYC_HUAWEI_IAM_USER", Kind::Config),
+    ("KYC_HUAWEI_IAM_DOMAIN", Kind::Config),
+    ("KYC_HUAWEI_IAM_PASSWORD", Kind::Secret),
 ];
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// Huawei settings from the environment, if credentials are configured.
+/// Huawei settings from the environment, if credentials are configured: AK/SK (the SDK's
+/// default), or else an IAM user whose password token is fetched and cached.
 pub fn huawei_from_env() -> Option<HuaweiConfig> {
-    let (ak, sk) = (env("HUAWEICLOUD_SDK_AK")?, env("HUAWEICLOUD_SDK_SK")?);
+    let auth = match (env("HUAWEICLOUD_SDK_AK"), env("HUAWEICLOUD_SDK_SK")) {
+        (Some(ak), Some(sk)) => HuaweiAuth::AkSk { ak, sk },
+        _ => HuaweiAuth::Password {
+            user: env("KYC_HUAWEI_IAM_USER")?,
+            password: env("KYC_HUAWEI_IAM_PASSWORD")?,
+            domain: env("KYC_HUAWEI_IAM_DOMAIN")?,
+        },
+    };
     Some(HuaweiConfig {
         endpoint: env("KYC_HUAWEI_ENDPOINT")
             .unwrap_or_else(|| kyc_worker::vendors::huawei::DEFAULT_ENDPOINT.into()),
@@ -55,7 +66,7 @@ pub fn huawei_from_env() -> Option<HuaweiConfig> {
             .unwrap_or_else(|| kyc_worker::vendors::huawei::DEFAULT_IAM_ENDPOINT.into()),
         region: "cn-north-4".into(),
         project_id: env("HUAWEICLOUD_SDK_PROJECT_ID").unwrap_or_default(),
-        auth: HuaweiAuth::AkSk { ak, sk },
+        auth,
         timeout: Duration::from_secs(15),
     })
 }

@@ -18,6 +18,8 @@ pub use reconcile::{write_reconcile, ReconcileSummary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    #[error("an unmasked report needs the name of who asks for it (--requested-by)")]
+    Unaudited,
     #[error("database: {0}")]
     Store(#[from] kyc_store::StoreError),
     #[error("writing the report: {0}")]

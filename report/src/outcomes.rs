@@ -39,6 +39,19 @@ pub async fn write_outcomes<W: Write>(
     opts: &ReportOptions,
     out: W,
 ) -> Result<u64, ReportError> {
+    // Personal data leaves the database in the clear: say who, when and what, first.
+    let audit = if opts.unmasked {
+        if opts.requested_by.trim().is_empty() {
+            return Err(ReportError::Unaudited);
+        }
+        Some(
+            store
+                .start_report_audit(&opts.requested_by, "outcomes", &describe(filter))
+                .await?,
+        )
+    } else {
+        None
+    };
     let mut w = csv_writer(out, opts.excel_bom)?;
     w.write_record(OUTCOME_COLUMNS)?;
     let mut failed: Option<csv::Error> = None;
@@ -56,11 +69,8 @@ pub async fn write_outcomes<W: Write>(
         return Err(e.into());
     }
     w.flush()?;
-    if opts.unmasked {
-        // Personal data left the database in the clear: say who, when and what.
-        store
-            .record_report_audit(&opts.requested_by, "outcomes", &describe(filter), n)
-            .await?;
+    if let Some(id) = audit {
+        store.finish_report_audit(&id, n).await?;
     }
     Ok(n)
 }

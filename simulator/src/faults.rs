@@ -22,6 +22,8 @@ pub struct VendorFaults {
     pub retry_after_secs: Option<u64>,
     /// QPS quota per API of this vendor; `None` = unlimited.
     pub qps: Option<f64>,
+    /// Delay of the "slow once" scenario (sequence code 955), in ms; 0 means 5000.
+    pub slow_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

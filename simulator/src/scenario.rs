@@ -21,6 +21,8 @@ pub enum Scenario {
     InternalErrorOnce,
     AlwaysThrottled,
     AlwaysInternalError,
+    /// The first answer comes `slow_ms` late (past a client's timeout), later ones on time.
+    SlowOnce,
     AccountBlocked,
     AccountInArrears,
 }
@@ -40,6 +42,7 @@ impl Scenario {
             "952" => Scenario::InternalErrorOnce,
             "953" => Scenario::AlwaysThrottled,
             "954" => Scenario::AlwaysInternalError,
+            "955" => Scenario::SlowOnce,
             "975" => Scenario::AccountBlocked,
             "976" => Scenario::AccountInArrears,
             _ => Scenario::Pass,

@@ -33,6 +33,9 @@ pub struct CallRecord {
     pub vendor_code: Option<String>,
     pub vendor_request_id: Option<String>,
     pub billable: bool,
+    /// No answer came back (a timeout after sending): the call is recorded `unknown`, as
+    /// possibly billed, instead of `done`.
+    pub answer_lost: bool,
 }
 
 /// An opened ledger row.
@@ -108,10 +111,11 @@ impl Store {
         // 'unknown' too: a row marked unknown by a redelivery while this call was still in
         // flight gets its real answer after all.
         let updated = sqlx::query(
-            "UPDATE vendor_calls SET state = 'done', finished_at_ms = $1, http_status = $2, vendor_code = $3, \
-             vendor_request_id = $4, billable = $5 WHERE call_id = $6 AND state IN ('open', 'unknown') \
+            "UPDATE vendor_calls SET state = $1, finished_at_ms = $2, http_status = $3, vendor_code = $4, \
+             vendor_request_id = $5, billable = $6 WHERE call_id = $7 AND state IN ('open', 'unknown') \
              RETURNING day",
         )
+        .bind(if rec.answer_lost { "unknown" } else { "done" })
         .bind(now)
         .bind(rec.http_status.map(i64::from))
         .bind(rec.vendor_code.clone())

@@ -151,6 +151,14 @@ impl TestApp {
         })
     }
 
+    /// The credentials this app's simulator accepts.
+    pub fn huawei_auth(&self) -> HuaweiAuth {
+        HuaweiAuth::AkSk {
+            ak: self.ak.clone(),
+            sk: self.sk.clone(),
+        }
+    }
+
     /// Starts a worker (its own consumers on the shared queues); the returned sender stops it.
     pub async fn spawn_worker(
         &self,

@@ -9,4 +9,5 @@ mod poison;
 mod producer_restart;
 mod reports;
 mod server_mode;
+mod timeouts;
 mod worker_processes;

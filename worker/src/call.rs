@@ -145,6 +145,7 @@ impl<'a> Caller<'a> {
                     vendor_code: ex.vendor_code.clone(),
                     vendor_request_id: ex.request_id,
                     billable: ex.billable,
+                    answer_lost: ex.answer_lost,
                 },
             ));
             match ex.result {
@@ -197,8 +198,9 @@ impl<'a> Caller<'a> {
     }
 
     async fn flush(&mut self) -> Result<(), StoreError> {
-        if let Some((open, rec)) = self.pending.take() {
-            self.store.complete_call(&open, &rec).await?;
+        if let Some((open, rec)) = &self.pending {
+            with_retries(|| self.store.complete_call(open, rec)).await?;
+            self.pending = None;
         }
         Ok(())
     }
@@ -217,18 +219,35 @@ impl<'a> Caller<'a> {
 
     /// Writes the outcome together with the deciding call's ledger row and billing counter.
     /// Returns false if another delivery of the job had already written an outcome.
-    pub async fn finish(mut self, outcome: &kyc_schemas::Outcome) -> Result<bool, StoreError> {
-        match self.pending.take() {
-            Some((open, rec)) => {
-                self.store
-                    .complete_with_outcome(Some(&open), &rec, outcome)
-                    .await
-            }
-            None => {
-                self.store
-                    .complete_with_outcome(None, &CallRecord::default(), outcome)
-                    .await
+    ///
+    /// A vendor answer has been paid for: a failing commit is retried here for a while before
+    /// the job is handed back (which would make the call again).
+    pub async fn finish(self, outcome: &kyc_schemas::Outcome) -> Result<bool, StoreError> {
+        let none = CallRecord::default();
+        let (open, rec) = match &self.pending {
+            Some((open, rec)) => (Some(open), rec),
+            None => (None, &none),
+        };
+        with_retries(|| self.store.complete_with_outcome(open, rec, outcome)).await
+    }
+}
+
+/// Retries a database write with backoff (0.2 s … 6.4 s, about 13 s in all).
+async fn with_retries<T, F, Fut>(mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..5 {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "database write failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
             }
         }
     }
+    write().await
 }

@@ -146,7 +146,7 @@ async fn standard(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(&s, Api::Standard, &method, &uri, &headers, &body).await
+    detached(s, Api::Standard, method, uri, headers, body).await
 }
 
 async fn extension(
@@ -156,7 +156,28 @@ async fn extension(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(&s, Api::Extension, &method, &uri, &headers, &body).await
+    detached(s, Api::Extension, method, uri, headers, body).await
+}
+
+/// Runs the call to completion even if the client hangs up: a real vendor that received a
+/// request answers (and bills) it whether or not the caller is still there to read it.
+async fn detached(
+    s: Shared,
+    api: Api,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    tokio::spawn(async move { handle(&s, api, &method, &uri, &headers, &body).await })
+        .await
+        .unwrap_or_else(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "IVS.0101",
+                "Service inner error.",
+            )
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +211,24 @@ async fn handle(
     let reference = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v["meta"]["uuid"].as_str().map(str::to_string));
+    // "Slow once" (sequence code 955): the first answer for a request id comes late.
+    let slow = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        v["data"]["req_data"][0]["verification_id"]
+            .as_str()
+            .map(Scenario::from_id)
+    }) == Some(Scenario::SlowOnce);
+    if slow
+        && reference
+            .as_deref()
+            .is_some_and(|r| s.seen.bump(&format!("slow:{r}")) == 1)
+    {
+        let ms = if faults.slow_ms == 0 {
+            5000
+        } else {
+            faults.slow_ms
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let resp = answer(
         s,
         api,

@@ -29,17 +29,32 @@ pub struct Exchange<T> {
     pub vendor_code: Option<String>,
     /// Whether the vendor bills this answer.
     pub billable: bool,
+    /// The request may have reached the vendor, but no answer came back (a timeout): the
+    /// ledger records the call as `unknown`, possibly billed.
+    pub answer_lost: bool,
     pub result: Result<T, VendorError>,
 }
 
 impl<T> Exchange<T> {
+    /// A call that was never sent (credentials could not be obtained, bad configuration).
+    pub fn not_sent(err: VendorError) -> Self {
+        Self {
+            answer_lost: false,
+            ..Self::no_answer(err)
+        }
+    }
+
     /// An exchange that never got an answer (connection refused, timeout).
     pub fn no_answer(err: VendorError) -> Self {
+        // A refused connection never reached the vendor; anything else may have.
+        let answer_lost = !matches!(&err, VendorError::Transient { code, .. } if code == "connect")
+            && !matches!(err, VendorError::Permanent { .. });
         Self {
             http_status: None,
             request_id: None,
             vendor_code: None,
             billable: false,
+            answer_lost,
             result: Err(err),
         }
     }
@@ -119,7 +134,13 @@ impl VendorError {
     /// A failure to reach the vendor at all, classified: a timeout or a refused connection
     /// is transient. The message carries no URL (it could hold a presigned query).
     pub fn from_reqwest(e: &reqwest::Error) -> Self {
-        let code = if e.is_timeout() { "timeout" } else { "network" };
+        let code = if e.is_timeout() {
+            "timeout"
+        } else if e.is_connect() {
+            "connect"
+        } else {
+            "network"
+        };
         VendorError::Transient {
             code: code.into(),
             message: e.to_string().chars().take(200).collect(),

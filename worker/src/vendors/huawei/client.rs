@@ -88,7 +88,7 @@ impl HuaweiClient {
         );
         let parsed = match url::Url::parse(&url) {
             Ok(u) => u,
-            Err(_) => return Exchange::no_answer(permanent_config("endpoint is not a valid URL")),
+            Err(_) => return Exchange::not_sent(permanent_config("endpoint is not a valid URL")),
         };
         let mut headers: Vec<(String, String)> = vec![
             ("Content-Type".into(), "application/json".into()),
@@ -119,7 +119,7 @@ impl HuaweiClient {
             }
             HuaweiAuth::Password { .. } => match self.token().await {
                 Ok(t) => req = req.header("X-Auth-Token", t),
-                Err(e) => return Exchange::no_answer(e),
+                Err(e) => return Exchange::not_sent(e),
             },
         }
         for (n, v) in &headers {
@@ -141,6 +141,7 @@ impl HuaweiClient {
                     vendor_code: None,
                     // The answer was cut off; if the vendor sent 200 it billed the call.
                     billable: status == 200,
+                    answer_lost: false,
                     result: Err(VendorError::from_reqwest(&e)),
                 };
             }
@@ -163,6 +164,7 @@ impl HuaweiClient {
             vendor_code,
             // Huawei bills answered calls: HTTP 200, whatever the verdict.
             billable: status == 200,
+            answer_lost: false,
             result,
         }
     }
