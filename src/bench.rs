@@ -309,14 +309,14 @@ async fn produce(
 async fn delete_queues(amqp: &str, t: &Topology) {
     if let Ok(conn) = lapin::Connection::connect(amqp, Default::default()).await {
         if let Ok(ch) = conn.create_channel().await {
+            let mut queues = vec![t.dead_letter_queue()];
             for v in Vendor::ALL {
-                let _ = ch
-                    .queue_delete(t.work_queue(v).as_str().into(), Default::default())
-                    .await;
+                queues.push(t.work_queue(v));
+                queues.extend(kyc_queue::topology::DELAY_BUCKETS.map(|b| t.delay_queue(v, b)));
             }
-            let _ = ch
-                .queue_delete(t.dead_letter_queue().as_str().into(), Default::default())
-                .await;
+            for q in queues {
+                let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+            }
         }
     }
 }

@@ -14,7 +14,9 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 
-use crate::topology::{DELIVERY_LIMIT, REASON_HEADER};
+use crate::topology::{
+    delay_bucket, DEFERRALS_HEADER, DELAY_BUCKETS, DELIVERY_LIMIT, REASON_HEADER,
+};
 use crate::{Delivery, DeliveryHandle, OutMessage, QueueError, Result, Topology};
 
 #[derive(Debug, Clone)]
@@ -78,6 +80,29 @@ impl AmqpBroker {
                 quorum_args(Some(&t.dead_letter_exchange())),
             )
             .await?;
+            for bucket in DELAY_BUCKETS {
+                // Classic queue with one TTL; expired messages are dead-lettered through the
+                // default exchange straight back to the vendor's work queue.
+                let mut args = FieldTable::default();
+                args.insert(
+                    "x-message-ttl".into(),
+                    AMQPValue::LongLongInt((bucket * 1000) as i64),
+                );
+                args.insert(
+                    "x-dead-letter-exchange".into(),
+                    AMQPValue::LongString("".into()),
+                );
+                args.insert(
+                    "x-dead-letter-routing-key".into(),
+                    AMQPValue::LongString(t.work_queue(vendor).as_str().into()),
+                );
+                ch.queue_declare(
+                    t.delay_queue(vendor, bucket).as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    args,
+                )
+                .await?;
+            }
         }
         let _ = ch.close(200, "declared".into()).await;
         Ok(())
@@ -116,6 +141,7 @@ impl AmqpBroker {
             consumer,
             channel,
             topology: self.topology.clone(),
+            vendor,
         })
     }
 }
@@ -202,6 +228,7 @@ pub struct AmqpConsumer {
     consumer: lapin::Consumer,
     channel: Channel,
     topology: Topology,
+    vendor: Vendor,
 }
 
 impl AmqpConsumer {
@@ -224,14 +251,27 @@ impl AmqpConsumer {
                 _ => None,
             })
             .unwrap_or(if d.redelivered { 1 } else { 0 });
+        let deferrals = d
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get(DEFERRALS_HEADER).cloned())
+            .and_then(|v| match v {
+                AMQPValue::LongLongInt(n) => Some(n as u32),
+                AMQPValue::LongInt(n) => Some(n as u32),
+                _ => None,
+            })
+            .unwrap_or(0);
         Some(Ok(Delivery {
             message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
             delivery_count,
+            deferrals,
             payload: d.data,
             handle: DeliveryHandle::Amqp(AmqpDeliveryHandle {
                 acker: d.acker,
                 channel: self.channel.clone(),
                 topology: self.topology.clone(),
+                vendor: self.vendor,
             }),
         }))
     }
@@ -242,6 +282,7 @@ pub(crate) struct AmqpDeliveryHandle {
     acker: lapin::Acker,
     channel: Channel,
     topology: Topology,
+    vendor: Vendor,
 }
 
 impl AmqpDeliveryHandle {
@@ -258,6 +299,41 @@ impl AmqpDeliveryHandle {
             })
             .await?;
         Ok(())
+    }
+
+    /// Parks the message in a delay queue (confirmed), then acks it: it comes back to the
+    /// work queue after the bucket's wait, with its deferral count in a header.
+    pub(crate) async fn delay(
+        self,
+        payload: &[u8],
+        message_id: Option<&str>,
+        wait: std::time::Duration,
+        deferrals: u32,
+    ) -> Result<()> {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ShortString::from(DEFERRALS_HEADER),
+            AMQPValue::LongLongInt(i64::from(deferrals)),
+        );
+        let id = message_id.unwrap_or("unknown");
+        let confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                self.topology
+                    .delay_queue(self.vendor, delay_bucket(wait))
+                    .as_str()
+                    .into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                payload,
+                properties(id, Some(headers)),
+            )
+            .await?;
+        check_confirmed(confirm.await?, id)?;
+        self.ack().await
     }
 
     pub(crate) async fn dead_letter(

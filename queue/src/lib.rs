@@ -168,6 +168,8 @@ pub struct Delivery {
     pub message_id: Option<String>,
     /// How many times the broker delivered this message before (0 on first delivery).
     pub delivery_count: u32,
+    /// How many times the job went through a delay queue.
+    pub deferrals: u32,
     handle: DeliveryHandle,
 }
 
@@ -192,6 +194,22 @@ impl Delivery {
             DeliveryHandle::Amqp(h) => h.requeue().await,
             DeliveryHandle::Memory(h) => {
                 h.requeue(self.payload, self.message_id, self.delivery_count)
+            }
+        }
+    }
+
+    /// Park the message for at least `wait` (rounded up to a delay bucket) without holding a
+    /// worker slot; it then comes back with `deferrals` one higher.
+    pub async fn delay(self, wait: std::time::Duration) -> Result<()> {
+        let deferrals = self.deferrals + 1;
+        match self.handle {
+            DeliveryHandle::Amqp(h) => {
+                h.delay(&self.payload, self.message_id.as_deref(), wait, deferrals)
+                    .await
+            }
+            DeliveryHandle::Memory(h) => {
+                h.delay(self.payload, self.message_id, wait, deferrals);
+                Ok(())
             }
         }
     }

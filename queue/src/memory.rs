@@ -14,6 +14,7 @@ struct Message {
     payload: Vec<u8>,
     message_id: String,
     delivery_count: u32,
+    deferrals: u32,
 }
 
 /// A message the embedded run dead-lettered, with its reason.
@@ -65,12 +66,24 @@ impl MemoryBroker {
         payload: Vec<u8>,
         delivery_count: u32,
     ) -> Result<()> {
+        self.push_deferred(vendor, message_id, payload, delivery_count, 0)
+    }
+
+    fn push_deferred(
+        &self,
+        vendor: Vendor,
+        message_id: String,
+        payload: Vec<u8>,
+        delivery_count: u32,
+        deferrals: u32,
+    ) -> Result<()> {
         self.inner.queues[&vendor]
             .0
             .try_send(Message {
                 payload,
                 message_id,
                 delivery_count,
+                deferrals,
             })
             .map_err(|_| QueueError::Closed)
     }
@@ -118,6 +131,7 @@ impl MemoryConsumer {
             payload: m.payload,
             message_id: Some(m.message_id),
             delivery_count: m.delivery_count,
+            deferrals: m.deferrals,
             handle: DeliveryHandle::Memory(MemoryDeliveryHandle {
                 vendor: self.vendor,
                 broker: self.broker.clone(),
@@ -145,6 +159,25 @@ impl MemoryDeliveryHandle {
             payload,
             count + 1,
         )
+    }
+
+    pub(crate) fn delay(
+        self,
+        payload: Vec<u8>,
+        message_id: Option<String>,
+        wait: std::time::Duration,
+        deferrals: u32,
+    ) {
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = self.broker.push_deferred(
+                self.vendor,
+                message_id.unwrap_or_default(),
+                payload,
+                0,
+                deferrals,
+            );
+        });
     }
 
     pub(crate) fn dead_letter(self, payload: Vec<u8>, message_id: Option<String>, reason: String) {

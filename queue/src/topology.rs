@@ -11,6 +11,22 @@ pub const DELIVERY_LIMIT: i64 = 20;
 /// Header carrying the reason a message was dead-lettered by a worker.
 pub const REASON_HEADER: &str = "x-kyc-dead-reason";
 
+/// Header counting how many times a job went through a delay queue.
+pub const DEFERRALS_HEADER: &str = "x-kyc-deferrals";
+
+/// Delay queues, by wait in seconds. Each has one queue-level TTL, so a long wait never sits
+/// in front of a short one (RabbitMQ expires messages only at the head of a queue).
+pub const DELAY_BUCKETS: [u64; 4] = [5, 30, 120, 600];
+
+/// The smallest bucket that waits at least `delay` (the largest if none does).
+pub fn delay_bucket(delay: std::time::Duration) -> u64 {
+    let secs = delay.as_secs_f64().ceil() as u64;
+    DELAY_BUCKETS
+        .into_iter()
+        .find(|b| *b >= secs)
+        .unwrap_or(DELAY_BUCKETS[DELAY_BUCKETS.len() - 1])
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub prefix: String,
@@ -36,6 +52,11 @@ impl Topology {
         format!("{}.jobs.{}", self.prefix, vendor.as_str())
     }
 
+    /// Delay queue of one vendor and wait: expired messages go back to the work queue.
+    pub fn delay_queue(&self, vendor: Vendor, bucket_secs: u64) -> String {
+        format!("{}.delay.{}.{bucket_secs}s", self.prefix, vendor.as_str())
+    }
+
     /// Exchange receiving messages the broker dead-letters (delivery limit exceeded).
     pub fn dead_letter_exchange(&self) -> String {
         format!("{}.dlx", self.prefix)
@@ -56,5 +77,14 @@ mod tests {
         let t = Topology::new("test1");
         assert_eq!(t.work_queue(Vendor::Huawei), "test1.jobs.huawei");
         assert_eq!(t.dead_letter_queue(), "test1.dead");
+        assert_eq!(t.delay_queue(Vendor::Huawei, 30), "test1.delay.huawei.30s");
+    }
+
+    #[test]
+    fn delays_round_up_to_a_bucket() {
+        use std::time::Duration;
+        assert_eq!(delay_bucket(Duration::from_millis(4200)), 5);
+        assert_eq!(delay_bucket(Duration::from_secs(6)), 30);
+        assert_eq!(delay_bucket(Duration::from_secs(3600)), 600);
     }
 }

@@ -146,6 +146,7 @@ impl TestApp {
                 max_attempts: 5,
                 min_delay: Duration::from_millis(50),
                 max_delay: Duration::from_secs(1),
+                ..Default::default()
             },
             metrics: Default::default(),
         })
@@ -166,8 +167,18 @@ impl TestApp {
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     ) {
+        self.spawn_worker_with(self.context()).await
+    }
+
+    /// Like [`TestApp::spawn_worker`], with a context of the caller's making.
+    pub async fn spawn_worker_with(
+        &self,
+        ctx: Arc<Context>,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let ctx = self.context();
         let broker = self.broker.clone();
         let settings = WorkerSettings {
             concurrency: 8,
@@ -343,6 +354,11 @@ impl TestApp {
                     .map(|v| self.topology.work_queue(*v))
                     .collect();
                 queues.push(self.topology.dead_letter_queue());
+                for v in kyc_schemas::Vendor::ALL {
+                    for b in kyc_queue::topology::DELAY_BUCKETS {
+                        queues.push(self.topology.delay_queue(v, b));
+                    }
+                }
                 for q in queues {
                     let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
                 }

@@ -77,7 +77,7 @@ async fn iam_tokens_are_fetched_cached_and_accepted_and_bad_keys_are_not_retried
     for seq in ["101", "901"] {
         let payload = serde_json::to_vec(&job("token", seq)).unwrap();
         assert_eq!(
-            process(&token_ctx, &payload, 0).await,
+            process(&token_ctx, &payload, 0, 0).await,
             Disposition::Ack(Some(if seq == "101" {
                 kyc_schemas::Status::Passed
             } else {
@@ -107,7 +107,7 @@ async fn iam_tokens_are_fetched_cached_and_accepted_and_bad_keys_are_not_retried
     );
     let payload = serde_json::to_vec(&job("badkey", "101")).unwrap();
     assert_eq!(
-        process(&bad_ctx, &payload, 0).await,
+        process(&bad_ctx, &payload, 0, 0).await,
         Disposition::Ack(Some(kyc_schemas::Status::Error))
     );
     let outcomes = app.outcomes_by_job("badkey").await;

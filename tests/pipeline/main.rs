@@ -8,6 +8,7 @@ mod huawei_auth;
 mod poison;
 mod producer_restart;
 mod reports;
+mod retries;
 mod server_mode;
 mod timeouts;
 mod worker_processes;

@@ -115,7 +115,15 @@ async fn drain(prefix: &str) -> (usize, usize) {
             .unwrap();
         ids.insert(d.properties.message_id().as_ref().unwrap().to_string());
     }
-    for suffix in ["jobs.huawei", "jobs.aliyun", "jobs.baidu", "dead"] {
+    let delay: Vec<String> = ["huawei", "aliyun", "baidu"]
+        .iter()
+        .flat_map(|v| kyc_queue::topology::DELAY_BUCKETS.map(|b| format!("delay.{v}.{b}s")))
+        .collect();
+    for suffix in ["jobs.huawei", "jobs.aliyun", "jobs.baidu", "dead"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(delay)
+    {
         let _ = ch
             .queue_delete(
                 format!("{prefix}.{suffix}").as_str().into(),

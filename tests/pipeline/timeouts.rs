@@ -36,6 +36,7 @@ async fn a_timed_out_call_is_recorded_as_unknown_and_listed() {
             max_attempts: 3,
             min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
+            ..Default::default()
         },
         metrics: Default::default(),
     });
@@ -54,7 +55,7 @@ async fn a_timed_out_call_is_recorded_as_unknown_and_listed() {
         materials: Default::default(),
         vendor_refs: Default::default(),
     };
-    let d = process(&ctx, &serde_json::to_vec(&job).unwrap(), 0).await;
+    let d = process(&ctx, &serde_json::to_vec(&job).unwrap(), 0, 0).await;
     assert_eq!(d, Disposition::Ack(Some(Status::Passed)));
     tokio::time::sleep(Duration::from_millis(1500)).await; // the late answer lands at the simulator
     let states: Vec<(String, i64)> = app

@@ -27,6 +27,9 @@ pub enum CallError {
     /// Another delivery of this job took it over (ours outlived its claim): stop, make no call.
     #[error("another delivery of this job holds its claim")]
     ClaimLost,
+    /// The next try is too far off to wait in the worker: park the job in a delay queue.
+    #[error("retry deferred by {0:?}: {1}")]
+    Defer(Duration, VendorError),
 }
 
 /// How long a claim on a job lasts without renewal. It is renewed before every vendor call
@@ -45,6 +48,8 @@ pub struct LastCall {
 /// Makes a job's vendor calls. One per job delivery.
 #[derive(Debug)]
 pub struct Caller<'a> {
+    /// Whether a long wait may go to a delay queue (the job has deferrals left).
+    can_defer: bool,
     /// This delivery's claim on the job.
     owner: &'a str,
     store: &'a Store,
@@ -65,8 +70,10 @@ impl<'a> Caller<'a> {
         job_id: &'a JobId,
         owner: &'a str,
         prior_attempts: u32,
+        can_defer: bool,
     ) -> Self {
         Self {
+            can_defer,
             owner,
             store: &ctx.store,
             metrics: &ctx.metrics,
@@ -151,6 +158,14 @@ impl<'a> Caller<'a> {
             match ex.result {
                 Ok(v) => return Ok(v),
                 Err(e) => match schedule.next_delay(&e) {
+                    Some(delay) if delay > self.retry.max_in_process_delay && self.can_defer => {
+                        if let VendorError::Throttled { .. } = &e {
+                            self.limiters.throttled(&api, delay).await?;
+                        }
+                        self.metrics.retry(api.vendor.as_str(), api.name, result);
+                        self.flush().await?;
+                        return Err(CallError::Defer(delay, e));
+                    }
                     Some(delay) => {
                         if let VendorError::Throttled { .. } = &e {
                             // Everyone sharing the quota pauses, not only this job.

@@ -134,7 +134,14 @@ async fn consume_vendor(
 
 async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
     let message_id = delivery.message_id.clone().unwrap_or_default();
-    let result = match process(ctx, &delivery.payload, delivery.delivery_count).await {
+    let result = match process(
+        ctx,
+        &delivery.payload,
+        delivery.delivery_count,
+        delivery.deferrals,
+    )
+    .await
+    {
         // Ack only now: the outcome (and ledger, and counter) are committed.
         Disposition::Ack(_) => delivery.ack().await,
         Disposition::Requeue(reason) => {
@@ -145,6 +152,19 @@ async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
                 .min(Duration::from_secs(30));
             tokio::time::sleep(pause).await;
             delivery.requeue().await
+        }
+        Disposition::Delay(wait) => {
+            // Acked only once the delay queue's copy is confirmed.
+            delivery.delay(wait).await
+        }
+        Disposition::DeadLetterAfterOutcome(reason) => {
+            tracing::warn!(
+                message_id,
+                reason,
+                "job gave up; copy sent to the dead-letter queue"
+            );
+            ctx.metrics.dead_letter(vendor.as_str());
+            delivery.dead_letter(&reason).await
         }
         Disposition::DeadLetter(reason) => {
             tracing::error!(

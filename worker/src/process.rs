@@ -23,6 +23,11 @@ pub enum Disposition {
     Requeue(String),
     /// The message can never be processed: dead-letter it with this reason.
     DeadLetter(String),
+    /// Retry later, out of the worker: park the message in a delay queue for this long.
+    Delay(std::time::Duration),
+    /// The outcome (`error`, attempts spent) is committed; ack, and leave a copy in the
+    /// dead-letter queue with this reason so an operator sees what gave up.
+    DeadLetterAfterOutcome(String),
 }
 
 /// Decodes a message into a job, or says why it is poison. The reason never quotes message
@@ -76,18 +81,24 @@ fn scrub(msg: &str) -> String {
     out
 }
 
-pub async fn process(ctx: &Context, payload: &[u8], delivery_count: u32) -> Disposition {
+/// `deferrals`: how many times the job already went through a delay queue.
+pub async fn process(
+    ctx: &Context,
+    payload: &[u8],
+    delivery_count: u32,
+    deferrals: u32,
+) -> Disposition {
     let job = match decode(payload) {
         Ok(j) => j,
         Err(reason) => return Disposition::DeadLetter(reason),
     };
     let span = tracing::info_span!("job", job_id = %job.job_id, batch_id = %job.batch_id, operation = %job.operation);
-    process_job(ctx, &job, delivery_count)
+    process_job(ctx, &job, delivery_count, deferrals)
         .instrument(span)
         .await
 }
 
-async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Disposition {
+async fn process_job(ctx: &Context, job: &Job, delivery_count: u32, deferrals: u32) -> Disposition {
     // A redelivered job that already has an outcome makes no vendor call.
     match ctx.store.outcome_exists(&job.job_id).await {
         Ok(true) => {
@@ -120,13 +131,19 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32) -> Dispositi
             Err(e) => return Disposition::Requeue(format!("database: {e}")),
         }
     }
-    let disposition = decide(ctx, job, delivery_count, &owner).await;
+    let disposition = decide(ctx, job, delivery_count, deferrals, &owner).await;
     // Handing back or decided: either way this delivery is done with the job.
     let _ = ctx.store.release_claim(&job.job_id, &owner).await;
     disposition
 }
 
-async fn decide(ctx: &Context, job: &Job, delivery_count: u32, owner: &str) -> Disposition {
+async fn decide(
+    ctx: &Context,
+    job: &Job,
+    delivery_count: u32,
+    deferrals: u32,
+    owner: &str,
+) -> Disposition {
     // Checked again under the claim: the job may have been decided while we waited.
     match ctx.store.outcome_exists(&job.job_id).await {
         Ok(true) => return Disposition::Ack(None),
@@ -145,7 +162,8 @@ async fn decide(ctx: &Context, job: &Job, delivery_count: u32, owner: &str) -> D
         }
         Err(e) => return Disposition::Requeue(format!("database: {e}")),
     };
-    let mut caller = Caller::new(ctx, &job.job_id, owner, prior);
+    let can_defer = deferrals < ctx.retry.max_deferrals;
+    let mut caller = Caller::new(ctx, &job.job_id, owner, prior, can_defer);
 
     let verdict = match materials::load(&ctx.objects, &job.materials).await {
         Err(e) if e.source.is_transient() && delivery_count < 5 => {
@@ -169,7 +187,26 @@ async fn decide(ctx: &Context, job: &Job, delivery_count: u32, owner: &str) -> D
             Err(CallError::Store(e)) => return Disposition::Requeue(format!("database: {e}")),
             // Another delivery owns the job now and will decide it.
             Err(CallError::ClaimLost) => return Disposition::Ack(None),
+            Err(CallError::Defer(delay, e)) => {
+                tracing::info!(
+                    code = e.code(),
+                    delay_ms = delay.as_millis() as u64,
+                    deferrals,
+                    "retry deferred to the delay queue"
+                );
+                return Disposition::Delay(delay);
+            }
         },
+    };
+    // Attempts spent on a retryable error: the outcome says `error`, and a copy of the job goes
+    // to the dead-letter queue so that someone looks at what gave up.
+    let gave_up = match &verdict {
+        Err(e @ (VendorError::Throttled { .. } | VendorError::Transient { .. })) => Some(format!(
+            "attempts exhausted after {} calls; last vendor code {}",
+            caller.attempts(),
+            e.code()
+        )),
+        _ => None,
     };
     let outcome = outcome_of(job, &caller, verdict);
     let status = outcome.status;
@@ -186,7 +223,10 @@ async fn decide(ctx: &Context, job: &Job, delivery_count: u32, owner: &str) -> D
                 attempts = outcome.attempts,
                 "outcome recorded"
             );
-            Disposition::Ack(Some(status))
+            match gave_up {
+                Some(reason) => Disposition::DeadLetterAfterOutcome(reason),
+                None => Disposition::Ack(Some(status)),
+            }
         }
         Ok(false) => Disposition::Ack(None),
         Err(e) => Disposition::Requeue(format!("database: {e}")),

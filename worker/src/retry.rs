@@ -14,6 +14,11 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub min_delay: Duration,
     pub max_delay: Duration,
+    /// Waits longer than this leave the worker: the job goes to a delay queue instead of
+    /// holding a slot (and its delivery) while it waits.
+    pub max_in_process_delay: Duration,
+    /// Trips through a delay queue before the job is given up as `error`.
+    pub max_deferrals: u32,
 }
 
 impl Default for RetryPolicy {
@@ -22,6 +27,8 @@ impl Default for RetryPolicy {
             max_attempts: 6,
             min_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(30),
+            max_in_process_delay: Duration::from_secs(5),
+            max_deferrals: 10,
         }
     }
 }
@@ -124,6 +131,7 @@ mod tests {
             max_attempts: 100,
             min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(100),
+            ..Default::default()
         };
         let mut s = policy.schedule();
         assert_eq!(
