@@ -227,3 +227,56 @@ async fn three_workers_sharing_a_quota_are_never_throttled() {
     assert!(took < Duration::from_secs(30), "took {took:?}");
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_throttle_storm_slows_the_workers_down_and_every_job_completes() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut faults = FaultConfig::default();
+    // The vendor grants 5 QPS although we were told 20: most calls are throttled at first.
+    faults.huawei.qps = Some(5.0);
+    faults.huawei.retry_after_secs = Some(1);
+    app.sim.set_faults(faults);
+    app.produce_extension_jobs("storm", 80, dir.path()).await;
+    let log = dir.path().join("storm.log");
+    let env = [
+        ("KYC_QUOTAS", "huawei.ivs-idcard-extention=20/5"),
+        ("KYC_WORKER_CONCURRENCY", "16"),
+    ];
+    let mut workers: Vec<Child> = (0..2)
+        .map(|_| app.spawn_worker_process(&log, &env))
+        .collect();
+    app.wait_for_outcomes("storm", 80, Duration::from_secs(120))
+        .await;
+    for w in &mut workers {
+        signal(w, "-TERM");
+        assert!(wait_exit(w, Duration::from_secs(30)).success());
+    }
+    let outcomes = app.outcomes("storm").await;
+    let errors: Vec<_> = outcomes
+        .values()
+        .filter(|(s, _, _)| s != "passed")
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "jobs failed under throttling: {errors:?}"
+    );
+    let sim = app.sim.ledger();
+    let throttled: u64 = sim.totals.values().map(|t| t.throttled).sum();
+    assert!(throttled > 0, "the storm never happened");
+    // Retries were counted: each throttled call is a ledger row of its own, and not billed.
+    let rows: i64 = app
+        .store
+        .ledger_counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.4)
+        .sum();
+    assert_eq!(rows as usize, sim.entries.len());
+    eprintln!(
+        "throttle storm: 80 jobs, {} calls, {throttled} throttled",
+        sim.entries.len()
+    );
+    app.cleanup().await;
+}

@@ -7,8 +7,9 @@
 //!    ([`kyc_store::Store::reserve_rate_slots`]): each replica leases ~100 ms of slots at a
 //!    time, so the database sees a few round trips per second, not one per call.
 //!
-//! A throttle answer holds the shared quota for everyone until the vendor's `Retry-After`
-//! (adaptive back-off); the slots then resume at the configured rate by themselves.
+//! A throttle answer holds the shared quota for everyone until the vendor's `Retry-After`, and
+//! halves this replica's rate for that API (adaptive back-off: the quota we were given can be
+//! more than the vendor grants); quiet periods double it back up to the configured rate.
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
@@ -56,6 +57,30 @@ struct Shared {
     store: Store,
     // std Mutex: held only to pop or push slots, never across an await.
     leases: Mutex<HashMap<String, VecDeque<i64>>>,
+    /// Adaptive back-off per API: the factor by which this replica spaces its reservations
+    /// (1 = the configured rate). Each throttle answer doubles it; every quiet
+    /// [`RECOVERY`] halves it again.
+    slowdown: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Quiet time after which a throttled API's rate is raised again (halving the slowdown).
+const RECOVERY: Duration = Duration::from_secs(5);
+const MAX_SLOWDOWN: f64 = 32.0;
+
+impl Shared {
+    /// The current slowdown of `key`, recovering it if it has been quiet.
+    fn slowdown(&self, key: &str) -> f64 {
+        let mut m = self.slowdown.lock().expect("slowdown lock");
+        match m.get_mut(key) {
+            Some((factor, since)) if *factor > 1.0 && since.elapsed() >= RECOVERY => {
+                *factor = (*factor / 2.0).max(1.0);
+                *since = Instant::now();
+                *factor
+            }
+            Some((factor, _)) => *factor,
+            None => 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +135,7 @@ impl Limiters {
             shared: Some(Shared {
                 store,
                 leases: Mutex::new(HashMap::new()),
+                slowdown: Mutex::new(HashMap::new()),
             }),
             ..Self::new(quotas)
         }
@@ -149,7 +175,8 @@ impl Limiters {
     }
 
     async fn shared_slot(&self, shared: &Shared, key: &str, q: &Quota) -> Result<i64, StoreError> {
-        let interval = q.interval_us();
+        let slowdown = shared.slowdown(key);
+        let interval = (q.interval_us() as f64 * slowdown) as i64;
         let now = now_us();
         {
             let mut leases = shared.leases.lock().expect("lease lock");
@@ -162,7 +189,7 @@ impl Limiters {
             }
         }
         // About 100 ms of slots per round trip, at least one.
-        let lease = ((q.qps / 10.0).round() as u32).clamp(1, q.burst.max(1));
+        let lease = ((q.qps / slowdown / 10.0).round() as u32).clamp(1, q.burst.max(1));
         let first = shared
             .store
             .reserve_rate_slots(key, interval, q.burst, lease, now)
@@ -181,9 +208,18 @@ impl Limiters {
         let key = Self::key(api);
         if let Some(shared) = &self.shared {
             shared.leases.lock().expect("lease lock").remove(&key);
+            {
+                let mut m = shared.slowdown.lock().expect("slowdown lock");
+                let (factor, since) = m.entry(key.clone()).or_insert((1.0, Instant::now()));
+                *factor = (*factor * 2.0).min(MAX_SLOWDOWN);
+                *since = Instant::now();
+            }
             shared
                 .store
-                .hold_rate_until(&key, now_us() + retry_after.as_micros() as i64)
+                .hold_rate_until(
+                    &key,
+                    now_us() + retry_after.min(Duration::from_secs(3600)).as_micros() as i64,
+                )
                 .await?;
         }
         Ok(())
