@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -42,6 +42,35 @@ enum BenchKind {
         #[arg(long, default_value = "bench/baseline.json")]
         baseline: PathBuf,
     },
+    /// Worker processes against account quotas (simulated vendor latency): achieved QPS,
+    /// utilisation and throttles per vendor × API.
+    Quota {
+        #[command(flatten)]
+        conn: Conn,
+        /// Worker processes sharing the quotas.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Length of the measured window.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Simulated vendor latency.
+        #[arg(long, default_value_t = 200)]
+        latency_ms: u64,
+        #[arg(long, default_value = "bench/baseline.json")]
+        baseline: PathBuf,
+    },
+    /// End-to-end jobs/s, CSV → RabbitMQ → S3 image → vendor HTTP → database, with a
+    /// zero-latency simulator and no quota; also the workers' peak RSS.
+    Throughput {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long, default_value_t = 5000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value = "bench/baseline.json")]
+        baseline: PathBuf,
+    },
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -52,6 +81,19 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             window,
             baseline,
         } => produce(conn, rows, window, &baseline).await,
+        BenchKind::Quota {
+            conn,
+            workers,
+            seconds,
+            latency_ms,
+            baseline,
+        } => quota(conn, workers, seconds, latency_ms, &baseline).await,
+        BenchKind::Throughput {
+            conn,
+            jobs,
+            workers,
+            baseline,
+        } => throughput(conn, jobs, workers, &baseline).await,
     }
 }
 
@@ -93,11 +135,20 @@ async fn scratch_store(
     conn: &Conn,
     dir: &Path,
 ) -> anyhow::Result<(Store, Option<(String, String)>)> {
+    let (store, scratch, _) = scratch_store_url(conn, dir).await?;
+    Ok((store, scratch))
+}
+
+/// Like [`scratch_store`], with the scratch database's URL (for worker processes).
+async fn scratch_store_url(
+    conn: &Conn,
+    dir: &Path,
+) -> anyhow::Result<(Store, Option<(String, String)>, String)> {
     if !conn.database.starts_with("postgres") {
-        let store =
-            Store::connect(&format!("sqlite://{}", dir.join("bench.db").display()), 4).await?;
+        let url = format!("sqlite://{}", dir.join("bench.db").display());
+        let store = Store::connect(&url, 4).await?;
         store.migrate().await?;
-        return Ok((store, None));
+        return Ok((store, None, url));
     }
     let admin = Store::connect(&conn.database, 1)
         .await
@@ -115,9 +166,10 @@ async fn scratch_store(
         .database
         .rsplit_once('/')
         .context("database URL has no path")?;
-    let store = Store::connect(&format!("{base}/{name}"), 8).await?;
+    let url = format!("{base}/{name}");
+    let store = Store::connect(&url, 8).await?;
     store.migrate().await?;
-    Ok((store, Some((conn.database.clone(), name))))
+    Ok((store, Some((conn.database.clone(), name)), url))
 }
 
 /// Drops the scratch database. Autovacuum may still hold a connection to it for a moment
@@ -319,4 +371,299 @@ async fn delete_queues(amqp: &str, t: &Topology) {
             }
         }
     }
+}
+
+/// A face the benchmarks send (one of the generated cartoons, ≥ 10 KB as IVS requires).
+const FACE: &[u8] = include_bytes!("../examples/images/faces/face01.jpg");
+
+/// Everything a worker-process benchmark runs against: a scratch database, a queue prefix of
+/// its own, and the simulator in this process.
+struct Fleet {
+    store: Store,
+    scratch: Option<(String, String)>,
+    db_url: String,
+    topology: Topology,
+    broker: Broker,
+    sim: kyc_simulator::Simulator,
+    creds: crate::embedded::SimCredentials,
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    async fn start(conn: &Conn, faults: kyc_simulator::FaultConfig) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (store, scratch, db_url) = scratch_store_url(conn, dir.path()).await?;
+        let topology = Topology::new(format!(
+            "bench{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        let broker = Broker::connect_amqp(&conn.amqp, topology.clone())
+            .await
+            .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?;
+        broker.declare().await?;
+        let (mut config, creds) = crate::embedded::simulator_config();
+        config.faults = faults;
+        let sim = kyc_simulator::Simulator::start(config, "127.0.0.1:0").await?;
+        std::fs::write(dir.path().join("face.jpg"), FACE)?;
+        Ok(Self {
+            store,
+            scratch,
+            db_url,
+            topology,
+            broker,
+            sim,
+            creds,
+            dir,
+        })
+    }
+
+    /// Publishes `n` jobs: two thirds three-factor with `face` as the image, one third two-factor.
+    async fn produce(&self, n: usize, face: &str) -> anyhow::Result<()> {
+        let input = self.dir.path().join("jobs.csv");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
+        writeln!(w, "operation,name,id_number,face_image")?;
+        for i in 0..n {
+            let id = IdNumber::with_checksum(&format!(
+                "{}19900101{:03}",
+                110_000 + i / 800,
+                100 + i % 800
+            ))
+            .expect("digits");
+            if i % 3 == 2 {
+                writeln!(w, "huawei.idcard_extension,王伟,{},", id.as_str())?;
+            } else {
+                writeln!(w, "huawei.standard,王伟,{},{face}", id.as_str())?;
+            }
+        }
+        w.flush()?;
+        let settings = ProduceSettings {
+            batch_id: "bench".into(),
+            input: input.display().to_string(),
+            images: None,
+            default_operation: None,
+            rejects_path: self.dir.path().join("rejects.csv"),
+            dry_run: false,
+            window: 500,
+            encoding: Encoding::Auto,
+        };
+        kyc_producer::produce(
+            &settings,
+            None,
+            &self.store,
+            &self.broker,
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn spawn_workers(
+        &self,
+        n: usize,
+        quotas: &str,
+        concurrency: usize,
+    ) -> anyhow::Result<Vec<std::process::Child>> {
+        let exe = std::env::current_exe()?;
+        (0..n)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .arg("work")
+                    .arg("--images")
+                    .arg(self.dir.path())
+                    .env("KYC_DATABASE_URL", &self.db_url)
+                    .env("KYC_QUEUE_PREFIX", &self.topology.prefix)
+                    .env("KYC_HTTP_LISTEN", "127.0.0.1:0")
+                    .env("KYC_QUOTAS", quotas)
+                    .env("KYC_WORKER_CONCURRENCY", concurrency.to_string())
+                    .env("KYC_PREFETCH", (concurrency * 2).to_string())
+                    .env("RUST_LOG", "error")
+                    .env("HUAWEICLOUD_SDK_AK", &self.creds.huawei_ak)
+                    .env("HUAWEICLOUD_SDK_SK", &self.creds.huawei_sk)
+                    .env("HUAWEICLOUD_SDK_PROJECT_ID", &self.creds.project_id)
+                    .env("KYC_HUAWEI_ENDPOINT", self.sim.base_url())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .context("Failed to start a worker process")
+            })
+            .collect()
+    }
+
+    async fn stop(self, mut workers: Vec<std::process::Child>, amqp: &str) -> anyhow::Result<()> {
+        for w in &workers {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &w.id().to_string()])
+                .status();
+        }
+        for w in &mut workers {
+            let _ = w.wait();
+        }
+        self.broker.close().await;
+        delete_queues(amqp, &self.topology).await;
+        self.sim.stop().await;
+        drop_scratch(self.store, self.scratch).await
+    }
+}
+
+/// Peak RSS of another process, in MB (Linux `VmHWM`).
+fn peak_rss_of(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn baseline_ratio(baseline: &Path, bench: &str, key: &str, v: f64) -> Option<f64> {
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(baseline).ok()?).ok()?;
+    base[bench][key].as_f64().map(|b| v / b)
+}
+
+async fn quota(
+    conn: Conn,
+    workers: usize,
+    seconds: u64,
+    latency_ms: u64,
+    baseline: &Path,
+) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(false, "warn,sqlx=error,lapin=off");
+    // The vendor enforces exactly the quotas we are given: any excess is a throttle answer.
+    let quotas = [("ivs-standard", 20.0), ("ivs-idcard-extention", 10.0)];
+    let mut faults = kyc_simulator::FaultConfig::default();
+    faults.huawei.latency_ms = latency_ms;
+    faults.huawei.api_qps = quotas
+        .iter()
+        .map(|(api, q)| (api.to_string(), *q))
+        .collect();
+    let fleet = Fleet::start(&conn, faults).await?;
+    let total: f64 = quotas.iter().map(|(_, q)| q).sum();
+    let warmup = 3;
+    // Enough work that the queue never runs dry during the window.
+    fleet
+        .produce(
+            ((total * (seconds + warmup + 5) as f64) * 1.5) as usize,
+            "face.jpg",
+        )
+        .await?;
+    let spec = quotas
+        .iter()
+        .map(|(api, q)| format!("huawei.{api}={q}/1"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let children = fleet.spawn_workers(workers, &spec, 32)?;
+    tokio::time::sleep(Duration::from_secs(warmup)).await;
+    let count =
+        |sim: &kyc_simulator::LedgerSummary| -> std::collections::BTreeMap<String, (u64, u64)> {
+            sim.totals
+                .iter()
+                .map(|(k, t)| (k.clone(), (t.calls - t.throttled, t.throttled)))
+                .collect()
+        };
+    let before = count(&fleet.sim.ledger());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let after = count(&fleet.sim.ledger());
+    let mut apis = serde_json::Map::new();
+    let mut min_util = f64::INFINITY;
+    let mut throttles = 0;
+    println!("{workers} worker process(es), {seconds} s window, vendor latency {latency_ms} ms");
+    for (api, q) in quotas {
+        let key = format!("huawei.{api}");
+        let (c0, t0) = before.get(&key).copied().unwrap_or_default();
+        let (c1, t1) = after.get(&key).copied().unwrap_or_default();
+        let achieved = (c1 - c0) as f64 / seconds as f64;
+        let util = achieved / q;
+        min_util = min_util.min(util);
+        throttles += t1 - t0;
+        println!("{key:<32} quota {q:>5.1}  achieved {achieved:>6.2} QPS  utilisation {util:.3}  throttled {}", t1 - t0);
+        apis.insert(key, json!({"quota": q, "achieved_qps": (achieved * 100.0).round() / 100.0, "utilisation": (util * 1000.0).round() / 1000.0, "throttled": t1 - t0}));
+    }
+    fleet.stop(children, &conn.amqp).await?;
+    let vs = baseline_ratio(
+        baseline,
+        &format!("quota_{workers}"),
+        "min_utilisation",
+        min_util,
+    );
+    if let Some(r) = vs {
+        println!("against {}: utilisation × {r:.3}", baseline.display());
+    }
+    println!(
+        "target: utilisation >= 0.99 with 0 throttles → {}",
+        if min_util >= 0.99 && throttles == 0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "{}",
+        json!({"bench": "quota", "workers": workers, "seconds": seconds, "apis": apis, "min_utilisation": (min_util * 1000.0).round() / 1000.0, "throttles": throttles, "min_utilisation_vs_baseline": vs})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn throughput(
+    conn: Conn,
+    jobs: usize,
+    workers: usize,
+    baseline: &Path,
+) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(false, "warn,sqlx=error,lapin=off");
+    let fleet = Fleet::start(&conn, kyc_simulator::FaultConfig::default()).await?;
+    // The face comes from the S3 server, as in production.
+    let objects = s3_objects(&conn).await;
+    let bucket = format!(
+        "kyc-bench-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    objects
+        .ensure_bucket(&bucket)
+        .await
+        .context("Failed to create a bucket (KYC_S3_ENDPOINT, AWS_* credentials)")?;
+    let face = format!("s3://{bucket}/face.jpg");
+    objects.put(&face, bytes::Bytes::from_static(FACE)).await?;
+    let start = Instant::now();
+    fleet.produce(jobs, &face).await?;
+    let produced = start.elapsed();
+    let children = fleet.spawn_workers(
+        workers,
+        "huawei.ivs-standard=100000/1000,huawei.ivs-idcard-extention=100000/1000",
+        64,
+    )?;
+    loop {
+        if fleet.store.outcome_count("bench").await? as usize >= jobs {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = start.elapsed();
+    let rss: Vec<f64> = children
+        .iter()
+        .filter_map(|c| peak_rss_of(c.id()))
+        .collect();
+    let peak = rss.iter().cloned().fold(0.0, f64::max);
+    fleet.stop(children, &conn.amqp).await?;
+    let jobs_per_s = jobs as f64 / took.as_secs_f64();
+    println!("{jobs} jobs, {workers} worker process(es): {jobs_per_s:.0} jobs/s end to end ({:.1} s; producing took {:.1} s)", took.as_secs_f64(), produced.as_secs_f64());
+    println!("peak worker RSS: {peak:.1} MB");
+    let vs = baseline_ratio(baseline, "throughput", "jobs_per_s", jobs_per_s);
+    if let Some(r) = vs {
+        println!("against {}: jobs/s × {r:.2}", baseline.display());
+    }
+    println!(
+        "{}",
+        json!({"bench": "throughput", "jobs": jobs, "workers": workers, "jobs_per_s": jobs_per_s.round(), "peak_worker_rss_mb": (peak * 10.0).round() / 10.0, "jobs_per_s_vs_baseline": vs})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The object store the server commands would use.
+async fn s3_objects(conn: &Conn) -> kyc_objects::ObjectStore {
+    let endpoint = crate::config::s3_endpoint(conn.s3_endpoint.as_deref());
+    kyc_objects::ObjectStore::s3(endpoint.as_deref(), None).await
 }

@@ -24,6 +24,15 @@ pub struct VendorFaults {
     pub qps: Option<f64>,
     /// Delay of the "slow once" scenario (sequence code 955), in ms; 0 means 5000.
     pub slow_ms: u64,
+    /// QPS quota of single APIs (by API name, e.g. `ivs-standard`), overriding `qps`.
+    pub api_qps: std::collections::BTreeMap<String, f64>,
+}
+
+impl VendorFaults {
+    /// The quota of one API of this vendor.
+    pub fn qps_of(&self, api: &str) -> Option<f64> {
+        self.api_qps.get(api).copied().or(self.qps)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -282,10 +282,10 @@ fn answer(
         }
         r
     };
-    if !s
-        .quotas
-        .admit(&format!("{VENDOR}.{}", api.name()), faults.qps)
-    {
+    if !s.quotas.admit(
+        &format!("{VENDOR}.{}", api.name()),
+        faults.qps_of(api.name()),
+    ) {
         return throttled();
     }
     if faults::roll(faults.error_rate) {
