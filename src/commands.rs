@@ -223,7 +223,11 @@ fn init_logs(conn: &Conn) {
 }
 
 async fn connect_store(conn: &Conn) -> anyhow::Result<Store> {
-    let store = Store::connect(&conn.database, 16)
+    connect_store_sized(conn, 16).await
+}
+
+async fn connect_store_sized(conn: &Conn, max_connections: u32) -> anyhow::Result<Store> {
+    let store = Store::connect(&conn.database, max_connections)
         .await
         .context("Failed to connect to the database (KYC_DATABASE_URL)")?;
     Ok(store)
@@ -403,7 +407,9 @@ pub fn http_client() -> reqwest::Client {
 
 pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
     init_logs(&a.conn);
-    let store = connect_store(&a.conn).await?;
+    // Each job in flight makes a few short queries: a connection per two jobs, within reason
+    // (several replicas share the server's connection limit).
+    let store = connect_store_sized(&a.conn, (a.concurrency as u32 / 2 + 4).min(32)).await?;
     let broker = Broker::connect_amqp(&a.conn.amqp, Topology::new(&a.conn.queue_prefix))
         .await
         .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?;
@@ -539,11 +545,12 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
             let s = kyc_report::write_reconcile(&store, &batch, dest.writer()?).await?;
             let at = dest.finish(&conn).await?;
             eprintln!(
-                "batch {batch}: {} jobs, {} done, {} missing (published, no outcome), {} unpublished; {} ({at})",
+                "batch {batch}: {} jobs, {} done, {} missing (published, no outcome), {} unpublished, {} unknown (possibly billed) calls; {} ({at})",
                 s.jobs,
                 s.done,
                 s.missing,
                 s.unpublished,
+                s.unknown_calls,
                 if s.complete() { "complete" } else { "INCOMPLETE" }
             );
             Ok(if s.complete() {

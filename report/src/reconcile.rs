@@ -7,13 +7,14 @@ use kyc_store::Store;
 
 use crate::{csv_writer, opt, ReportError};
 
-pub const RECONCILE_COLUMNS: [&str; 6] = [
+pub const RECONCILE_COLUMNS: [&str; 7] = [
     "job_id",
     "source_row",
     "customer_ref",
     "operation",
     "state",
     "status",
+    "unknown_calls",
 ];
 
 /// Counts by state.
@@ -26,6 +27,8 @@ pub struct ReconcileSummary {
     pub missing: u64,
     /// Accepted but never confirmed by the broker: re-run the producer with the same batch id.
     pub unpublished: u64,
+    /// Vendor calls whose answer was lost (possibly billed), over all jobs of the batch.
+    pub unknown_calls: u64,
 }
 
 impl ReconcileSummary {
@@ -60,6 +63,7 @@ pub async fn write_reconcile<W: Write>(
                 }
             };
             s.jobs += 1;
+            s.unknown_calls += r.unknown_calls as u64;
             if failed.is_none() {
                 if let Err(e) = w.write_record([
                     r.job_id.as_str(),
@@ -68,6 +72,7 @@ pub async fn write_reconcile<W: Write>(
                     &r.operation,
                     state,
                     &opt(&r.status),
+                    &r.unknown_calls.to_string(),
                 ]) {
                     failed = Some(e);
                 }

@@ -213,6 +213,8 @@ pub struct ReconcileRow {
     pub operation: String,
     pub published: bool,
     pub status: Option<String>,
+    /// Calls of this job whose answer was lost (possibly billed): listed for reconciliation.
+    pub unknown_calls: i64,
 }
 
 impl Store {
@@ -272,7 +274,8 @@ impl Store {
     {
         let mut rows = sqlx::query(
             "SELECT j.job_id, j.source_row, j.customer_ref, j.operation, \
-             CASE WHEN j.published_at_ms IS NULL THEN 0 ELSE 1 END, o.status \
+             CASE WHEN j.published_at_ms IS NULL THEN 0 ELSE 1 END, o.status, \
+             (SELECT COUNT(*) FROM vendor_calls c WHERE c.job_id = j.job_id AND c.state = 'unknown') \
              FROM jobs j LEFT JOIN outcomes o ON o.job_id = j.job_id \
              WHERE j.batch_id = $1 ORDER BY j.source_row, j.job_id",
         )
@@ -287,6 +290,7 @@ impl Store {
                 operation: r.try_get(3)?,
                 published: r.try_get::<i64, _>(4)? == 1,
                 status: r.try_get(5)?,
+                unknown_calls: r.try_get(6)?,
             })?;
             n += 1;
         }

@@ -101,8 +101,15 @@ async fn all_reports(store: &Store) {
         .await
         .unwrap();
     assert_eq!(
-        (s.jobs, s.done, s.missing, s.unpublished, s.complete()),
-        (4, 2, 1, 1, false)
+        (
+            s.jobs,
+            s.done,
+            s.missing,
+            s.unpublished,
+            s.unknown_calls,
+            s.complete()
+        ),
+        (4, 2, 1, 1, 1, false)
     );
     check("reconcile.csv", &out);
 

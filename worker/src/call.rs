@@ -48,6 +48,8 @@ pub struct LastCall {
 /// Makes a job's vendor calls. One per job delivery.
 #[derive(Debug)]
 pub struct Caller<'a> {
+    /// When this delivery's claim was last taken or renewed.
+    claimed_at: Instant,
     /// Whether a long wait may go to a delay queue (the job has deferrals left).
     can_defer: bool,
     /// This delivery's claim on the job.
@@ -73,6 +75,8 @@ impl<'a> Caller<'a> {
         can_defer: bool,
     ) -> Self {
         Self {
+            // The caller claimed the job just before creating the Caller.
+            claimed_at: Instant::now(),
             can_defer,
             owner,
             store: &ctx.store,
@@ -109,13 +113,17 @@ impl<'a> Caller<'a> {
                     "limiter wait"
                 );
             }
-            // Renewed before every call: if another delivery took the job over, no call.
-            if !self
-                .store
-                .claim_job(self.job_id, self.owner, CLAIM_LEASE_MS)
-                .await?
-            {
-                return Err(CallError::ClaimLost);
+            // Renewed before a call once a quarter of the lease has gone by (a call lasts less
+            // than the rest): if another delivery took the job over meanwhile, no call.
+            if self.claimed_at.elapsed() > Duration::from_millis(CLAIM_LEASE_MS as u64 / 4) {
+                if !self
+                    .store
+                    .claim_job(self.job_id, self.owner, CLAIM_LEASE_MS)
+                    .await?
+                {
+                    return Err(CallError::ClaimLost);
+                }
+                self.claimed_at = Instant::now();
             }
             self.attempts += 1;
             let open = self

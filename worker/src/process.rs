@@ -99,15 +99,6 @@ pub async fn process(
 }
 
 async fn process_job(ctx: &Context, job: &Job, delivery_count: u32, deferrals: u32) -> Disposition {
-    // A redelivered job that already has an outcome makes no vendor call.
-    match ctx.store.outcome_exists(&job.job_id).await {
-        Ok(true) => {
-            tracing::info!("outcome already recorded; acking duplicate delivery");
-            return Disposition::Ack(None);
-        }
-        Ok(false) => {}
-        Err(e) => return Disposition::Requeue(format!("database: {e}")),
-    }
     // One live delivery per job: a duplicate message of a job being worked on waits here
     // (holding its delivery) until the job is decided or the other claim expires.
     let owner = uuid::Uuid::new_v4().simple().to_string();
@@ -144,9 +135,13 @@ async fn decide(
     deferrals: u32,
     owner: &str,
 ) -> Disposition {
-    // Checked again under the claim: the job may have been decided while we waited.
+    // Checked under the claim: a redelivered (or duplicate) job that already has an outcome
+    // makes no vendor call.
     match ctx.store.outcome_exists(&job.job_id).await {
-        Ok(true) => return Disposition::Ack(None),
+        Ok(true) => {
+            tracing::info!("outcome already recorded; acking duplicate delivery");
+            return Disposition::Ack(None);
+        }
         Ok(false) => {}
         Err(e) => return Disposition::Requeue(format!("database: {e}")),
     }
