@@ -99,7 +99,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// Peak resident set size of this process so far, in MB (Linux `VmHWM`).
 fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_in("/proc/self/status")
+}
+
+/// `VmHWM` of a `/proc/…/status` file, in MB.
+fn peak_rss_in(status_file: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(status_file).ok()?;
     let kb: f64 = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))?
@@ -507,15 +512,7 @@ impl Fleet {
 
 /// Peak RSS of another process, in MB (Linux `VmHWM`).
 fn peak_rss_of(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    peak_rss_in(&format!("/proc/{pid}/status"))
 }
 
 fn baseline_ratio(baseline: &Path, bench: &str, key: &str, v: f64) -> Option<f64> {

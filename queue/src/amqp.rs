@@ -310,30 +310,12 @@ impl AmqpDeliveryHandle {
         wait: std::time::Duration,
         deferrals: u32,
     ) -> Result<()> {
-        let mut headers = FieldTable::default();
-        headers.insert(
-            ShortString::from(DEFERRALS_HEADER),
+        let queue = self.topology.delay_queue(self.vendor, delay_bucket(wait));
+        let header = (
+            DEFERRALS_HEADER,
             AMQPValue::LongLongInt(i64::from(deferrals)),
         );
-        let id = message_id.unwrap_or("unknown");
-        let confirm = self
-            .channel
-            .basic_publish(
-                "".into(),
-                self.topology
-                    .delay_queue(self.vendor, delay_bucket(wait))
-                    .as_str()
-                    .into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                payload,
-                properties(id, Some(headers)),
-            )
-            .await?;
-        check_confirmed(confirm.await?, id)?;
-        self.ack().await
+        self.move_to(&queue, payload, message_id, header).await
     }
 
     pub(crate) async fn dead_letter(
@@ -342,17 +324,31 @@ impl AmqpDeliveryHandle {
         message_id: Option<&str>,
         reason: &str,
     ) -> Result<()> {
-        let mut headers = FieldTable::default();
-        headers.insert(
-            ShortString::from(REASON_HEADER),
+        let queue = self.topology.dead_letter_queue();
+        let header = (
+            REASON_HEADER,
             AMQPValue::LongString(LongString::from(reason)),
         );
+        self.move_to(&queue, payload, message_id, header).await
+    }
+
+    /// Publishes a copy to `queue` with one extra header, waits for the broker's confirm, and
+    /// only then acks the original: the message is never in neither place.
+    async fn move_to(
+        self,
+        queue: &str,
+        payload: &[u8],
+        message_id: Option<&str>,
+        header: (&str, AMQPValue),
+    ) -> Result<()> {
+        let mut headers = FieldTable::default();
+        headers.insert(ShortString::from(header.0), header.1);
         let id = message_id.unwrap_or("unknown");
         let confirm = self
             .channel
             .basic_publish(
                 "".into(),
-                self.topology.dead_letter_queue().as_str().into(),
+                queue.into(),
                 BasicPublishOptions {
                     mandatory: true,
                     ..Default::default()
