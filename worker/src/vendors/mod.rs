@@ -6,6 +6,7 @@
 //! `request.rs` (job → wire body), `response.rs` (wire → verdict or error, the code table),
 //! `client.rs` (HTTP and the operation's call sequence).
 
+pub mod alibaba;
 pub mod huawei;
 
 use std::time::Duration;
