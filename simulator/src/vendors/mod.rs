@@ -1,3 +1,4 @@
 //! One file per simulated vendor: routes, auth check, request validation, answers.
 
+pub mod aliyun;
 pub mod huawei;
