@@ -150,19 +150,45 @@ async fn sigterm_drains_in_flight_jobs_and_exits_cleanly() {
     let mut faults = FaultConfig::default();
     faults.huawei.latency_ms = 150;
     app.sim.set_faults(faults);
-    app.produce_extension_jobs("term", 300, dir.path()).await;
+    let ids = app.produce_extension_jobs("term", 300, dir.path()).await;
     let log = dir.path().join("term.log");
     let env = [
         ("KYC_QUOTAS", "huawei.ivs-idcard-extention=500/50"),
         ("KYC_WORKER_CONCURRENCY", "8"),
         ("KYC_SHUTDOWN_GRACE_SECS", "10"),
     ];
-    let mut first = app.spawn_worker_process(&log, &env);
+    // A free port for the probes of the first worker.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut probe_env = env.to_vec();
+    probe_env.push(("KYC_HTTP_LISTEN", &listen));
+    let mut first = app.spawn_worker_process(&log, &probe_env);
     let start = Instant::now();
     while app.store.outcome_count("term").await.unwrap() < 40 {
         assert!(start.elapsed() < Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The probes Kubernetes uses, and the metrics Prometheus scrapes.
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("http://{listen}{path}")).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("kyc_jobs_total{vendor=\"huawei\",operation=\"huawei.idcard_extension\",status=\"passed\"}"), "{metrics}");
+    assert!(
+        metrics.contains("kyc_vendor_call_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kyc_jobs_in_flight"), "{metrics}");
+    assert!(!metrics.contains("欧阳"), "a name in a metric label");
+    assert!(
+        ids.iter().all(|id| !metrics.contains(id.as_str())),
+        "an ID number in a metric label"
+    );
     signal(&first, "-TERM");
     assert_eq!(
         wait_exit(&mut first, Duration::from_secs(20)).code(),
