@@ -177,11 +177,9 @@ impl ObjectStore {
                         size,
                     });
                 }
-                let data = out.body.collect().await.map_err(|e| ObjectError::S3 {
-                    uri: uri.into(),
-                    message: e.to_string(),
-                })?;
-                Ok(data.into_bytes())
+                // Read at most one byte past the limit: a server that sent no length must not
+                // make us hold an unbounded body.
+                read_limited(out.body.into_async_read(), uri).await
             }
             ObjectUri::Http(url) => {
                 let resp = self
@@ -201,7 +199,18 @@ impl ObjectStore {
                         size,
                     });
                 }
-                resp.bytes().await.map_err(|e| http_error(uri, e))
+                let mut body = Vec::new();
+                let mut stream = resp;
+                while let Some(chunk) = stream.chunk().await.map_err(|e| http_error(uri, e))? {
+                    body.extend_from_slice(&chunk);
+                    if body.len() as u64 > MAX_OBJECT_BYTES {
+                        return Err(ObjectError::TooLarge {
+                            uri: uri.into(),
+                            size: body.len() as u64,
+                        });
+                    }
+                }
+                Ok(body.into())
             }
             ObjectUri::Local(rel) => {
                 let path = self.local_path(uri, &rel)?;
@@ -352,6 +361,27 @@ impl ObjectStore {
             .map_err(|e| s3_error(bucket, e))?;
         Ok(())
     }
+}
+
+/// Reads a stream to the end, refusing it as soon as it passes [`MAX_OBJECT_BYTES`].
+async fn read_limited(reader: impl AsyncRead + Unpin, uri: &str) -> Result<Bytes> {
+    use tokio::io::AsyncReadExt;
+    let mut body = Vec::new();
+    reader
+        .take(MAX_OBJECT_BYTES + 1)
+        .read_to_end(&mut body)
+        .await
+        .map_err(|e| ObjectError::S3 {
+            uri: uri.into(),
+            message: e.to_string(),
+        })?;
+    if body.len() as u64 > MAX_OBJECT_BYTES {
+        return Err(ObjectError::TooLarge {
+            uri: uri.into(),
+            size: body.len() as u64,
+        });
+    }
+    Ok(body.into())
 }
 
 fn s3_error<E, R>(uri: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> ObjectError
