@@ -81,6 +81,20 @@ pub enum Reason {
     LivenessFailed,
     /// The person has not completed the vendor session yet.
     AwaitingUser,
+    /// The ID-card image does not match the name or number given.
+    IdCardMismatch,
+    /// The ID-card image is not an original ID card.
+    IdCardInvalid,
+    /// The vendor's risk control refused the verification (not the account holder).
+    RiskRejected,
+    /// The vendor refused without saying why (undocumented failure code).
+    RejectedUnspecified,
+    /// The vendor is still reviewing the submission.
+    InReview,
+    /// The same submission was made before; reconcile instead of resubmitting.
+    DuplicateSubmission,
+    /// The vendor session (verify token) expired before the person finished.
+    SessionExpired,
     /// The vendor could not reach the authority's data source.
     AuthorityUnavailable,
     /// The vendor throttled us and attempts ran out.
@@ -106,7 +120,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 29] = [
         Reason::Verified,
         Reason::IdentityMismatch,
         Reason::FaceMismatch,
@@ -118,6 +132,13 @@ impl Reason {
         Reason::ImageQuality,
         Reason::LivenessFailed,
         Reason::AwaitingUser,
+        Reason::IdCardMismatch,
+        Reason::IdCardInvalid,
+        Reason::RiskRejected,
+        Reason::RejectedUnspecified,
+        Reason::InReview,
+        Reason::DuplicateSubmission,
+        Reason::SessionExpired,
         Reason::AuthorityUnavailable,
         Reason::Throttled,
         Reason::QuotaExhausted,
@@ -145,6 +166,13 @@ impl Reason {
             Reason::ImageQuality => "image_quality",
             Reason::LivenessFailed => "liveness_failed",
             Reason::AwaitingUser => "awaiting_user",
+            Reason::IdCardMismatch => "id_card_mismatch",
+            Reason::IdCardInvalid => "id_card_invalid",
+            Reason::RiskRejected => "risk_rejected",
+            Reason::RejectedUnspecified => "rejected_unspecified",
+            Reason::InReview => "in_review",
+            Reason::DuplicateSubmission => "duplicate_submission",
+            Reason::SessionExpired => "session_expired",
             Reason::AuthorityUnavailable => "authority_unavailable",
             Reason::Throttled => "throttled",
             Reason::QuotaExhausted => "quota_exhausted",

@@ -126,6 +126,10 @@ impl VendorError {
         match self {
             VendorError::Throttled { .. } => Reason::Throttled,
             VendorError::Transient { code, .. } if code == "timeout" => Reason::Timeout,
+            // Alibaba could not fetch an image in its 3 s window.
+            VendorError::Transient { code, .. } if code == "DownloadTimedOut" => {
+                Reason::MaterialUnavailable
+            }
             VendorError::Transient { .. } => Reason::VendorInternal,
             VendorError::AuthExpired { .. } => Reason::AuthFailed,
             VendorError::Permanent { reason, .. } => *reason,
