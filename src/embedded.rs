@@ -198,7 +198,12 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     loop {
         let done = store.outcome_count(&batch_id).await? as u64;
         let dead = match &broker {
-            Broker::Memory(m) => m.dead_letters().len() as u64,
+            // Jobs that gave up have an outcome *and* a dead-letter copy: count them once.
+            Broker::Memory(m) => m
+                .dead_letters()
+                .iter()
+                .filter(|d| !d.reason.starts_with(kyc_worker::process::GAVE_UP))
+                .count() as u64,
             Broker::Amqp(_) => 0,
         };
         bar.set_position(done);

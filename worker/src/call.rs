@@ -32,10 +32,11 @@ pub enum CallError {
     Defer(Duration, VendorError),
 }
 
-/// How long a claim on a job lasts without renewal. It is renewed before every vendor call
-/// and during long waits, and covers one call (the client timeout is shorter). A delivery of
-/// a job whose worker died waits at most this long before taking over.
-pub const CLAIM_LEASE_MS: i64 = 20_000;
+/// How long a claim on a job lasts without renewal. It is renewed before a call once 5 s have
+/// passed and during long waits, so it must outlast what can follow a renewal: a token fetch
+/// (10 s), the call (15 s), and the commit's retries (~13 s). A delivery of a job whose worker
+/// died waits at most this long before taking over.
+pub const CLAIM_LEASE_MS: i64 = 60_000;
 
 /// Facts about the last call, for the outcome.
 #[derive(Debug, Clone, Default)]
@@ -115,7 +116,7 @@ impl<'a> Caller<'a> {
             }
             // Renewed before a call once a quarter of the lease has gone by (a call lasts less
             // than the rest): if another delivery took the job over meanwhile, no call.
-            if self.claimed_at.elapsed() > Duration::from_millis(CLAIM_LEASE_MS as u64 / 4) {
+            if self.claimed_at.elapsed() > Duration::from_secs(5) {
                 if !self
                     .store
                     .claim_job(self.job_id, self.owner, CLAIM_LEASE_MS)
@@ -167,17 +168,19 @@ impl<'a> Caller<'a> {
                 Ok(v) => return Ok(v),
                 Err(e) => match schedule.next_delay(&e) {
                     Some(delay) if delay > self.retry.max_in_process_delay && self.can_defer => {
+                        // The attempt's ledger row is settled before anything else can fail.
+                        self.flush().await?;
                         if let VendorError::Throttled { .. } = &e {
-                            self.limiters.throttled(&api, delay).await?;
+                            self.hold(&api, delay).await;
                         }
                         self.metrics.retry(api.vendor.as_str(), api.name, result);
-                        self.flush().await?;
                         return Err(CallError::Defer(delay, e));
                     }
                     Some(delay) => {
+                        let delay = schedule.in_process(delay);
                         if let VendorError::Throttled { .. } = &e {
                             // Everyone sharing the quota pauses, not only this job.
-                            self.limiters.throttled(&api, delay).await?;
+                            self.hold(&api, delay).await;
                         }
                         self.retries += 1;
                         self.metrics.retry(api.vendor.as_str(), api.name, result);
@@ -218,6 +221,14 @@ impl<'a> Caller<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Pauses the API for everyone after a throttle answer. A failure here only loses the
+    /// pause (the vendor will throttle again), so it is logged, not fatal.
+    async fn hold(&self, api: &Api, delay: Duration) {
+        if let Err(e) = self.limiters.throttled(api, delay).await {
+            tracing::warn!(api = api.name, error = %e, "could not record the throttle pause");
+        }
     }
 
     async fn flush(&mut self) -> Result<(), StoreError> {

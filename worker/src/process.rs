@@ -13,6 +13,9 @@ use crate::{materials, Context};
 /// stray upload from being parsed at all.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// How the dead-letter reason of a job that gave up (outcome recorded) starts.
+pub const GAVE_UP: &str = "attempts exhausted";
+
 /// What to do with the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -197,7 +200,7 @@ async fn decide(
     // to the dead-letter queue so that someone looks at what gave up.
     let gave_up = match &verdict {
         Err(e @ (VendorError::Throttled { .. } | VendorError::Transient { .. })) => Some(format!(
-            "attempts exhausted after {} calls; last vendor code {}",
+            "{GAVE_UP} after {} calls; last vendor code {}",
             caller.attempts(),
             e.code()
         )),

@@ -59,6 +59,13 @@ impl RetryPolicy {
 }
 
 impl Schedule {
+    /// A wait done inside the worker is capped at `max_delay`: a job must not sit on its
+    /// delivery past the broker's consumer timeout (the job goes to a delay queue instead
+    /// whenever it may).
+    pub fn in_process(&self, delay: Duration) -> Duration {
+        delay.min(self.policy.max_delay)
+    }
+
     /// Called after each failed call: `Some(delay)` to try again after `delay`, `None` to
     /// give up (permanent error or attempts spent).
     pub fn next_delay(&mut self, err: &VendorError) -> Option<Duration> {
@@ -76,14 +83,9 @@ impl Schedule {
             VendorError::AuthExpired { .. } => None,
             VendorError::Throttled { .. } | VendorError::Transient { .. } => {
                 let backoff = self.backoff.next().unwrap_or(self.policy.max_delay);
-                // The vendor's Retry-After is a floor (retrying sooner is pointless), but no wait
-                // exceeds max_delay: a job must not sit on its delivery past the broker's
-                // consumer timeout.
-                Some(
-                    err.retry_after()
-                        .map_or(backoff, |ra| ra.max(backoff))
-                        .min(self.policy.max_delay),
-                )
+                // The vendor's Retry-After is a floor: retrying sooner is pointless. A long wait
+                // goes to a delay queue; only an in-process wait is capped (see `in_process`).
+                Some(err.retry_after().map_or(backoff, |ra| ra.max(backoff)))
             }
         }
     }
@@ -138,13 +140,16 @@ mod tests {
             s.next_delay(&transient(Some(Duration::from_millis(80)))),
             Some(Duration::from_millis(80)),
         );
-        // A Retry-After beyond the cap is cut to the cap: the delivery must not go stale.
-        assert_eq!(
-            s.next_delay(&transient(Some(Duration::from_secs(60)))),
-            Some(Duration::from_millis(100))
-        );
+        // A Retry-After beyond the cap is honoured in full (for the delay queue), but a wait
+        // inside the worker is cut to the cap: the delivery must not go stale.
+        let long = s
+            .next_delay(&transient(Some(Duration::from_secs(60))))
+            .unwrap();
+        assert_eq!(long, Duration::from_secs(60));
+        assert_eq!(s.in_process(long), Duration::from_millis(100));
         for _ in 0..20 {
-            assert!(s.next_delay(&transient(None)).unwrap() <= Duration::from_millis(100));
+            // backon's jitter may add up to one delay on top of its cap.
+            assert!(s.next_delay(&transient(None)).unwrap() <= Duration::from_millis(200));
         }
     }
 
