@@ -392,6 +392,9 @@ struct Fleet {
     sim: kyc_simulator::Simulator,
     creds: crate::embedded::SimCredentials,
     dir: tempfile::TempDir,
+    /// Passed on to the worker processes (flags given to `kyc bench` are not in their env).
+    amqp: String,
+    s3_endpoint: Option<String>,
 }
 
 impl Fleet {
@@ -419,6 +422,8 @@ impl Fleet {
             sim,
             creds,
             dir,
+            amqp: conn.amqp.clone(),
+            s3_endpoint: crate::config::s3_endpoint(conn.s3_endpoint.as_deref()),
         })
     }
 
@@ -477,6 +482,11 @@ impl Fleet {
                     .arg("--images")
                     .arg(self.dir.path())
                     .env("KYC_DATABASE_URL", &self.db_url)
+                    .env("KYC_AMQP_URL", &self.amqp)
+                    .env(
+                        "KYC_S3_ENDPOINT",
+                        self.s3_endpoint.as_deref().unwrap_or_default(),
+                    )
                     .env("KYC_QUEUE_PREFIX", &self.topology.prefix)
                     .env("KYC_HTTP_LISTEN", "127.0.0.1:0")
                     .env("KYC_QUOTAS", quotas)
@@ -632,10 +642,22 @@ async fn throughput(
         "huawei.ivs-standard=100000/1000,huawei.ivs-idcard-extention=100000/1000",
         64,
     )?;
+    let mut children = children;
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         if fleet.store.outcome_count("bench").await? as usize >= jobs {
             break;
         }
+        if let Some(status) = children
+            .iter_mut()
+            .find_map(|c| c.try_wait().ok().flatten())
+        {
+            anyhow::bail!("a worker process exited early ({status}); run it by hand to see why");
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the workers did not finish {jobs} jobs within 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let took = start.elapsed();

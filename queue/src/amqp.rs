@@ -344,20 +344,30 @@ impl AmqpDeliveryHandle {
         let mut headers = FieldTable::default();
         headers.insert(ShortString::from(header.0), header.1);
         let id = message_id.unwrap_or("unknown");
-        let confirm = self
-            .channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                payload,
-                properties(id, Some(headers)),
-            )
-            .await?;
-        check_confirmed(confirm.await?, id)?;
-        self.ack().await
+        let copied = async {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    payload,
+                    properties(id, Some(headers)),
+                )
+                .await?;
+            check_confirmed(confirm.await?, id)
+        }
+        .await;
+        match copied {
+            Ok(()) => self.ack().await,
+            Err(e) => {
+                // No copy: hand the original back rather than leave it unacked on the channel.
+                let _ = self.requeue().await;
+                Err(e)
+            }
+        }
     }
 }

@@ -192,9 +192,12 @@ impl Delivery {
     pub async fn requeue(self) -> Result<()> {
         match self.handle {
             DeliveryHandle::Amqp(h) => h.requeue().await,
-            DeliveryHandle::Memory(h) => {
-                h.requeue(self.payload, self.message_id, self.delivery_count)
-            }
+            DeliveryHandle::Memory(h) => h.requeue(
+                self.payload,
+                self.message_id,
+                self.delivery_count,
+                self.deferrals,
+            ),
         }
     }
 

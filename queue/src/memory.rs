@@ -152,12 +152,14 @@ impl MemoryDeliveryHandle {
         payload: Vec<u8>,
         message_id: Option<String>,
         count: u32,
+        deferrals: u32,
     ) -> Result<()> {
-        self.broker.push(
+        self.broker.push_deferred(
             self.vendor,
             message_id.unwrap_or_default(),
             payload,
             count + 1,
+            deferrals,
         )
     }
 

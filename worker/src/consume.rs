@@ -61,10 +61,13 @@ pub async fn run(
             tracing::info!("shutdown requested: no new deliveries, draining in-flight jobs");
             let _ = stop_tx.send(true);
         }
-        // A consumer that ends by itself lost its broker: stop the others too, so the process
-        // exits non-zero and its orchestrator restarts it.
-        Some(Ok(Err(e))) = vendors.join_next() => {
-            failure = Some(e);
+        // A consumer that ends by itself (error, cancellation or panic) lost its broker: stop
+        // the others too, so the process exits non-zero and its orchestrator restarts it.
+        Some(ended) = vendors.join_next() => {
+            failure = Some(match ended {
+                Ok(Err(e)) => e,
+                _ => kyc_queue::QueueError::Closed,
+            });
             let _ = stop_tx.send(true);
         }
     }
