@@ -81,9 +81,14 @@ impl AmqpBroker {
             )
             .await?;
             for bucket in DELAY_BUCKETS {
-                // Classic queue with one TTL; expired messages are dead-lettered through the
-                // default exchange straight back to the vendor's work queue.
+                // A replicated queue with one TTL; expired messages are dead-lettered through the
+                // default exchange straight back to the vendor's work queue, at least once
+                // (RabbitMQ's default is at most once, which could drop a parked job).
                 let mut args = FieldTable::default();
+                args.insert(
+                    "x-queue-type".into(),
+                    AMQPValue::LongString("quorum".into()),
+                );
                 args.insert(
                     "x-message-ttl".into(),
                     AMQPValue::LongLongInt((bucket * 1000) as i64),
@@ -95,6 +100,15 @@ impl AmqpBroker {
                 args.insert(
                     "x-dead-letter-routing-key".into(),
                     AMQPValue::LongString(t.work_queue(vendor).as_str().into()),
+                );
+                args.insert(
+                    "x-dead-letter-strategy".into(),
+                    AMQPValue::LongString("at-least-once".into()),
+                );
+                // At-least-once dead-lettering requires this overflow mode.
+                args.insert(
+                    "x-overflow".into(),
+                    AMQPValue::LongString("reject-publish".into()),
                 );
                 ch.queue_declare(
                     t.delay_queue(vendor, bucket).as_str().into(),

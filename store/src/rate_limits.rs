@@ -6,19 +6,19 @@
 use crate::{Result, Store};
 
 impl Store {
-    /// Reserves `count` consecutive slots `interval_us` apart, allowing up to `burst` slots
-    /// ahead of now. Returns the time (µs since the epoch) of the first slot: the caller may
-    /// use slot *i* at `first + i * interval_us`.
+    /// Reserves `span_us` of the quota's time line and returns where it starts (µs since the
+    /// epoch). At most `burst` slots of `interval_us` may lie before now: a replica that was
+    /// idle gets its burst, never more, whatever span it asks for.
     pub async fn reserve_rate_slots(
         &self,
         key: &str,
         interval_us: i64,
         burst: u32,
-        count: u32,
+        span_us: i64,
         now_us: i64,
     ) -> Result<i64> {
         let earliest = now_us - i64::from(burst.max(1) - 1) * interval_us;
-        let span = i64::from(count.max(1)) * interval_us;
+        let span = span_us.max(1);
         let (tat,): (i64,) = sqlx::query_as(
             "INSERT INTO rate_limits (limit_key, tat_us) VALUES ($1, $2) \
              ON CONFLICT (limit_key) DO UPDATE SET tat_us = \
@@ -70,36 +70,36 @@ mod tests {
         let now = 1_000_000_000;
         // 10 QPS (100 ms), burst 2: the first two slots are immediate, then one every 100 ms.
         let a = store
-            .reserve_rate_slots("k", 100_000, 2, 1, now)
+            .reserve_rate_slots("k", 100_000, 2, 100_000, now)
             .await
             .unwrap();
         let b = store
-            .reserve_rate_slots("k", 100_000, 2, 1, now)
+            .reserve_rate_slots("k", 100_000, 2, 100_000, now)
             .await
             .unwrap();
         let c = store
-            .reserve_rate_slots("k", 100_000, 2, 3, now)
+            .reserve_rate_slots("k", 100_000, 2, 300_000, now)
             .await
             .unwrap();
         assert!(a <= now && b <= now, "burst slots are not in the future");
         assert_eq!(b - a, 100_000);
         assert_eq!(c - b, 100_000);
         let d = store
-            .reserve_rate_slots("k", 100_000, 2, 1, now)
+            .reserve_rate_slots("k", 100_000, 2, 100_000, now)
             .await
             .unwrap();
         assert_eq!(d - c, 300_000, "a lease of three takes three slots");
         // A throttle answer holds everyone until the hold ends.
         store.hold_rate_until("k", now + 5_000_000).await.unwrap();
         let e = store
-            .reserve_rate_slots("k", 100_000, 2, 1, now)
+            .reserve_rate_slots("k", 100_000, 2, 100_000, now)
             .await
             .unwrap();
         assert_eq!(e, now + 5_000_000);
         // Long idle: no credit beyond the burst.
         let later = now + 60_000_000;
         let f = store
-            .reserve_rate_slots("k", 100_000, 2, 1, later)
+            .reserve_rate_slots("k", 100_000, 2, 100_000, later)
             .await
             .unwrap();
         assert_eq!(f, later - 100_000);

@@ -61,6 +61,10 @@ struct Shared {
     /// (1 = the configured rate). Each throttle answer doubles it; every quiet
     /// [`RECOVERY`] halves it again.
     slowdown: Mutex<HashMap<String, (f64, Instant)>>,
+    /// When each API was last throttled: a slot reserved before that is not used.
+    throttled_at: Mutex<HashMap<String, Instant>>,
+    /// Tasks waiting for a slot per API: the size of the next lease.
+    waiting: Mutex<HashMap<String, usize>>,
 }
 
 /// Quiet time after which a throttled API's rate is raised again (halving the slowdown).
@@ -68,18 +72,38 @@ const RECOVERY: Duration = Duration::from_secs(5);
 const MAX_SLOWDOWN: f64 = 32.0;
 
 impl Shared {
-    /// The current slowdown of `key`, recovering it if it has been quiet.
+    /// The current slowdown of `key`, halved once for every quiet [`RECOVERY`] since the last
+    /// change.
     fn slowdown(&self, key: &str) -> f64 {
         let mut m = self.slowdown.lock().expect("slowdown lock");
         match m.get_mut(key) {
-            Some((factor, since)) if *factor > 1.0 && since.elapsed() >= RECOVERY => {
-                *factor = (*factor / 2.0).max(1.0);
-                *since = Instant::now();
+            Some((factor, since)) => {
+                let halvings = (since.elapsed().as_secs_f64() / RECOVERY.as_secs_f64()).floor();
+                if halvings >= 1.0 && *factor > 1.0 {
+                    *factor = (*factor / 2f64.powf(halvings)).max(1.0);
+                    *since = Instant::now();
+                }
                 *factor
             }
-            Some((factor, _)) => *factor,
             None => 1.0,
         }
+    }
+
+    /// A throttle answer: double the slowdown, at most once a second (the answers to one
+    /// burst of concurrent calls are one signal, not many).
+    fn slow_down(&self, key: &str) {
+        let mut m = self.slowdown.lock().expect("slowdown lock");
+        let (factor, since) = m
+            .entry(key.to_string())
+            .or_insert((1.0, Instant::now() - RECOVERY));
+        if since.elapsed() >= Duration::from_secs(1) {
+            *factor = (*factor * 2.0).min(MAX_SLOWDOWN);
+            *since = Instant::now();
+        }
+        self.throttled_at
+            .lock()
+            .expect("throttle lock")
+            .insert(key.to_string(), Instant::now());
     }
 }
 
@@ -136,6 +160,8 @@ impl Limiters {
                 store,
                 leases: Mutex::new(HashMap::new()),
                 slowdown: Mutex::new(HashMap::new()),
+                throttled_at: Mutex::new(HashMap::new()),
+                waiting: Mutex::new(HashMap::new()),
             }),
             ..Self::new(quotas)
         }
@@ -162,16 +188,47 @@ impl Limiters {
             l.until_ready().await;
         }
         if let (Some(shared), Some(q)) = (&self.shared, self.quotas.get(&key)) {
-            let slot = self.shared_slot(shared, &key, q).await?;
-            let wait = slot - now_us();
-            if wait > 0 {
-                tokio::time::sleep(Duration::from_micros(wait as u64)).await;
-            }
+            *shared
+                .waiting
+                .lock()
+                .expect("waiting lock")
+                .entry(key.clone())
+                .or_default() += 1;
+            let result = self.wait_for_slot(shared, &key, q).await;
+            *shared
+                .waiting
+                .lock()
+                .expect("waiting lock")
+                .entry(key.clone())
+                .or_default() -= 1;
+            result?;
         }
         Ok(CallPermit {
             _in_flight: in_flight,
             waited: start.elapsed(),
         })
+    }
+
+    /// Sleeps until a shared slot comes up. A slot reserved before a throttle answer is given
+    /// up and another reserved: the pause must stop calls already waiting, too.
+    async fn wait_for_slot(&self, shared: &Shared, key: &str, q: &Quota) -> Result<(), StoreError> {
+        loop {
+            let reserved_at = Instant::now();
+            let slot = self.shared_slot(shared, key, q).await?;
+            let wait = slot - now_us();
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+            }
+            let throttled_since = shared
+                .throttled_at
+                .lock()
+                .expect("throttle lock")
+                .get(key)
+                .is_some_and(|t| *t > reserved_at);
+            if !throttled_since {
+                return Ok(());
+            }
+        }
     }
 
     async fn shared_slot(&self, shared: &Shared, key: &str, q: &Quota) -> Result<i64, StoreError> {
@@ -188,11 +245,28 @@ impl Limiters {
                 }
             }
         }
-        // About 100 ms of slots per round trip, at least one.
-        let lease = ((q.qps / slowdown / 10.0).round() as u32).clamp(1, q.burst.max(1));
+        // As many slots as tasks are waiting, up to about 100 ms of them: slots leased for
+        // nobody would be dropped unused and wasted.
+        let waiting = shared
+            .waiting
+            .lock()
+            .expect("waiting lock")
+            .get(key)
+            .copied()
+            .unwrap_or(1);
+        let most = ((q.qps / slowdown / 10.0).round() as u32).clamp(1, q.burst.max(1));
+        let lease = (waiting as u32).clamp(1, most);
+        // The burst window is measured in the configured interval: a slowed-down replica gets
+        // no larger burst than any other.
         let first = shared
             .store
-            .reserve_rate_slots(key, interval, q.burst, lease, now)
+            .reserve_rate_slots(
+                key,
+                q.interval_us(),
+                q.burst,
+                i64::from(lease) * interval,
+                now,
+            )
             .await?;
         let mut leases = shared.leases.lock().expect("lease lock");
         let queue = leases.entry(key.to_string()).or_default();
@@ -208,12 +282,7 @@ impl Limiters {
         let key = Self::key(api);
         if let Some(shared) = &self.shared {
             shared.leases.lock().expect("lease lock").remove(&key);
-            {
-                let mut m = shared.slowdown.lock().expect("slowdown lock");
-                let (factor, since) = m.entry(key.clone()).or_insert((1.0, Instant::now()));
-                *factor = (*factor * 2.0).min(MAX_SLOWDOWN);
-                *since = Instant::now();
-            }
+            shared.slow_down(&key);
             shared
                 .store
                 .hold_rate_until(
