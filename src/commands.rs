@@ -245,7 +245,16 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         .migrate()
         .await
         .context("Failed to migrate the database")?;
-    let objects = objects(&a.conn, None).await;
+    // S3 only when something lives there: a local run needs no cloud configuration at all.
+    let on_s3 = [Some(&a.input), a.images.as_ref(), a.rejects.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|u| u.starts_with("s3://"));
+    let objects = if on_s3 {
+        objects(&a.conn, None).await
+    } else {
+        ObjectStore::local(".")
+    };
     let broker = if a.dry_run {
         Broker::memory()
     } else {

@@ -121,18 +121,24 @@ impl ObjectStore {
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`); with an explicit
     /// `endpoint` (MinIO, s3s, Ceph…) path-style addressing is used, as those servers expect.
     pub async fn s3(endpoint: Option<&str>, local_root: Option<PathBuf>) -> Self {
-        let mut loader = aws_config::from_env();
+        // The region is given, never looked up: the default chain would ask the cloud's
+        // metadata service, which is no place for a batch job on a laptop or in CI to call.
+        let region = std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .ok()
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let mut loader = aws_config::from_env().region(aws_sdk_s3::config::Region::new(region));
         if let Some(ep) = endpoint {
             loader = loader.endpoint_url(ep);
         }
         let shared = loader.load().await;
-        let mut conf = aws_sdk_s3::config::Builder::from(&shared);
-        if shared.region().is_none() {
-            conf = conf.region(aws_sdk_s3::config::Region::new("us-east-1"));
-        }
-        if endpoint.is_some() {
-            conf = conf.force_path_style(true);
-        }
+        let conf = aws_sdk_s3::config::Builder::from(&shared);
+        let conf = if endpoint.is_some() {
+            conf.force_path_style(true)
+        } else {
+            conf
+        };
         Self {
             s3: Some(aws_sdk_s3::Client::from_conf(conf.build())),
             local_root,

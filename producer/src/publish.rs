@@ -79,6 +79,8 @@ pub async fn produce(
     let window = settings.window.max(1);
     let mut chunk: Vec<NewJob> = Vec::with_capacity(window);
     let mut in_flight: Option<InFlight> = None;
+    // What the batch row has been told so far: each update adds the difference.
+    let mut reported = summary.clone();
     loop {
         let record = tokio::select! {
             // Biased: a pending stop wins over more input.
@@ -116,7 +118,6 @@ pub async fn produce(
             }
         }
         if chunk.len() >= window || (done && !chunk.is_empty()) {
-            let before = summary.clone();
             match &publisher {
                 Some(p) => {
                     let previous = in_flight.take();
@@ -137,17 +138,7 @@ pub async fn produce(
             }
             chunk.clear();
             if !settings.dry_run {
-                store
-                    .add_batch_counts(
-                        &settings.batch_id,
-                        BatchCounts {
-                            read: (summary.rows_read - before.rows_read) as i64,
-                            published: (summary.published - before.published) as i64,
-                            rejected: (summary.rejected - before.rejected) as i64,
-                            skipped: (summary.skipped - before.skipped) as i64,
-                        },
-                    )
-                    .await?;
+                report_counts(store, &settings.batch_id, &summary, &mut reported).await?;
             }
             on_progress(&summary);
         }
@@ -156,18 +147,11 @@ pub async fn produce(
         }
     }
     if let Some(last) = in_flight.take() {
-        let before = summary.published;
         last.settle(store, &mut summary).await?;
-        store
-            .add_batch_counts(
-                &settings.batch_id,
-                BatchCounts {
-                    published: (summary.published - before) as i64,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        on_progress(&summary);
+    }
+    if !settings.dry_run {
+        // The last window's confirms, and rows refused after it.
+        report_counts(store, &settings.batch_id, &summary, &mut reported).await?;
     }
     if !settings.dry_run && !summary.interrupted {
         store.finish_batch(&settings.batch_id).await?;
@@ -178,6 +162,28 @@ pub async fn produce(
     })?;
     on_progress(&summary);
     Ok(summary)
+}
+
+/// Adds what happened since the last report to the batch row.
+async fn report_counts(
+    store: &Store,
+    batch_id: &str,
+    now: &Summary,
+    reported: &mut Summary,
+) -> Result<(), ProduceError> {
+    store
+        .add_batch_counts(
+            batch_id,
+            BatchCounts {
+                read: (now.rows_read - reported.rows_read) as i64,
+                published: (now.published - reported.published) as i64,
+                rejected: (now.rejected - reported.rejected) as i64,
+                skipped: (now.skipped - reported.skipped) as i64,
+            },
+        )
+        .await?;
+    *reported = now.clone();
+    Ok(())
 }
 
 fn write_reject(

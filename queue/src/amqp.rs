@@ -43,7 +43,13 @@ impl AmqpBroker {
     }
 
     pub(crate) async fn close(&self) {
-        let _ = self.conn.close(200, "bye".into()).await;
+        // Bounded: the close handshake can wait forever on a busy broker, and a process that
+        // is done must not hang on its way out (unacked deliveries go back either way).
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.conn.close(200, "bye".into()),
+        )
+        .await;
     }
 
     pub(crate) async fn declare(&self) -> Result<()> {

@@ -77,6 +77,12 @@ async fn a_csv_on_s3_flows_through_rabbitmq_to_postgres_with_predicted_outcomes_
         (summary.rows_read, summary.published, summary.rejected),
         (200, 200, 0)
     );
+    // The batch row, which operators watch, says the same.
+    let counts = app.store.batch_counts("nightly-1").await.unwrap().unwrap();
+    assert_eq!(
+        (counts.read, counts.published, counts.rejected),
+        (200, 200, 0)
+    );
 
     app.wait_for_outcomes("nightly-1", 200, Duration::from_secs(120))
         .await;
