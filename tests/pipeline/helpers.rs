@@ -309,8 +309,21 @@ impl TestApp {
         }
     }
 
-    /// (source_row → (status, reason)) for a batch.
+    /// (source_row → (status, reason, attempts)) for a batch.
     pub async fn outcomes(&self, batch: &str) -> HashMap<i64, (String, String, i64)> {
+        self.outcomes_keyed(batch, |r| r.source_row.unwrap()).await
+    }
+
+    /// (job_id → (status, reason, attempts)) for a batch, jobs table or not.
+    pub async fn outcomes_by_job(&self, batch: &str) -> HashMap<String, (String, String, i64)> {
+        self.outcomes_keyed(batch, |r| r.job_id.clone()).await
+    }
+
+    async fn outcomes_keyed<K: std::hash::Hash + Eq>(
+        &self,
+        batch: &str,
+        key: impl Fn(&kyc_store::queries::OutcomeRow) -> K,
+    ) -> HashMap<K, (String, String, i64)> {
         let mut out = HashMap::new();
         let filter = kyc_store::queries::OutcomeFilter {
             batch_id: Some(batch.into()),
@@ -318,7 +331,7 @@ impl TestApp {
         };
         self.store
             .for_each_outcome(&filter, |r| {
-                out.insert(r.source_row.unwrap(), (r.status, r.reason, r.attempts));
+                out.insert(key(&r), (r.status, r.reason, r.attempts));
                 Ok(())
             })
             .await
@@ -326,21 +339,43 @@ impl TestApp {
         out
     }
 
-    /// (job_id → (status, reason, attempts)) for a batch, jobs table or not.
-    pub async fn outcomes_by_job(&self, batch: &str) -> HashMap<String, (String, String, i64)> {
-        let mut out = HashMap::new();
-        let filter = kyc_store::queries::OutcomeFilter {
-            batch_id: Some(batch.into()),
-            ..Default::default()
-        };
+    /// Billable calls according to our billing counters, all days and products.
+    pub async fn billable_calls_counted(&self) -> i64 {
         self.store
-            .for_each_outcome(&filter, |r| {
-                out.insert(r.job_id, (r.status, r.reason, r.attempts));
-                Ok(())
-            })
+            .billing_rows()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.billable_calls)
+            .sum()
+    }
+
+    /// Takes one message from the dead-letter queue: (message id, reason header).
+    pub async fn take_dead_letter(&self) -> Option<(String, String)> {
+        let conn = lapin::Connection::connect(&self.amqp_url, Default::default())
             .await
             .unwrap();
-        out
+        let ch = conn.create_channel().await.unwrap();
+        let msg = ch
+            .basic_get(
+                self.topology.dead_letter_queue().as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()?;
+        let props = &msg.delivery.properties;
+        let id = props.message_id().as_ref().unwrap().to_string();
+        let reason = match props
+            .headers()
+            .as_ref()
+            .unwrap()
+            .inner()
+            .get("x-kyc-dead-reason")
+        {
+            Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
+            other => panic!("dead letter {id} has no reason header: {other:?}"),
+        };
+        Some((id, reason))
     }
 
     pub async fn cleanup(self) {

@@ -4,8 +4,6 @@ use std::time::Duration;
 
 use kyc_queue::OutMessage;
 use kyc_schemas::Vendor;
-use lapin::options::BasicGetOptions;
-use lapin::types::AMQPValue;
 
 use crate::helpers::spawn_app;
 
@@ -59,34 +57,11 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_consumption_continu
     app.wait_for_outcomes("poison", 1, Duration::from_secs(30))
         .await;
 
-    let conn = lapin::Connection::connect(&app.amqp_url, Default::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
     let mut reasons = std::collections::BTreeMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while reasons.len() < poison.len() && std::time::Instant::now() < deadline {
-        match ch
-            .basic_get(
-                app.topology.dead_letter_queue().as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap()
-        {
-            Some(msg) => {
-                let props = &msg.delivery.properties;
-                let id = props.message_id().as_ref().unwrap().to_string();
-                let reason = match props
-                    .headers()
-                    .as_ref()
-                    .unwrap()
-                    .inner()
-                    .get("x-kyc-dead-reason")
-                {
-                    Some(AMQPValue::LongString(s)) => s.to_string(),
-                    other => panic!("no reason header: {other:?}"),
-                };
+        match app.take_dead_letter().await {
+            Some((id, reason)) => {
                 reasons.insert(id, reason);
             }
             None => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -124,14 +124,7 @@ async fn a_csv_on_s3_flows_through_rabbitmq_to_postgres_with_predicted_outcomes_
         .map(|(k, t)| (k.clone(), (t.calls, t.billable)))
         .collect();
     assert_eq!(ours, theirs);
-    let counted: i64 = app
-        .store
-        .billing_rows()
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| b.billable_calls)
-        .sum();
+    let counted = app.billable_calls_counted().await;
     let http_200 = sim.entries.iter().filter(|e| e.http_status == 200).count() as i64;
     assert_eq!(counted, http_200);
     // 951/952 rows made one extra, unbilled call each.

@@ -105,14 +105,7 @@ async fn workers_killed_at_random_moments_lose_nothing_and_count_no_charge_twice
     let unknown = states.get("unknown").copied().unwrap_or(0);
     // The billing counter counts every billable answer we received; the vendor may also have
     // billed some of the calls whose answer died with a worker, and only those.
-    let counted: i64 = app
-        .store
-        .billing_rows()
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| b.billable_calls)
-        .sum();
+    let counted = app.billable_calls_counted().await;
     let sim = app.sim.ledger();
     let vendor_billed = sim.entries.iter().filter(|e| e.billable).count() as i64;
     assert!(
