@@ -101,6 +101,7 @@ mod tests {
             code: "IVS.0101".into(),
             message: String::new(),
             retry_after,
+            reason: Reason::VendorInternal,
         }
     }
 

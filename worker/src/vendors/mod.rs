@@ -90,6 +90,8 @@ pub enum VendorError {
         code: String,
         message: String,
         retry_after: Option<Duration>,
+        /// The outcome's reason if the attempts run out (vendor_internal, timeout, …).
+        reason: Reason,
     },
     /// The token expired or was revoked: refresh it, then retry once.
     #[error("vendor credentials need refreshing ({code})")]
@@ -125,12 +127,7 @@ impl VendorError {
     pub fn final_reason(&self) -> Reason {
         match self {
             VendorError::Throttled { .. } => Reason::Throttled,
-            VendorError::Transient { code, .. } if code == "timeout" => Reason::Timeout,
-            // Alibaba could not fetch an image in its 3 s window.
-            VendorError::Transient { code, .. } if code == "DownloadTimedOut" => {
-                Reason::MaterialUnavailable
-            }
-            VendorError::Transient { .. } => Reason::VendorInternal,
+            VendorError::Transient { reason, .. } => *reason,
             VendorError::AuthExpired { .. } => Reason::AuthFailed,
             VendorError::Permanent { reason, .. } => *reason,
         }
@@ -150,6 +147,11 @@ impl VendorError {
             code: code.into(),
             message: e.to_string().chars().take(200).collect(),
             retry_after: None,
+            reason: if e.is_timeout() {
+                Reason::Timeout
+            } else {
+                Reason::VendorInternal
+            },
         }
     }
 }

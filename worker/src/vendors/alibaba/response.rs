@@ -61,6 +61,7 @@ pub fn parse_verify(body: &[u8]) -> Result<Verdict, VendorError> {
             code: "12".into(),
             message: "authority system error".into(),
             retry_after: None,
+            reason: Reason::VendorInternal,
         });
     }
     let (status, reason) = normalize_verify_status(code);
@@ -127,10 +128,12 @@ pub fn parse_error(
         | "InDebt"
         | "Forbidden"
         | "Error.NoPermissionAccess" => permanent(Reason::AccountBlocked),
+        // Alibaba could not fetch an image in its 3 s window.
         "DownloadTimedOut" => VendorError::Transient {
             code,
             message,
             retry_after: None,
+            reason: Reason::MaterialUnavailable,
         },
         "SystemError"
         | "InternalError"
@@ -140,11 +143,13 @@ pub fn parse_error(
             code,
             message,
             retry_after: None,
+            reason: Reason::VendorInternal,
         },
         _ if status >= 500 => VendorError::Transient {
             code,
             message,
             retry_after: None,
+            reason: Reason::VendorInternal,
         },
         _ => permanent(Reason::InvalidRequest),
     })

@@ -234,6 +234,7 @@ impl HuaweiClient {
                 code: format!("IAM HTTP {s}"),
                 message: "IAM token endpoint failed".into(),
                 retry_after: None,
+                reason: Reason::VendorInternal,
             }),
             (s, _) => Err(VendorError::Permanent {
                 code: format!("IAM HTTP {s}"),

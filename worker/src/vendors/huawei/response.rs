@@ -146,12 +146,14 @@ pub(crate) fn parse_error(
                 code,
                 message,
                 retry_after,
+                reason: Reason::VendorInternal,
             }
         }
         (408, _) => VendorError::Transient {
             code,
             message,
             retry_after,
+            reason: Reason::VendorInternal,
         },
         _ => permanent(Reason::InvalidRequest),
     })
