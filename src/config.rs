@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kyc_worker::{HuaweiAuth, HuaweiConfig, Quota};
+use kyc_worker::{AlibabaConfig, BaiduConfig, HuaweiAuth, HuaweiConfig, Quota};
 
 /// Where a variable belongs in a deployment.
 // Read by the tests that hold the README and k8s/ to this list.
@@ -42,6 +42,16 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_HUAWEI_IAM_USER", Kind::Config),
     ("KYC_HUAWEI_IAM_DOMAIN", Kind::Config),
     ("KYC_HUAWEI_IAM_PASSWORD", Kind::Secret),
+    ("KYC_ALIYUN_ENDPOINT", Kind::Config),
+    ("KYC_ALIYUN_BIZ_TYPE", Kind::Config),
+    ("ALIBABA_CLOUD_ACCESS_KEY_ID", Kind::Secret),
+    ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", Kind::Secret),
+    ("KYC_BAIDU_ENDPOINT", Kind::Config),
+    ("KYC_BAIDU_PLAN_ID", Kind::Config),
+    ("KYC_BAIDU_QUALITY_CONTROL", Kind::Config),
+    ("KYC_BAIDU_LIVENESS_CONTROL", Kind::Config),
+    ("BAIDU_API_KEY", Kind::Secret),
+    ("BAIDU_SECRET_KEY", Kind::Secret),
 ];
 
 fn env(name: &str) -> Option<String> {
@@ -71,11 +81,57 @@ pub fn huawei_from_env() -> Option<HuaweiConfig> {
     })
 }
 
-/// The vendors' documented default quotas per API (Huawei IVS FAQ: 10 QPS each), with room
-/// for 20 calls in flight.
+/// Alibaba settings from the environment, if an AccessKey is configured (the official SDKs'
+/// variable names).
+pub fn alibaba_from_env() -> Option<AlibabaConfig> {
+    Some(AlibabaConfig {
+        endpoint: env("KYC_ALIYUN_ENDPOINT")
+            .unwrap_or_else(|| kyc_worker::vendors::alibaba::DEFAULT_ENDPOINT.into()),
+        access_key_id: env("ALIBABA_CLOUD_ACCESS_KEY_ID")?,
+        access_key_secret: env("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?,
+        region: "cn-hangzhou".into(),
+        biz_type: env("KYC_ALIYUN_BIZ_TYPE"),
+        timeout: Duration::from_secs(15),
+        url_ttl: Duration::from_secs(600),
+    })
+}
+
+/// Baidu settings from the environment, if the app's API Key and Secret Key are configured.
+pub fn baidu_from_env() -> Option<BaiduConfig> {
+    Some(BaiduConfig {
+        endpoint: env("KYC_BAIDU_ENDPOINT")
+            .unwrap_or_else(|| kyc_worker::vendors::baidu::DEFAULT_ENDPOINT.into()),
+        api_key: env("BAIDU_API_KEY")?,
+        secret_key: env("BAIDU_SECRET_KEY")?,
+        plan_id: env("KYC_BAIDU_PLAN_ID"),
+        quality_control: env("KYC_BAIDU_QUALITY_CONTROL"),
+        liveness_control: env("KYC_BAIDU_LIVENESS_CONTROL"),
+        timeout: Duration::from_secs(15),
+    })
+}
+
+/// Every vendor × API the worker calls, as quota keys.
+pub const APIS: [&str; 13] = [
+    "huawei.ivs-standard",
+    "huawei.ivs-idcard-extention",
+    "aliyun.VerifyMaterial",
+    "aliyun.SubmitVerification",
+    "aliyun.DescribeVerifyResult",
+    "baidu.verifyToken/generate",
+    "baidu.idcard/submit",
+    "baidu.uploadMatchImage",
+    "baidu.result/detail",
+    "baidu.result/simple",
+    "baidu.result/stat",
+    "baidu.result/media/query",
+    "baidu.result/getall",
+];
+
+/// Conservative default quotas per API, 10 QPS each with room for 20 calls in flight: Huawei
+/// IVS's documented 10 QPS; Alibaba documents 10–50 per API and account; Baidu's paid face
+/// APIs default to 10 (the H5 endpoints' own limit is not documented).
 pub fn default_quotas() -> HashMap<String, Quota> {
-    ["huawei.ivs-standard", "huawei.ivs-idcard-extention"]
-        .into_iter()
+    APIS.into_iter()
         .map(|k| {
             (
                 k.to_string(),

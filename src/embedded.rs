@@ -17,7 +17,10 @@ use kyc_queue::Broker;
 use kyc_schemas::Operation;
 use kyc_simulator::{SimConfig, Simulator};
 use kyc_store::Store;
-use kyc_worker::{Context, HuaweiAuth, HuaweiConfig, Limiters, RetryPolicy, WorkerSettings};
+use kyc_worker::{
+    AlibabaConfig, BaiduConfig, Clients, Context, HuaweiAuth, HuaweiConfig, Limiters, RetryPolicy,
+    WorkerSettings,
+};
 
 use crate::{commands, config, telemetry};
 
@@ -60,7 +63,15 @@ pub struct SimCredentials {
     pub huawei_ak: String,
     pub huawei_sk: String,
     pub project_id: String,
+    pub aliyun_ak: String,
+    pub aliyun_secret: String,
+    pub baidu_api_key: String,
+    pub baidu_secret_key: String,
 }
+
+/// The scene and plan the simulator's clients use when a row names none.
+pub const SIM_BIZ_TYPE: &str = "RPBasic";
+pub const SIM_PLAN_ID: &str = "sim-authority";
 
 /// A simulator configuration with freshly generated credentials.
 pub fn simulator_config() -> (SimConfig, SimCredentials) {
@@ -71,11 +82,78 @@ pub fn simulator_config() -> (SimConfig, SimCredentials) {
         ),
         huawei_sk: uuid::Uuid::new_v4().simple().to_string(),
         project_id: uuid::Uuid::new_v4().simple().to_string(),
+        aliyun_ak: format!(
+            "LTAI{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..20]
+        ),
+        aliyun_secret: uuid::Uuid::new_v4().simple().to_string(),
+        baidu_api_key: uuid::Uuid::new_v4().simple().to_string()[..24].to_string(),
+        baidu_secret_key: uuid::Uuid::new_v4().simple().to_string(),
     };
     let mut config = SimConfig::default();
     config.huawei.ak_sk = vec![(creds.huawei_ak.clone(), creds.huawei_sk.clone())];
     config.huawei.project_id = creds.project_id.clone();
+    config.aliyun.access_keys = vec![(creds.aliyun_ak.clone(), creds.aliyun_secret.clone())];
+    config.baidu.clients = vec![(creds.baidu_api_key.clone(), creds.baidu_secret_key.clone())];
     (config, creds)
+}
+
+/// Fills every vendor without a client with one that talks to the simulator at `base_url`.
+/// Returns the names of the vendors that were filled.
+pub fn simulated_clients(
+    clients: &mut Clients,
+    base_url: &str,
+    creds: &SimCredentials,
+) -> Vec<&'static str> {
+    let mut filled = Vec::new();
+    if clients.huawei.is_none() {
+        clients.huawei = Some(
+            HuaweiConfig {
+                endpoint: base_url.into(),
+                iam_endpoint: base_url.into(),
+                region: "cn-north-4".into(),
+                project_id: creds.project_id.clone(),
+                auth: HuaweiAuth::AkSk {
+                    ak: creds.huawei_ak.clone(),
+                    sk: creds.huawei_sk.clone(),
+                },
+                timeout: Duration::from_secs(15),
+            }
+            .build(commands::http_client()),
+        );
+        filled.push("Huawei");
+    }
+    if clients.alibaba.is_none() {
+        clients.alibaba = Some(
+            AlibabaConfig {
+                endpoint: base_url.into(),
+                access_key_id: creds.aliyun_ak.clone(),
+                access_key_secret: creds.aliyun_secret.clone(),
+                region: "cn-hangzhou".into(),
+                biz_type: Some(SIM_BIZ_TYPE.into()),
+                timeout: Duration::from_secs(15),
+                url_ttl: Duration::from_secs(600),
+            }
+            .build(commands::http_client()),
+        );
+        filled.push("Alibaba");
+    }
+    if clients.baidu.is_none() {
+        clients.baidu = Some(
+            BaiduConfig {
+                endpoint: base_url.into(),
+                api_key: creds.baidu_api_key.clone(),
+                secret_key: creds.baidu_secret_key.clone(),
+                plan_id: Some(SIM_PLAN_ID.into()),
+                quality_control: None,
+                liveness_control: None,
+                timeout: Duration::from_secs(15),
+            }
+            .build(commands::http_client()),
+        );
+        filled.push("Baidu");
+    }
+    filled
 }
 
 pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -94,32 +172,18 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     // Real endpoints for vendors with credentials, the simulator for the rest.
     let mut clients = commands::clients_from_env();
     let mut simulator = None;
-    if clients.huawei.is_none() {
+    if clients.huawei.is_none() || clients.alibaba.is_none() || clients.baidu.is_none() {
         let (sim_config, creds) = simulator_config();
         let sim = Simulator::start(sim_config, "127.0.0.1:0")
             .await
             .context("Failed to start the simulator")?;
+        let filled = simulated_clients(&mut clients, &sim.base_url(), &creds);
         println!(
-            "kyc run: no vendor credentials configured; using the built-in vendor simulator at {} (no real vendor is called)",
+            "kyc run: no credentials for {}; using the built-in vendor simulator at {} for them (no real vendor is called)",
+            filled.join(", "),
             sim.base_url()
         );
-        clients.huawei = Some(
-            HuaweiConfig {
-                endpoint: sim.base_url(),
-                iam_endpoint: sim.base_url(),
-                region: "cn-north-4".into(),
-                project_id: creds.project_id,
-                auth: HuaweiAuth::AkSk {
-                    ak: creds.huawei_ak,
-                    sk: creds.huawei_sk,
-                },
-                timeout: Duration::from_secs(15),
-            }
-            .build(commands::http_client()),
-        );
         simulator = Some(sim);
-    } else {
-        println!("kyc run: calling the real Huawei Cloud IVS endpoint (credentials configured)");
     }
 
     let store = Store::connect(&a.database, 4)
@@ -130,9 +194,13 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("Failed to migrate the database")?;
     let broker = Broker::memory();
+    let local = ObjectStore::local(&images);
+    let served = crate::material_server::start(local.clone())
+        .await
+        .context("Failed to serve the image folder")?;
     let ctx = Arc::new(Context {
         store: store.clone(),
-        objects: ObjectStore::local(&images),
+        objects: local.with_local_url_base(served),
         clients,
         limiters: Limiters::new(&config::quotas()?),
         retry: RetryPolicy::default(),

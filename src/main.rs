@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod embedded;
 mod health;
+mod material_server;
 mod telemetry;
 
 use std::path::PathBuf;

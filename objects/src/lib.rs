@@ -105,6 +105,9 @@ pub struct ObjectStore {
     s3: Option<aws_sdk_s3::Client>,
     local_root: Option<PathBuf>,
     http: reqwest::Client,
+    /// Where local files can be fetched over HTTP (embedded mode serves its image folder
+    /// so that a vendor that downloads images itself can reach them).
+    local_url_base: Option<String>,
 }
 
 impl ObjectStore {
@@ -114,7 +117,14 @@ impl ObjectStore {
             s3: None,
             local_root: Some(root.into()),
             http: reqwest::Client::new(),
+            local_url_base: None,
         }
+    }
+
+    /// Local paths get URLs under `base` from [`ObjectStore::presign_get`] (`base/<path>`).
+    pub fn with_local_url_base(mut self, base: impl Into<String>) -> Self {
+        self.local_url_base = Some(base.into());
+        self
     }
 
     /// A store backed by S3. Credentials and region come from the standard AWS environment
@@ -143,6 +153,7 @@ impl ObjectStore {
             s3: Some(aws_sdk_s3::Client::from_conf(conf.build())),
             local_root,
             http: reqwest::Client::new(),
+            local_url_base: None,
         }
     }
 
@@ -346,10 +357,20 @@ impl ObjectStore {
                 Ok(req.uri().to_string())
             }
             ObjectUri::Http(url) => Ok(url),
-            ObjectUri::Local(_) => Err(ObjectError::InvalidUri(
-                uri.into(),
-                "a local path has no URL a vendor can fetch",
-            )),
+            ObjectUri::Local(rel) => match &self.local_url_base {
+                Some(base) => Ok(format!(
+                    "{}/{}",
+                    base.trim_end_matches('/'),
+                    rel.components()
+                        .map(|c| urlencoding_segment(&c.as_os_str().to_string_lossy()))
+                        .collect::<Vec<_>>()
+                        .join("/")
+                )),
+                None => Err(ObjectError::InvalidUri(
+                    uri.into(),
+                    "a local path has no URL a vendor can fetch",
+                )),
+            },
         }
     }
 
@@ -478,4 +499,16 @@ mod tests {
             Err(ObjectError::NoS3(_))
         ));
     }
+}
+
+/// Percent-encodes one path segment (RFC 3986 unreserved characters kept).
+fn urlencoding_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -41,6 +41,8 @@ pub struct FaultConfig {
     pub huawei: VendorFaults,
     pub aliyun: VendorFaults,
     pub baidu: VendorFaults,
+    /// Moves the simulator's clock (session and token lifetimes), in seconds.
+    pub clock_offset_secs: i64,
 }
 
 impl FaultConfig {

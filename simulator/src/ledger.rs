@@ -14,6 +14,9 @@ pub struct LedgerEntry {
     pub billable: bool,
     /// The caller's request reference (Huawei `meta.uuid`), never PII.
     pub reference: Option<String>,
+    /// Answered with the vendor's throttle signal (whatever its HTTP status).
+    #[serde(default)]
+    pub throttled: bool,
     pub at_ms: i64,
 }
 
@@ -31,6 +34,17 @@ pub struct LedgerSummary {
     pub entries: Vec<LedgerEntry>,
 }
 
+/// One answered call, as [`Ledger::record_call`] takes it.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    pub vendor: &'a str,
+    pub api: &'a str,
+    pub http_status: u16,
+    pub billable: bool,
+    pub reference: Option<String>,
+    pub throttled: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct Ledger {
     // std Mutex: pushes and copies only, never held across an await.
@@ -46,24 +60,36 @@ impl Ledger {
         billable: bool,
         reference: Option<String>,
     ) {
-        self.entries.lock().expect("ledger lock").push(LedgerEntry {
-            vendor: vendor.into(),
-            api: api.into(),
+        self.record_call(Call {
+            vendor,
+            api,
             http_status,
             billable,
             reference,
+            throttled: http_status == 429,
+        });
+    }
+
+    pub fn record_call(&self, c: Call<'_>) {
+        self.entries.lock().expect("ledger lock").push(LedgerEntry {
+            vendor: c.vendor.into(),
+            api: c.api.into(),
+            http_status: c.http_status,
+            billable: c.billable,
+            reference: c.reference,
+            throttled: c.throttled,
             at_ms: chrono::Utc::now().timestamp_millis(),
         });
     }
 
-    pub fn summary(&self, throttle_statuses: impl Fn(&LedgerEntry) -> bool) -> LedgerSummary {
+    pub fn summary(&self) -> LedgerSummary {
         let entries = self.entries.lock().expect("ledger lock").clone();
         let mut totals: BTreeMap<String, ApiTotals> = BTreeMap::new();
         for e in &entries {
             let t = totals.entry(format!("{}.{}", e.vendor, e.api)).or_default();
             t.calls += 1;
             t.billable += u64::from(e.billable);
-            t.throttled += u64::from(throttle_statuses(e));
+            t.throttled += u64::from(e.throttled);
         }
         LedgerSummary { totals, entries }
     }

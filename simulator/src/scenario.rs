@@ -25,6 +25,30 @@ pub enum Scenario {
     SlowOnce,
     AccountBlocked,
     AccountInArrears,
+    // Verdicts only Alibaba can give (they need ID-card images or risk control).
+    IdCardNameMismatch,
+    IdExpired,
+    FaceMismatchIdPhoto,
+    IdCardInvalid,
+    RiskRejected,
+    IdCardNumberMismatch,
+    /// The authority's system fails on every call (Alibaba 12, Baidu 222361).
+    AuthorityError,
+    /// Stateful: pending, then passes on the third poll.
+    PendingThenPass,
+    PendingForever,
+    /// Alibaba SubmitVerification: StatusCode −1.
+    NotRecorded,
+    /// Baidu: a failed attempt, then a passed one.
+    TwoAttempts,
+    /// Baidu: OCR billed with the attempt.
+    OcrCharged,
+    /// Baidu access token refused once (110) / expired once (111); Huawei token mode too.
+    TokenRejectedOnce,
+    TokenExpiredOnce,
+    /// Baidu daily (17) / total (19) quota exhausted.
+    DailyQuota,
+    TotalQuota,
 }
 
 impl Scenario {
@@ -45,6 +69,22 @@ impl Scenario {
             "955" => Scenario::SlowOnce,
             "975" => Scenario::AccountBlocked,
             "976" => Scenario::AccountInArrears,
+            "904" => Scenario::IdCardNameMismatch,
+            "905" => Scenario::IdExpired,
+            "907" => Scenario::FaceMismatchIdPhoto,
+            "908" => Scenario::IdCardInvalid,
+            "909" => Scenario::RiskRejected,
+            "910" => Scenario::IdCardNumberMismatch,
+            "912" => Scenario::AuthorityError,
+            "940" => Scenario::PendingThenPass,
+            "941" => Scenario::PendingForever,
+            "942" => Scenario::NotRecorded,
+            "945" => Scenario::TwoAttempts,
+            "946" => Scenario::OcrCharged,
+            "961" => Scenario::TokenRejectedOnce,
+            "962" => Scenario::TokenExpiredOnce,
+            "971" => Scenario::DailyQuota,
+            "972" => Scenario::TotalQuota,
             _ => Scenario::Pass,
         }
     }

@@ -12,11 +12,15 @@ use tokio::sync::oneshot;
 
 use crate::faults::{FaultConfig, Quotas, Seen};
 use crate::ledger::{Ledger, LedgerSummary};
+use crate::vendors::aliyun::{self, AliyunSim, AliyunState};
+use crate::vendors::baidu::{self, BaiduSim, BaiduState};
 use crate::vendors::huawei::{self, HuaweiSim};
 
 #[derive(Debug, Clone, Default)]
 pub struct SimConfig {
     pub huawei: HuaweiSim,
+    pub aliyun: AliyunSim,
+    pub baidu: BaiduSim,
     pub faults: FaultConfig,
 }
 
@@ -29,11 +33,20 @@ pub struct AppState {
     pub seen: Seen,
     /// Issued IAM tokens → expiry (ms since epoch).
     pub tokens: Mutex<std::collections::HashMap<String, i64>>,
+    pub aliyun: AliyunState,
+    pub baidu: BaiduState,
 }
 
 impl AppState {
     pub fn faults(&self) -> FaultConfig {
         self.faults.read().expect("faults lock").clone()
+    }
+
+    /// The simulator's clock: real time moved by `faults.clock_offset_secs`, so that tests
+    /// can let sessions and tokens expire without waiting hours.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::seconds(self.faults.read().expect("faults lock").clock_offset_secs)
     }
 }
 
@@ -60,6 +73,8 @@ impl Simulator {
             quotas: Quotas::default(),
             seen: Seen::default(),
             tokens: Mutex::new(Default::default()),
+            aliyun: AliyunState::default(),
+            baidu: BaiduState::default(),
         });
         let app = router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -109,7 +124,7 @@ impl Simulator {
 }
 
 fn summary(state: &AppState) -> LedgerSummary {
-    state.ledger.summary(|e| e.http_status == 429)
+    state.ledger.summary()
 }
 
 pub fn router(state: Shared) -> Router {
@@ -121,6 +136,8 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/admin/reset", post(admin_reset))
         .merge(huawei::routes())
+        .merge(aliyun::routes())
+        .merge(baidu::routes())
         // Vendors accept bodies up to 12 MB (Huawei AK/SK); their own checks answer above
         // that, not a generic 413 from the framework.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))

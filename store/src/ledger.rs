@@ -38,6 +38,26 @@ pub struct CallRecord {
     pub answer_lost: bool,
 }
 
+/// One charge as the vendor reports it (Baidu `result/getall`: an attempt's verify or match
+/// charge, or its OCR charge).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargeEntry {
+    pub vendor: String,
+    /// The vendor's reference for the session (Baidu verify_token).
+    pub reference: String,
+    /// The attempt's `order` (1-based).
+    pub attempt: u32,
+    /// The billing product, e.g. `faceprint-verify`.
+    pub product: String,
+    pub charged: bool,
+    /// Calls within the attempt (OCR `ocr_count`), 1 otherwise.
+    pub calls: u32,
+    /// As the vendor wrote it; empty when not charged.
+    pub charge_time: String,
+    /// UTC day the charge falls on (`YYYY-MM-DD`).
+    pub day: String,
+}
+
 /// An opened ledger row.
 #[derive(Debug, Clone)]
 pub struct OpenCall {
@@ -83,17 +103,25 @@ impl Store {
     /// `None` when no vendor call was made (e.g. a material could not be fetched). Returns
     /// false if the job already had an outcome (a concurrent redelivery won); the ledger row
     /// is completed either way, because the call did happen.
+    ///
+    /// `charges` (what the vendor reports it charged) are written in the same transaction when
+    /// the outcome is new; entries already known (same vendor, reference, attempt, product)
+    /// are skipped, and only new charged entries move `vendor_charges`.
     pub async fn complete_with_outcome(
         &self,
         call: Option<&OpenCall>,
         rec: &CallRecord,
         outcome: &Outcome,
+        charges: &[ChargeEntry],
     ) -> Result<bool> {
         match call {
-            Some(call) => self.complete(call, rec, Some(outcome)).await,
+            Some(call) => self.complete(call, rec, Some((outcome, charges))).await,
             None => {
                 let mut tx = self.pool().begin().await?;
                 let inserted = insert_outcome(&mut tx, outcome).await?;
+                if inserted {
+                    insert_charges(&mut tx, outcome.job_id.as_str(), charges).await?;
+                }
                 tx.commit().await?;
                 Ok(inserted)
             }
@@ -104,7 +132,7 @@ impl Store {
         &self,
         call: &OpenCall,
         rec: &CallRecord,
-        outcome: Option<&Outcome>,
+        outcome: Option<(&Outcome, &[ChargeEntry])>,
     ) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
@@ -139,7 +167,13 @@ impl Store {
             .await?;
         }
         let inserted = match outcome {
-            Some(o) => insert_outcome(&mut tx, o).await?,
+            Some((o, charges)) => {
+                let inserted = insert_outcome(&mut tx, o).await?;
+                if inserted {
+                    insert_charges(&mut tx, o.job_id.as_str(), charges).await?;
+                }
+                inserted
+            }
             None => false,
         };
         tx.commit().await?;
@@ -245,4 +279,51 @@ async fn insert_outcome(tx: &mut sqlx::Transaction<'_, sqlx::Any>, o: &Outcome) 
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// Writes the vendor's charge entries; each new charged one counts one charged call in
+/// `vendor_charges` for its product and day (an attempt's OCR charge is one charge however
+/// many OCR calls it made, as in getall's `ocr_charge_count`).
+async fn insert_charges(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job_id: &str,
+    charges: &[ChargeEntry],
+) -> Result<()> {
+    let now = now_ms();
+    for c in charges {
+        let new = sqlx::query(
+            "INSERT INTO vendor_charge_entries (vendor, reference, attempt, product, job_id, charged, calls, \
+             charge_time, day, recorded_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (vendor, reference, attempt, product) DO NOTHING",
+        )
+        .bind(c.vendor.clone())
+        .bind(c.reference.clone())
+        .bind(i64::from(c.attempt))
+        .bind(c.product.clone())
+        .bind(job_id.to_string())
+        .bind(i64::from(c.charged))
+        .bind(i64::from(c.calls))
+        .bind(c.charge_time.clone())
+        .bind(c.day.clone())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if new && c.charged {
+            sqlx::query(
+                "INSERT INTO vendor_charges (vendor, product, day, charged_calls, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (vendor, product, day) DO UPDATE SET \
+                 charged_calls = vendor_charges.charged_calls + 1, updated_at_ms = $5",
+            )
+            .bind(c.vendor.clone())
+            .bind(c.product.clone())
+            .bind(c.day.clone())
+            .bind(1i64)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
 }

@@ -24,7 +24,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
 pub use jobs::{JobInsert, NewJob};
-pub use ledger::{CallRecord, NewCall};
+pub use ledger::{CallRecord, ChargeEntry, NewCall};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -256,13 +256,18 @@ impl<'a> Caller<'a> {
     ///
     /// A vendor answer has been paid for: a failing commit is retried here for a while before
     /// the job is handed back (which would make the call again).
-    pub async fn finish(self, outcome: &kyc_schemas::Outcome) -> Result<bool, StoreError> {
+    /// `charges` are the vendor's own charge entries (Baidu getall), written with the outcome.
+    pub async fn finish(
+        self,
+        outcome: &kyc_schemas::Outcome,
+        charges: &[kyc_store::ChargeEntry],
+    ) -> Result<bool, StoreError> {
         let none = CallRecord::default();
         let (open, rec) = match &self.pending {
             Some((open, rec)) => (Some(open), rec),
             None => (None, &none),
         };
-        with_retries(|| self.store.complete_with_outcome(open, rec, outcome)).await
+        with_retries(|| self.store.complete_with_outcome(open, rec, outcome, charges)).await
     }
 }
 

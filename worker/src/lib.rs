@@ -28,6 +28,8 @@ use kyc_store::Store;
 pub use consume::{run, WorkerSettings};
 pub use limiter::{Limiters, Quota};
 pub use retry::RetryPolicy;
+pub use vendors::alibaba::{AlibabaClient, AlibabaConfig};
+pub use vendors::baidu::{BaiduClient, BaiduConfig};
 pub use vendors::huawei::{HuaweiAuth, HuaweiClient, HuaweiConfig};
 
 /// The vendor clients this worker can call; a vendor without credentials is `None`, and
@@ -35,6 +37,8 @@ pub use vendors::huawei::{HuaweiAuth, HuaweiClient, HuaweiConfig};
 #[derive(Debug, Default)]
 pub struct Clients {
     pub huawei: Option<HuaweiClient>,
+    pub alibaba: Option<AlibabaClient>,
+    pub baidu: Option<BaiduClient>,
 }
 
 /// Everything a job needs, shared by all tasks.

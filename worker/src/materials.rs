@@ -2,7 +2,7 @@
 //! a (billable) call and never opens a ledger row.
 
 use bytes::Bytes;
-use kyc_objects::{ObjectError, ObjectStore};
+use kyc_objects::{ObjectError, ObjectStore, ObjectUri};
 use kyc_schemas::Materials;
 
 /// The job's materials, in memory for the duration of one job.
@@ -23,13 +23,23 @@ pub struct MaterialError {
     pub source: ObjectError,
 }
 
-pub async fn load(objects: &ObjectStore, m: &Materials) -> Result<Loaded, MaterialError> {
+/// `local_only`: leave `s3://` and `http(s)://` materials unread (the vendor downloads them
+/// from a URL); read only local files.
+pub async fn load(
+    objects: &ObjectStore,
+    m: &Materials,
+    local_only: bool,
+) -> Result<Loaded, MaterialError> {
     async fn one(
         objects: &ObjectStore,
+        local_only: bool,
         field: &'static str,
         uri: &Option<String>,
     ) -> Result<Option<Bytes>, MaterialError> {
         match uri {
+            Some(u) if local_only && !matches!(ObjectUri::parse(u), Ok(ObjectUri::Local(_))) => {
+                Ok(None)
+            }
             Some(u) => objects
                 .get(u)
                 .await
@@ -39,10 +49,10 @@ pub async fn load(objects: &ObjectStore, m: &Materials) -> Result<Loaded, Materi
         }
     }
     let (face_image, id_card_front, id_card_back, video) = tokio::try_join!(
-        one(objects, "face_image", &m.face_image),
-        one(objects, "id_card_front", &m.id_card_front),
-        one(objects, "id_card_back", &m.id_card_back),
-        one(objects, "video", &m.video),
+        one(objects, local_only, "face_image", &m.face_image),
+        one(objects, local_only, "id_card_front", &m.id_card_front),
+        one(objects, local_only, "id_card_back", &m.id_card_back),
+        one(objects, local_only, "video", &m.video),
     )?;
     Ok(Loaded {
         face_image,

@@ -163,7 +163,9 @@ async fn decide(
     let can_defer = deferrals < ctx.retry.max_deferrals;
     let mut caller = Caller::new(ctx, &job.job_id, owner, prior, can_defer);
 
-    let verdict = match materials::load(&ctx.objects, &job.materials).await {
+    // Alibaba downloads remote images itself (presigned URLs): only local files are read here.
+    let remote_by_url = job.vendor() == kyc_schemas::Vendor::Aliyun;
+    let verdict = match materials::load(&ctx.objects, &job.materials, remote_by_url).await {
         Err(e) if e.source.is_transient() && delivery_count < 5 => {
             // Field name only: a URI can name the person or carry a signed token.
             return Disposition::Requeue(format!(
@@ -206,9 +208,13 @@ async fn decide(
         )),
         _ => None,
     };
+    let charges = match &verdict {
+        Ok(v) => v.charges.clone(),
+        Err(_) => Vec::new(),
+    };
     let outcome = outcome_of(job, &caller, verdict);
     let status = outcome.status;
-    match caller.finish(&outcome).await {
+    match caller.finish(&outcome, &charges).await {
         Ok(true) => {
             ctx.metrics.job_finished(
                 job.vendor().as_str(),
@@ -244,20 +250,20 @@ async fn call_vendor(
             reason: Reason::AuthFailed,
         })
     };
+    let clients = &ctx.clients;
     match job.vendor() {
         kyc_schemas::Vendor::Huawei => {
-            ctx.clients
-                .huawei
-                .as_ref()
-                .ok_or_else(no_client)?
-                .run(job, loaded, caller)
-                .await
+            let client = clients.huawei.as_ref().ok_or_else(no_client)?;
+            client.run(job, loaded, caller).await
         }
-        other => Err(CallError::Vendor(VendorError::Permanent {
-            code: "unsupported_operation".into(),
-            message: format!("vendor {other} is not supported by this build"),
-            reason: Reason::UnsupportedOperation,
-        })),
+        kyc_schemas::Vendor::Aliyun => {
+            let client = clients.alibaba.as_ref().ok_or_else(no_client)?;
+            client.run(job, loaded, &ctx.objects, caller).await
+        }
+        kyc_schemas::Vendor::Baidu => {
+            let client = clients.baidu.as_ref().ok_or_else(no_client)?;
+            client.run(job, loaded, caller).await
+        }
     }
 }
 

@@ -728,7 +728,7 @@ fn validate(api: Api, item: &Value) -> Result<Subject, Refusal> {
 
 /// Simulator convention for ID-card images: a `kycsim:id=<18 chars>;name=<name>` marker
 /// anywhere in the bytes (a JPEG comment) says whose card it is.
-fn marker(bytes: &[u8]) -> Option<(String, String)> {
+pub(crate) fn marker(bytes: &[u8]) -> Option<(String, String)> {
     let needle = b"kycsim:id=";
     let pos = bytes.windows(needle.len()).position(|w| w == needle)?;
     let rest = &bytes[pos + needle.len()..];

@@ -1,4 +1,5 @@
-//! One file per simulated vendor: routes, auth check, request validation, answers.
+//! One module per simulated vendor: routes, auth check, request validation, answers.
 
 pub mod aliyun;
+pub mod baidu;
 pub mod huawei;

@@ -7,6 +7,7 @@
 //! `client.rs` (HTTP and the operation's call sequence).
 
 pub mod alibaba;
+pub mod baidu;
 pub mod huawei;
 
 use std::time::Duration;
@@ -72,6 +73,8 @@ pub struct Verdict {
     pub similarity: Option<f64>,
     pub liveness_score: Option<f64>,
     pub vendor_ref: Option<String>,
+    /// What the vendor says it charged (Baidu `result/getall`), written with the outcome.
+    pub charges: Vec<kyc_store::ChargeEntry>,
 }
 
 /// Why a call did not produce a verdict. The variants are decisions: the retry loop maps

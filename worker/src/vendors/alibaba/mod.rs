@@ -1,9 +1,13 @@
 //! Alibaba Cloud 实人认证 (Cloudauth): VerifyMaterial and DescribeVerifyResult (2019-03-07),
 //! SubmitVerification (2018-09-16), signed with RPC signature v1 (HMAC-SHA1) in [`sign`].
-//!
-//! So far: the signer (tested against the official SDK's vectors) and the code table
-//! ([`response`]); the requests and the client arrive with the vendor issue
-//! (see `docs/vendors/alibaba.md`).
+//! Codes are mapped to outcomes in [`response`]; `docs/vendors/alibaba.md` is the digest of
+//! the vendor's documentation and the choices made where it is ambiguous.
 
+mod client;
+mod config;
+pub mod request;
 pub mod response;
 pub mod sign;
+
+pub use client::AlibabaClient;
+pub use config::{AlibabaConfig, DEFAULT_ENDPOINT};

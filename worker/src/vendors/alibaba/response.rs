@@ -76,6 +76,60 @@ pub fn parse_verify(body: &[u8]) -> Result<Verdict, VendorError> {
         similarity,
         liveness_score: None,
         vendor_ref: fields["VerifyToken"].as_str().map(str::to_string),
+        charges: Vec::new(),
+    })
+}
+
+/// What SubmitVerification's `VerifyStatus.StatusCode` means (a different enum from
+/// VerifyMaterial's `VerifyStatus`; see `docs/vendors/alibaba.md` A14).
+pub fn normalize_status_code(code: i64) -> Option<(Status, Reason)> {
+    match code {
+        1 => Some((Status::Passed, Reason::Verified)),
+        // Free text in AuditConclusions says why; no code to map.
+        2 => Some((Status::Failed, Reason::RejectedUnspecified)),
+        0 => Some((Status::Pending, Reason::InReview)),
+        // −1: nothing recorded, resubmit (same TicketId): retryable.
+        _ => None,
+    }
+}
+
+/// Parses a SubmitVerification answer with HTTP 200: `Data.VerifyStatus` (or top-level
+/// `VerifyStatus`), `SimilarityScore` (or `MaterialScore`), numbers possibly as strings.
+pub fn parse_submit(body: &[u8]) -> Result<Verdict, VendorError> {
+    let unexpected = |what: &str| VendorError::Permanent {
+        code: "unexpected_response".into(),
+        message: what.into(),
+        reason: Reason::UnexpectedResponse,
+    };
+    let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("200 body is not JSON"))?;
+    let vs = if v["Data"]["VerifyStatus"].is_object() {
+        &v["Data"]["VerifyStatus"]
+    } else {
+        &v["VerifyStatus"]
+    };
+    let code = number(&vs["StatusCode"]).ok_or_else(|| unexpected("no StatusCode"))? as i64;
+    let Some((status, reason)) = normalize_status_code(code) else {
+        return Err(VendorError::Transient {
+            code: code.to_string(),
+            message: "no submission recorded".into(),
+            retry_after: None,
+            reason: Reason::VendorInternal,
+        });
+    };
+    Ok(Verdict {
+        status,
+        reason,
+        vendor_code: Some(code.to_string()),
+        vendor_message: vs["AuditConclusions"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        similarity: ["SimilarityScore", "MaterialScore"]
+            .iter()
+            .find_map(|k| number(&vs[*k])),
+        liveness_score: None,
+        vendor_ref: None,
+        charges: Vec::new(),
     })
 }
 
@@ -118,8 +172,39 @@ pub fn parse_error(
                 similarity: None,
                 liveness_score: None,
                 vendor_ref: None,
+                charges: Vec::new(),
             })
         }
+        // An earlier submission of this TicketId is in review or passed: never resubmit,
+        // reconcile with DescribeVerifyResult.
+        "Error.DuplicatedTicketId" => {
+            return Ok(Verdict {
+                status: Status::Pending,
+                reason: Reason::DuplicateSubmission,
+                vendor_code: Some(code),
+                vendor_message: Some(message),
+                similarity: None,
+                liveness_score: None,
+                vendor_ref: None,
+                charges: Vec::new(),
+            })
+        }
+        "InvalidParam.VerifyTokenExpired" => permanent(Reason::SessionExpired),
+        // Our clock is off by more than the vendor's window: no retry can fix that.
+        "InvalidTimeStamp.Expired" | "InvalidTimeStamp.Format" => permanent(Reason::AuthFailed),
+        // A fresh nonce is made for every attempt.
+        "SignatureNonceUsed" => VendorError::Transient {
+            code,
+            message,
+            retry_after: None,
+            reason: Reason::VendorInternal,
+        },
+        "Error.MaterialsUploadError" => VendorError::Transient {
+            code,
+            message,
+            retry_after: None,
+            reason: Reason::MaterialUnavailable,
+        },
         "SignatureDoesNotMatch" | "InvalidAccessKeyId.NotFound" | "IncompleteSignature" => {
             permanent(Reason::AuthFailed)
         }

@@ -78,6 +78,7 @@ pub(crate) fn parse_success(body: &[u8], detail: bool) -> Result<Verdict, Vendor
         similarity,
         liveness_score: None,
         vendor_ref: None,
+        charges: Vec::new(),
     })
 }
 
@@ -128,6 +129,7 @@ pub(crate) fn parse_error(
                 similarity: None,
                 liveness_score: None,
                 vendor_ref: None,
+                charges: Vec::new(),
             })
         }
         (_, "IVS.0008") => {
@@ -139,6 +141,7 @@ pub(crate) fn parse_error(
                 similarity: None,
                 liveness_score: None,
                 vendor_ref: None,
+                charges: Vec::new(),
             })
         }
         (s, _) if s >= 500 || code == "IVS.0101" || code.starts_with("APIG.02") => {

@@ -1,12 +1,9 @@
-//! Alibaba Cloud Cloudauth as its SDKs see it. So far: the server side of authentication,
-//! written apart from the worker's signer on purpose (see `lib.rs`):
+//! Server-side Alibaba authentication, written apart from the worker's signer on purpose
+//! (see `lib.rs`):
 //! - RPC signature v1 (`HMAC-SHA1`, the legacy SDK and our client): the signature covers the
 //!   query *and* the form body, both form-decoded (`+` is a space on the wire);
 //! - ACS3-HMAC-SHA256 (the Tea SDK's default): verified against the `SignedHeaders` list the
 //!   request carries, whatever headers the SDK chose to sign.
-//!
-//! Routes, validation, the scenario answers and throttling arrive with the vendor issue
-//! (`docs/vendors/alibaba.md`, `docs/simulator.md`).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -146,7 +143,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const VECTORS: &str = include_str!("../../../tests/vectors/aliyun-rpc-v1.json");
+    const VECTORS: &str = include_str!("../../../../tests/vectors/aliyun-rpc-v1.json");
 
     #[test]
     fn every_official_v1_vector_verifies_and_a_changed_value_does_not() {

@@ -1,0 +1,366 @@
+//! HTTP for faceprint: the OAuth access token (one per process, shared by all tasks, cached
+//! until shortly before `expires_in`, dropped on 100/110/111 so the retry fetches a new one),
+//! JSON calls, and the operations: which calls a job makes, in which order.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use kyc_schemas::{Job, Operation, Reason, Status, Vendor};
+use tokio::sync::Mutex;
+
+use super::config::BaiduConfig;
+use super::{request, response};
+use crate::call::{CallError, Caller};
+use crate::materials::Loaded;
+use crate::vendors::{Api, Exchange, VendorError, Verdict};
+
+const fn api(name: &'static str) -> Api {
+    // None of these calls is billed: Baidu bills the person's verification attempts, which
+    // result/getall reports (products faceprint-verify / -match / -ocr).
+    Api {
+        vendor: Vendor::Baidu,
+        name,
+        product: "faceprint-h5",
+    }
+}
+
+pub(crate) const GENERATE: Api = api("verifyToken/generate");
+pub(crate) const IDCARD_SUBMIT: Api = api("idcard/submit");
+pub(crate) const UPLOAD_MATCH_IMAGE: Api = api("uploadMatchImage");
+pub(crate) const RESULT_DETAIL: Api = api("result/detail");
+pub(crate) const RESULT_SIMPLE: Api = api("result/simple");
+pub(crate) const RESULT_STAT: Api = api("result/stat");
+pub(crate) const RESULT_MEDIA: Api = api("result/media/query");
+pub(crate) const RESULT_GETALL: Api = api("result/getall");
+
+/// Error 18 is "QPS limit" but, persisting on the queries, "paid APIs not enabled" (seed
+/// FAQ): after this many in a row on one job it is taken as a quota problem, not a wait.
+const MAX_CONSECUTIVE_18: u32 = 5;
+
+#[derive(Debug)]
+struct CachedToken {
+    value: String,
+    refresh_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug)]
+pub struct BaiduClient {
+    config: BaiduConfig,
+    http: reqwest::Client,
+    // A tokio Mutex: one task refreshes while the others wait for its token.
+    token: Mutex<Option<CachedToken>>,
+}
+
+fn refused(code: &str, message: String, reason: Reason) -> CallError {
+    CallError::Vendor(VendorError::Permanent {
+        code: code.into(),
+        message,
+        reason,
+    })
+}
+
+impl BaiduClient {
+    pub(crate) fn new(config: BaiduConfig, http: reqwest::Client) -> Self {
+        Self {
+            config,
+            http,
+            token: Mutex::new(None),
+        }
+    }
+
+    pub(crate) async fn run(
+        &self,
+        job: &Job,
+        m: &Loaded,
+        caller: &mut Caller<'_>,
+    ) -> Result<Verdict, CallError> {
+        if job.operation == Operation::BaiduStartSession {
+            return self.start_session(job, m, caller).await;
+        }
+        let token = job.vendor_refs.verify_token.as_deref().ok_or_else(|| {
+            refused(
+                "missing_material",
+                format!("verify_token is required for {}", job.operation),
+                Reason::InvalidRequest,
+            )
+        })?;
+        let body = request::by_token(token);
+        let consecutive = AtomicU32::new(0);
+        let mut verdict = match job.operation {
+            Operation::BaiduResultDetail | Operation::BaiduResultSimple => {
+                let api = if job.operation == Operation::BaiduResultDetail {
+                    RESULT_DETAIL
+                } else {
+                    RESULT_SIMPLE
+                };
+                caller
+                    .call(api, || {
+                        self.guarded(&consecutive, self.post(api, &body, response::parse_detail))
+                    })
+                    .await?
+            }
+            Operation::BaiduResultGetall => self.getall(token, caller).await?,
+            // stat and media carry no verdict: read them, then take it from getall.
+            Operation::BaiduResultStat | Operation::BaiduResultMedia => {
+                let api = if job.operation == Operation::BaiduResultStat {
+                    RESULT_STAT
+                } else {
+                    RESULT_MEDIA
+                };
+                caller
+                    .call(api, || {
+                        self.guarded(&consecutive, self.post(api, &body, response::parse_ack))
+                    })
+                    .await?;
+                self.getall(token, caller).await?
+            }
+            other => {
+                return Err(refused(
+                    "unsupported_operation",
+                    format!("{other} is not a Baidu operation"),
+                    Reason::UnsupportedOperation,
+                ))
+            }
+        };
+        verdict.vendor_ref = Some(token.to_string());
+        Ok(verdict)
+    }
+
+    async fn getall(&self, token: &str, caller: &mut Caller<'_>) -> Result<Verdict, CallError> {
+        let body = request::by_token(token);
+        let consecutive = AtomicU32::new(0);
+        caller
+            .call(RESULT_GETALL, || {
+                self.guarded(
+                    &consecutive,
+                    self.post(RESULT_GETALL, &body, |b| response::parse_getall(b, token)),
+                )
+            })
+            .await
+    }
+
+    /// generate → idcard/submit (name + ID given) → uploadMatchImage (face given). The job
+    /// ends `pending` with the verify_token: the person still has to open the H5 page.
+    async fn start_session(
+        &self,
+        job: &Job,
+        m: &Loaded,
+        caller: &mut Caller<'_>,
+    ) -> Result<Verdict, CallError> {
+        let plan = job
+            .vendor_refs
+            .plan_id
+            .clone()
+            .or_else(|| self.config.plan_id.clone())
+            .ok_or_else(|| {
+                refused(
+                    "missing_plan_id",
+                    "plan_id is empty and KYC_BAIDU_PLAN_ID is not set".into(),
+                    Reason::InvalidRequest,
+                )
+            })?;
+        let consecutive = AtomicU32::new(0);
+        let body = request::generate(&plan);
+        let token = caller
+            .call(GENERATE, || {
+                self.guarded(&consecutive, self.post(GENERATE, &body, response::parse_generate))
+            })
+            .await?;
+        if let Some(body) = request::idcard_submit(job, &token) {
+            caller
+                .call(IDCARD_SUBMIT, || {
+                    self.guarded(&consecutive, self.post(IDCARD_SUBMIT, &body, response::parse_ack))
+                })
+                .await?;
+        }
+        if let Some(face) = &m.face_image {
+            let body = request::upload_match_image(
+                &token,
+                face,
+                self.config.quality_control.as_deref(),
+                self.config.liveness_control.as_deref(),
+            );
+            caller
+                .call(UPLOAD_MATCH_IMAGE, || {
+                    self.guarded(
+                        &consecutive,
+                        self.post(UPLOAD_MATCH_IMAGE, &body, response::parse_ack),
+                    )
+                })
+                .await?;
+        }
+        Ok(Verdict {
+            status: Status::Pending,
+            reason: Reason::AwaitingUser,
+            vendor_code: None,
+            vendor_message: None,
+            similarity: None,
+            liveness_score: None,
+            vendor_ref: Some(token),
+            charges: Vec::new(),
+        })
+    }
+
+    /// Counts error 18 in a row; past [`MAX_CONSECUTIVE_18`] it becomes `quota_exhausted`.
+    async fn guarded<T>(
+        &self,
+        consecutive: &AtomicU32,
+        call: impl std::future::Future<Output = Exchange<T>>,
+    ) -> Exchange<T> {
+        let ex = call.await;
+        match &ex.result {
+            Err(VendorError::Throttled { code, .. }) if code == "18" => {
+                if consecutive.fetch_add(1, Ordering::Relaxed) + 1 < MAX_CONSECUTIVE_18 {
+                    return ex;
+                }
+                Exchange {
+                    result: Err(VendorError::Permanent {
+                        code: "18".into(),
+                        message: "QPS limit persists: paid APIs not enabled or no quota".into(),
+                        reason: Reason::QuotaExhausted,
+                    }),
+                    ..ex
+                }
+            }
+            _ => {
+                consecutive.store(0, Ordering::Relaxed);
+                ex
+            }
+        }
+    }
+
+    async fn post<T>(
+        &self,
+        api: Api,
+        body: &serde_json::Value,
+        parse: impl Fn(&[u8]) -> Result<T, VendorError>,
+    ) -> Exchange<T> {
+        let token = match self.token().await {
+            Ok(t) => t,
+            Err(e) => return Exchange::not_sent(e),
+        };
+        let url = format!(
+            "{}/rpc/2.0/brain/solution/faceprint/{}",
+            self.config.endpoint.trim_end_matches('/'),
+            api.name
+        );
+        let resp = match self
+            .http
+            .post(url)
+            .query(&[("access_token", token.as_str())])
+            .timeout(self.config.timeout)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Exchange::no_answer(VendorError::from_reqwest(&e)),
+        };
+        let status = resp.status().as_u16();
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Exchange {
+                    http_status: Some(status),
+                    request_id: None,
+                    vendor_code: None,
+                    billable: false,
+                    answer_lost: false,
+                    result: Err(VendorError::from_reqwest(&e)),
+                }
+            }
+        };
+        let log_id = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| match &v["log_id"] {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+        let result = if status >= 500 {
+            Err(VendorError::Transient {
+                code: format!("HTTP {status}"),
+                message: "gateway error".into(),
+                retry_after: None,
+                reason: Reason::VendorInternal,
+            })
+        } else {
+            parse(&bytes)
+        };
+        if matches!(result, Err(VendorError::AuthExpired { .. })) {
+            // The retry fetches a fresh token.
+            let mut cached = self.token.lock().await;
+            if cached.as_ref().is_some_and(|c| c.value == token) {
+                *cached = None;
+            }
+        }
+        let vendor_code = match &result {
+            Ok(_) => None,
+            Err(e) => Some(e.code().to_string()),
+        };
+        Exchange {
+            http_status: Some(status),
+            request_id: log_id,
+            vendor_code,
+            billable: false,
+            answer_lost: false,
+            result,
+        }
+    }
+
+    /// The cached access token, fetched (`/oauth/2.0/token`, `client_credentials`) when
+    /// missing or close to expiry.
+    async fn token(&self) -> Result<String, VendorError> {
+        let mut guard = self.token.lock().await;
+        if let Some(t) = guard.as_ref() {
+            if t.refresh_at > chrono::Utc::now() {
+                return Ok(t.value.clone());
+            }
+        }
+        let url = format!(
+            "{}/oauth/2.0/token",
+            self.config.endpoint.trim_end_matches('/')
+        );
+        let resp = self
+            .http
+            .get(url)
+            .query(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.config.api_key.as_str()),
+                ("client_secret", self.config.secret_key.as_str()),
+            ])
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| VendorError::from_reqwest(&e))?;
+        let status = resp.status().as_u16();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        if let Some(token) = v["access_token"].as_str() {
+            let expires_in = v["expires_in"].as_i64().unwrap_or(2_592_000);
+            // Refresh a tenth of the lifetime early (at most an hour): never race the expiry.
+            let margin = (expires_in / 10).min(3600);
+            *guard = Some(CachedToken {
+                value: token.to_string(),
+                refresh_at: chrono::Utc::now() + chrono::Duration::seconds(expires_in - margin),
+            });
+            return Ok(token.to_string());
+        }
+        if status >= 500 || status == 429 {
+            return Err(VendorError::Transient {
+                code: format!("OAuth HTTP {status}"),
+                message: "token endpoint failed".into(),
+                retry_after: None,
+                reason: Reason::VendorInternal,
+            });
+        }
+        Err(VendorError::Permanent {
+            code: v["error"].as_str().unwrap_or("oauth").to_string(),
+            message: v["error_description"]
+                .as_str()
+                .unwrap_or("token refused")
+                .to_string(),
+            reason: Reason::AuthFailed,
+        })
+    }
+}

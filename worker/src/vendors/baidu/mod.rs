@@ -1,0 +1,14 @@
+//! Baidu 人脸实名认证 H5 (faceprint): an OAuth `client_credentials` access token (cached,
+//! refreshed on 100/110/111), the session calls `verifyToken/generate` → `idcard/submit` →
+//! `uploadMatchImage`, and the post-verification queries `result/detail|simple|stat|
+//! media/query|getall`. Codes are mapped to outcomes in [`response`]; `result/getall` also
+//! yields the vendor's per-attempt charges. Digest of the documentation and the choices
+//! made where it is ambiguous: `docs/vendors/baidu.md`.
+
+mod client;
+mod config;
+pub mod request;
+pub mod response;
+
+pub use client::BaiduClient;
+pub use config::{BaiduConfig, DEFAULT_ENDPOINT};
