@@ -436,12 +436,28 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
         metrics: Default::default(),
     });
     for (missing, vendor, vars) in [
-        (ctx.clients.huawei.is_none(), "Huawei", "HUAWEICLOUD_SDK_AK/SK"),
-        (ctx.clients.alibaba.is_none(), "Alibaba", "ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET"),
-        (ctx.clients.baidu.is_none(), "Baidu", "BAIDU_API_KEY/SECRET_KEY"),
+        (
+            ctx.clients.huawei.is_none(),
+            "Huawei",
+            "HUAWEICLOUD_SDK_AK/SK",
+        ),
+        (
+            ctx.clients.alibaba.is_none(),
+            "Alibaba",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET",
+        ),
+        (
+            ctx.clients.baidu.is_none(),
+            "Baidu",
+            "BAIDU_API_KEY/SECRET_KEY",
+        ),
     ] {
         if missing {
-            tracing::warn!(vendor, vars, "no credentials: this vendor's jobs will end as error/auth_failed");
+            tracing::warn!(
+                vendor,
+                vars,
+                "no credentials: this vendor's jobs will end as error/auth_failed"
+            );
         }
     }
     let settings = WorkerSettings {
@@ -588,11 +604,26 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         "  Huawei: KYC_HUAWEI_ENDPOINT={0} KYC_HUAWEI_IAM_ENDPOINT={0}",
         sim.base_url()
     );
-    println!("          HUAWEICLOUD_SDK_AK={} HUAWEICLOUD_SDK_SK={} HUAWEICLOUD_SDK_PROJECT_ID={}", creds.huawei_ak, creds.huawei_sk, creds.project_id);
-    println!("  Alibaba: KYC_ALIYUN_ENDPOINT={} KYC_ALIYUN_BIZ_TYPE=RPBasic", sim.base_url());
-    println!("          ALIBABA_CLOUD_ACCESS_KEY_ID={} ALIBABA_CLOUD_ACCESS_KEY_SECRET={}", creds.aliyun_ak, creds.aliyun_secret);
-    println!("  Baidu:  KYC_BAIDU_ENDPOINT={} KYC_BAIDU_PLAN_ID=sim-authority", sim.base_url());
-    println!("          BAIDU_API_KEY={} BAIDU_SECRET_KEY={}", creds.baidu_api_key, creds.baidu_secret_key);
+    println!(
+        "          HUAWEICLOUD_SDK_AK={} HUAWEICLOUD_SDK_SK={} HUAWEICLOUD_SDK_PROJECT_ID={}",
+        creds.huawei_ak, creds.huawei_sk, creds.project_id
+    );
+    println!(
+        "  Alibaba: KYC_ALIYUN_ENDPOINT={} KYC_ALIYUN_BIZ_TYPE=RPBasic",
+        sim.base_url()
+    );
+    println!(
+        "          ALIBABA_CLOUD_ACCESS_KEY_ID={} ALIBABA_CLOUD_ACCESS_KEY_SECRET={}",
+        creds.aliyun_ak, creds.aliyun_secret
+    );
+    println!(
+        "  Baidu:  KYC_BAIDU_ENDPOINT={} KYC_BAIDU_PLAN_ID=sim-authority",
+        sim.base_url()
+    );
+    println!(
+        "          BAIDU_API_KEY={} BAIDU_SECRET_KEY={}",
+        creds.baidu_api_key, creds.baidu_secret_key
+    );
     println!("  (fresh simulator-only credentials, valid for this process)");
     println!(
         "  ledger: GET {}/admin/ledger   faults: POST {}/admin/faults",

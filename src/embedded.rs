@@ -82,10 +82,7 @@ pub fn simulator_config() -> (SimConfig, SimCredentials) {
         ),
         huawei_sk: uuid::Uuid::new_v4().simple().to_string(),
         project_id: uuid::Uuid::new_v4().simple().to_string(),
-        aliyun_ak: format!(
-            "LTAI{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..20]
-        ),
+        aliyun_ak: format!("LTAI{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
         aliyun_secret: uuid::Uuid::new_v4().simple().to_string(),
         baidu_api_key: uuid::Uuid::new_v4().simple().to_string()[..24].to_string(),
         baidu_secret_key: uuid::Uuid::new_v4().simple().to_string(),

@@ -38,7 +38,7 @@ pub const MAX_CELL_BYTES: usize = 4096;
 
 /// Operations this build's workers can drive; rows asking for others are refused here
 /// rather than failing later in a worker.
-pub const SUPPORTED: [Operation; 2] = [Operation::HuaweiStandard, Operation::HuaweiIdcardExtension];
+pub const SUPPORTED: [Operation; 11] = Operation::ALL;
 
 /// A refused row. `value` is masked where it is personal data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,7 +287,68 @@ pub fn to_job(
                 }
             }
         }
-        _ => {}
+        Operation::AliyunVerifyMaterial => {
+            for (column, present) in [
+                ("name", name.is_some()),
+                ("id_number", id_number.is_some()),
+                ("face_image", materials.face_image.is_some()),
+            ] {
+                if !present {
+                    return Err(row.reject(
+                        column,
+                        "name, id_number and face_image are required for aliyun.verify_material",
+                    ));
+                }
+            }
+        }
+        Operation::AliyunSubmitVerification => {
+            if !by_text && materials.id_card_front.is_none() {
+                let missing = if name.is_none() { "name" } else { "id_number" };
+                return Err(row.reject(
+                    missing,
+                    "name and id_number (or id_card_front) are required for aliyun.submit_verification",
+                ));
+            }
+        }
+        Operation::AliyunDescribeVerifyResult => {
+            if vendor_refs.biz_id.is_none() {
+                return Err(row.reject(
+                    "biz_id",
+                    "biz_id is required for aliyun.describe_verify_result",
+                ));
+            }
+        }
+        Operation::BaiduStartSession => {
+            // idcard/submit needs both, or neither (plans where the person types them).
+            if name.is_some() != id_number.is_some() {
+                let missing = if name.is_none() { "name" } else { "id_number" };
+                return Err(row.reject(
+                    missing,
+                    "name and id_number go together for baidu.start_session",
+                ));
+            }
+        }
+        Operation::BaiduResultDetail
+        | Operation::BaiduResultSimple
+        | Operation::BaiduResultStat
+        | Operation::BaiduResultMedia
+        | Operation::BaiduResultGetall => {
+            if vendor_refs.verify_token.is_none() {
+                return Err(row.reject(
+                    "verify_token",
+                    format!("verify_token is required for {operation}"),
+                ));
+            }
+        }
+    }
+    // Alibaba's limits on its references (BizId ≤ 64 characters; TicketId alike).
+    for (column, value) in [
+        ("biz_id", &vendor_refs.biz_id),
+        ("ticket_id", &vendor_refs.ticket_id),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 64) {
+            return Err(row.reject(column, "longer than 64 characters"));
+        }
     }
 
     let customer_ref = row.get("customer_ref").map(str::to_string);
@@ -439,6 +500,26 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(r.column, "face_image");
+        let r = to_job(
+            "b",
+            2,
+            &fields(["aliyun.verify_material", "张三", "11010519491231002X", ""]),
+            &cols(),
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(r.column, "face_image");
+        let r = to_job(
+            "b",
+            2,
+            &fields(["baidu.result_getall", "张三", "11010519491231002X", ""]),
+            &cols(),
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(r.column, "verify_token");
         let r = to_job(
             "b",
             2,

@@ -11,7 +11,8 @@ use kyc_schemas::{IdNumber, Status};
 use kyc_simulator::{SimConfig, Simulator};
 use kyc_store::Store;
 use kyc_worker::{
-    Clients, Context, HuaweiAuth, HuaweiConfig, Limiters, Quota, RetryPolicy, WorkerSettings,
+    AlibabaConfig, BaiduConfig, Clients, Context, HuaweiAuth, HuaweiConfig, Limiters, Quota,
+    RetryPolicy, WorkerSettings,
 };
 use sqlx::Executor;
 
@@ -96,6 +97,9 @@ pub async fn spawn_app() -> TestApp {
     let mut config = SimConfig::default();
     config.huawei.ak_sk = vec![(ak.clone(), sk.clone())];
     config.huawei.project_id = "test-project".into();
+    // The same pair serves as Alibaba AccessKey and Baidu API Key / Secret Key.
+    config.aliyun.access_keys = vec![(ak.clone(), sk.clone())];
+    config.baidu.clients = vec![(ak.clone(), sk.clone())];
     let sim = Simulator::start(config, "127.0.0.1:0")
         .await
         .expect("start simulator");
@@ -140,6 +144,8 @@ impl TestApp {
             objects: self.objects.clone(),
             clients: Clients {
                 huawei: Some(huawei.build(reqwest::Client::new())),
+                alibaba: Some(self.alibaba_config().build(reqwest::Client::new())),
+                baidu: Some(self.baidu_config().build(reqwest::Client::new())),
             },
             limiters: Limiters::shared(&quotas, self.store.clone()),
             retry: RetryPolicy {
@@ -150,6 +156,32 @@ impl TestApp {
             },
             metrics: Default::default(),
         })
+    }
+
+    /// An Alibaba client configuration for this app's simulator (scene `RPBasic`).
+    pub fn alibaba_config(&self) -> AlibabaConfig {
+        AlibabaConfig {
+            endpoint: self.sim.base_url(),
+            access_key_id: self.ak.clone(),
+            access_key_secret: self.sk.clone(),
+            region: "cn-hangzhou".into(),
+            biz_type: Some("RPBasic".into()),
+            timeout: Duration::from_secs(10),
+            url_ttl: Duration::from_secs(300),
+        }
+    }
+
+    /// A Baidu client configuration for this app's simulator (plan `sim-authority`).
+    pub fn baidu_config(&self) -> BaiduConfig {
+        BaiduConfig {
+            endpoint: self.sim.base_url(),
+            api_key: self.ak.clone(),
+            secret_key: self.sk.clone(),
+            plan_id: Some("sim-authority".into()),
+            quality_control: Some("NORMAL".into()),
+            liveness_control: None,
+            timeout: Duration::from_secs(10),
+        }
     }
 
     /// The credentials this app's simulator accepts.
@@ -223,6 +255,14 @@ impl TestApp {
             .env("HUAWEICLOUD_SDK_SK", &self.sk)
             .env("HUAWEICLOUD_SDK_PROJECT_ID", "test-project")
             .env("KYC_HUAWEI_ENDPOINT", self.sim.base_url())
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", &self.ak)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", &self.sk)
+            .env("KYC_ALIYUN_ENDPOINT", self.sim.base_url())
+            .env("KYC_ALIYUN_BIZ_TYPE", "RPBasic")
+            .env("BAIDU_API_KEY", &self.ak)
+            .env("BAIDU_SECRET_KEY", &self.sk)
+            .env("KYC_BAIDU_ENDPOINT", self.sim.base_url())
+            .env("KYC_BAIDU_PLAN_ID", "sim-authority")
             .env("KYC_S3_ENDPOINT", service("KYC_TEST_S3_ENDPOINT"))
             .stdout(log.try_clone().unwrap())
             .stderr(log);

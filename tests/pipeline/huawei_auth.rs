@@ -49,6 +49,7 @@ fn context(
         objects,
         clients: Clients {
             huawei: Some(huawei.build(reqwest::Client::new())),
+            ..Default::default()
         },
         limiters: Limiters::default(),
         retry: RetryPolicy::default(),

@@ -2,6 +2,7 @@
 //! S3-compatible server, started by `scripts/test-all` (which exports `KYC_TEST_*`), plus the
 //! vendor simulator on port 0. Each test gets its own database, queue prefix and bucket.
 
+mod all_vendors;
 mod embedded;
 mod helpers;
 mod huawei_auth;

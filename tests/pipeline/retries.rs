@@ -53,6 +53,7 @@ async fn long_waits_go_through_the_delay_queue_and_spent_jobs_are_dead_lettered(
                 }
                 .build(reqwest::Client::new()),
             ),
+            ..Default::default()
         },
         limiters: kyc_worker::Limiters::default(),
         retry: RetryPolicy {

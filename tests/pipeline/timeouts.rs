@@ -30,6 +30,7 @@ async fn a_timed_out_call_is_recorded_as_unknown_and_listed() {
         objects: base.objects.clone(),
         clients: Clients {
             huawei: Some(huawei.build(reqwest::Client::new())),
+            ..Default::default()
         },
         limiters: Limiters::default(),
         retry: RetryPolicy {

@@ -267,7 +267,11 @@ impl<'a> Caller<'a> {
             Some((open, rec)) => (Some(open), rec),
             None => (None, &none),
         };
-        with_retries(|| self.store.complete_with_outcome(open, rec, outcome, charges)).await
+        with_retries(|| {
+            self.store
+                .complete_with_outcome(open, rec, outcome, charges)
+        })
+        .await
     }
 }
 

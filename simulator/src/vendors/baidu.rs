@@ -5,8 +5,8 @@
 //! `error_code` / `error_msg` (18 = QPS, Baidu's throttle signal; 17/19 daily/total quota).
 //!
 //! H5 is interactive: a person opens the session's URL and verifies. Here the simulated
-//! person does so as soon as the session is ready (identity submitted, and the match photo
-//! uploaded for match plans), and the attempts they make — verdicts, scores, charges — follow
+//! person has done so by the first query after the session is ready (identity submitted, and
+//! the match photo uploaded for match plans), and the attempts they make — verdicts, scores, charges — follow
 //! the ID number's sequence code (`docs/simulator.md` §2–3). `result/getall` reports exactly
 //! the attempts made and their charges, and every charge is in the ledger as a billable call
 //! of `faceprint-verify`, `faceprint-match` or `faceprint-ocr`.
@@ -75,7 +75,13 @@ struct Plan {
 }
 
 fn plan(id: &str) -> Option<Plan> {
-    let p = |matches, strict, ocr| Some(Plan { matches, strict, ocr });
+    let p = |matches, strict, ocr| {
+        Some(Plan {
+            matches,
+            strict,
+            ocr,
+        })
+    };
     match id {
         "sim-authority" => p(false, false, false),
         "sim-authority-strict" => p(false, true, false),
@@ -160,7 +166,9 @@ fn vendor_time(ms: i64) -> String {
 
 async fn oauth(State(s): State<Shared>, uri: Uri, body: Bytes) -> Response {
     let mut params = super::aliyun::auth::form_pairs(uri.query().unwrap_or_default());
-    params.extend(super::aliyun::auth::form_pairs(&String::from_utf8_lossy(&body)));
+    params.extend(super::aliyun::auth::form_pairs(&String::from_utf8_lossy(
+        &body,
+    )));
     let get = |k: &str| {
         params
             .iter()
@@ -169,7 +177,11 @@ async fn oauth(State(s): State<Shared>, uri: Uri, body: Bytes) -> Response {
             .unwrap_or_default()
     };
     let refuse = |status: StatusCode, error: &str, description: &str| {
-        (status, Json(json!({"error": error, "error_description": description}))).into_response()
+        (
+            status,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
     };
     let resp = if get("grant_type") != "client_credentials" {
         refuse(
@@ -178,8 +190,18 @@ async fn oauth(State(s): State<Shared>, uri: Uri, body: Bytes) -> Response {
             "The authorization grant type is not supported",
         )
     } else {
-        match s.config.baidu.clients.iter().find(|(k, _)| k == get("client_id")) {
-            None => refuse(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client id"),
+        match s
+            .config
+            .baidu
+            .clients
+            .iter()
+            .find(|(k, _)| k == get("client_id"))
+        {
+            None => refuse(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "unknown client id",
+            ),
             Some((_, secret)) if secret != get("client_secret") => refuse(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
@@ -210,7 +232,8 @@ async fn oauth(State(s): State<Shared>, uri: Uri, body: Bytes) -> Response {
             }
         }
     };
-    s.ledger.record(VENDOR, "oauth/token", resp.status().as_u16(), false, None);
+    s.ledger
+        .record(VENDOR, "oauth/token", resp.status().as_u16(), false, None);
     resp
 }
 
@@ -357,7 +380,13 @@ fn generate(s: &Shared, req: &Value, now: i64) -> Reply {
 }
 
 /// The call-level faults of the scenario table, by the session's ID number.
-async fn fault(s: &Shared, api: &str, scenario: Scenario, key: &str, f: &VendorFaults) -> Option<Reply> {
+async fn fault(
+    s: &Shared,
+    api: &str,
+    scenario: Scenario,
+    key: &str,
+    f: &VendorFaults,
+) -> Option<Reply> {
     let first = || s.seen.bump(&format!("{VENDOR}:{api}:{key}")) == 1;
     match scenario {
         Scenario::ThrottledOnce if first() => Some(throttled()),
@@ -367,7 +396,9 @@ async fn fault(s: &Shared, api: &str, scenario: Scenario, key: &str, f: &VendorF
         Scenario::TokenRejectedOnce if first() => {
             Some(api_error(110, "Access token invalid or no longer valid").into())
         }
-        Scenario::TokenExpiredOnce if first() => Some(api_error(111, "Access token expired").into()),
+        Scenario::TokenExpiredOnce if first() => {
+            Some(api_error(111, "Access token expired").into())
+        }
         Scenario::DailyQuota => Some(api_error(17, "Open api daily request limit reached").into()),
         Scenario::TotalQuota => Some(api_error(19, "Open api total request limit reached").into()),
         Scenario::AccountBlocked => Some(api_error(6, "No permission to access data").into()),
@@ -423,7 +454,6 @@ async fn submit(s: &Shared, token: &str, req: &Value, now: i64, f: &VendorFaults
         live.name = Some(name.to_string());
         live.id = Some(id.to_string());
         live.scenario = scenario;
-        complete_if_ready(s, token, live, now);
     }
     success(json!(1)).into()
 }
@@ -452,13 +482,13 @@ fn upload(s: &Shared, token: &str, req: &Value, now: i64) -> Reply {
     let mut sessions = s.baidu.sessions.lock().expect("session lock");
     if let Some(live) = sessions.get_mut(token) {
         live.image = true;
-        complete_if_ready(s, token, live, now);
     }
     success(Value::Null).into()
 }
 
-/// The simulated person verifies as soon as the session is ready (unless the code keeps
-/// them away: 940 until the third poll, 941 never).
+/// The simulated person verifies once the session is ready, seen at the first query after
+/// that (so our own session calls are never cut short): unless the code keeps them away,
+/// 940 until the third poll, 941 never.
 fn complete_if_ready(s: &Shared, token: &str, sess: &mut Session, now: i64) {
     let waits = match sess.scenario {
         Scenario::PendingForever => true,
@@ -491,7 +521,9 @@ fn complete_if_ready(s: &Shared, token: &str, sess: &mut Session, now: i64) {
         Scenario::IdPhotoMissing => vec![fail("222355", "公安网照片不存在或质量低")],
         Scenario::AuthorityError => vec![fail("222361", "公安服务连接失败")],
         Scenario::LivenessError => vec![fail("223120", "活体检测未通过")],
-        Scenario::FaceMismatch => vec![attempt(false, "990902", "人脸比对分数低于阈值", Some(45.0))],
+        Scenario::FaceMismatch => {
+            vec![attempt(false, "990902", "人脸比对分数低于阈值", Some(45.0))]
+        }
         Scenario::RiskRejected => vec![Attempt {
             risk: true,
             ..attempt(false, "990909", "风控拦截", Some(90.0))
@@ -505,13 +537,19 @@ fn complete_if_ready(s: &Shared, token: &str, sess: &mut Session, now: i64) {
     };
     sess.completed_ms = Some(now);
     // The bill: one billable entry per charged attempt (and per OCR charge).
-    let product = if sess.plan.matches { "faceprint-match" } else { "faceprint-verify" };
+    let product = if sess.plan.matches {
+        "faceprint-match"
+    } else {
+        "faceprint-verify"
+    };
     for a in &sess.attempts {
         if a.charged {
-            s.ledger.record(VENDOR, product, 200, true, Some(token.to_string()));
+            s.ledger
+                .record(VENDOR, product, 200, true, Some(token.to_string()));
         }
         if a.ocr {
-            s.ledger.record(VENDOR, "faceprint-ocr", 200, true, Some(token.to_string()));
+            s.ledger
+                .record(VENDOR, "faceprint-ocr", 200, true, Some(token.to_string()));
         }
     }
 }

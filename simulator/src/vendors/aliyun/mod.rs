@@ -132,8 +132,10 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         })),
     )
         .into_response();
-    r.headers_mut()
-        .insert("x-acs-request-id", HeaderValue::from_str(&rid).expect("uuid"));
+    r.headers_mut().insert(
+        "x-acs-request-id",
+        HeaderValue::from_str(&rid).expect("uuid"),
+    );
     r
 }
 
@@ -212,7 +214,13 @@ impl Params {
     }
 }
 
-async fn handle(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn handle(
+    s: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let f = s.faults().aliyun;
     let delay = faults::delay(&f);
     if !delay.is_zero() {
@@ -292,12 +300,20 @@ fn check_auth(
         let ak = auth
             .split(['\x20', ','])
             .find_map(|p| p.strip_prefix("Credential="))
-            .ok_or_else(|| bad("IncompleteSignature", "The request signature does not conform to Aliyun standards."))?;
+            .ok_or_else(|| {
+                bad(
+                    "IncompleteSignature",
+                    "The request signature does not conform to Aliyun standards.",
+                )
+            })?;
         (ak, header("x-acs-date"), header("x-acs-signature-nonce"))
     } else {
-        let ak = params
-            .get("AccessKeyId")
-            .ok_or_else(|| bad("MissingAccessKeyId", "AccessKeyId is mandatory for this action."))?;
+        let ak = params.get("AccessKeyId").ok_or_else(|| {
+            bad(
+                "MissingAccessKeyId",
+                "AccessKeyId is mandatory for this action.",
+            )
+        })?;
         (ak, params.get("Timestamp"), params.get("SignatureNonce"))
     };
     let secret = s
@@ -314,10 +330,19 @@ fn check_auth(
                 "Specified access key is not found.",
             )
         })?;
-    let timestamp =
-        timestamp.ok_or_else(|| bad("MissingTimestamp", "Timestamp is mandatory for this action."))?;
+    let timestamp = timestamp.ok_or_else(|| {
+        bad(
+            "MissingTimestamp",
+            "Timestamp is mandatory for this action.",
+        )
+    })?;
     let when = chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%dT%H:%M:%SZ")
-        .map_err(|_| bad("InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted."))?
+        .map_err(|_| {
+            bad(
+                "InvalidTimeStamp.Format",
+                "Specified time stamp or date value is not well formatted.",
+            )
+        })?
         .and_utc();
     if (chrono::Utc::now() - when).num_seconds().abs() > WINDOW_SECS {
         return Err(bad(
@@ -505,18 +530,22 @@ async fn download(s: &Shared, field: &str, url: &str) -> Result<Vec<u8>, Respons
         )
     };
     let fetch = async {
-        let mut resp = s
-            .aliyun
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| if e.is_timeout() { timed_out() } else { failed("connection failed".into()) })?;
+        let mut resp = s.aliyun.http.get(url).send().await.map_err(|e| {
+            if e.is_timeout() {
+                timed_out()
+            } else {
+                failed("connection failed".into())
+            }
+        })?;
         if !resp.status().is_success() {
             return Err(failed(format!("HTTP {}", resp.status().as_u16())));
         }
         let mut data = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|_| failed("read failed".into()))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|_| failed("read failed".into()))?
+        {
             data.extend_from_slice(&chunk);
             if data.len() > MAX_IMAGE_BYTES {
                 return Err(too_large());
@@ -544,10 +573,12 @@ async fn verify_material(s: &Shared, p: &Params, f: &VendorFaults) -> Reply {
             .into();
         }
     }
-    let invalid = |msg: &str| -> Reply {
-        error(StatusCode::UNAUTHORIZED, "InvalidParameter", msg).into()
-    };
-    let (biz_id, biz_type) = (p.get("BizId").unwrap_or_default(), p.get("BizType").unwrap_or_default());
+    let invalid =
+        |msg: &str| -> Reply { error(StatusCode::UNAUTHORIZED, "InvalidParameter", msg).into() };
+    let (biz_id, biz_type) = (
+        p.get("BizId").unwrap_or_default(),
+        p.get("BizType").unwrap_or_default(),
+    );
     if biz_id.chars().count() > 64 {
         return invalid("BizId is longer than 64 characters.");
     }
@@ -648,8 +679,7 @@ async fn verify_material(s: &Shared, p: &Params, f: &VendorFaults) -> Reply {
             "AuthorityComparisionScore": score, "IdCardFaceComparisonScore": id_face,
             "Material": material,
         })
-    }
-    ;
+    };
     Reply {
         resp: ok(body),
         billable: true,
@@ -724,7 +754,9 @@ fn audit_conclusion(scenario: Scenario) -> &'static str {
         Scenario::IdentityMismatch | Scenario::NoRecord => "身份证照片信息与认证提交信息不一致",
         Scenario::FaceMismatch => "人脸与公安网照片不一致",
         Scenario::ImageQuality => "人脸照片质量不合格",
-        Scenario::IdCardNameMismatch | Scenario::IdCardNumberMismatch => "身份证照片模糊或信息不一致",
+        Scenario::IdCardNameMismatch | Scenario::IdCardNumberMismatch => {
+            "身份证照片模糊或信息不一致"
+        }
         Scenario::IdExpired => "身份证已过期",
         Scenario::IdPhotoMissing => "公安网照片缺失",
         Scenario::FaceMismatchIdPhoto => "人脸与身份证头像不一致",
@@ -735,24 +767,43 @@ fn audit_conclusion(scenario: Scenario) -> &'static str {
 }
 
 async fn submit(s: &Shared, p: &Params, body: &[u8], f: &VendorFaults) -> Reply {
-    let forbidden = |code: &str, msg: &str| -> Reply { error(StatusCode::FORBIDDEN, code, msg).into() };
+    let forbidden =
+        |code: &str, msg: &str| -> Reply { error(StatusCode::FORBIDDEN, code, msg).into() };
     let upload_error = |msg: &str| -> Reply {
-        error(StatusCode::INTERNAL_SERVER_ERROR, "Error.MaterialsUploadError", msg).into()
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error.MaterialsUploadError",
+            msg,
+        )
+        .into()
     };
     let (Some(biz), Some(ticket)) = (p.get("Biz"), p.get("TicketId")) else {
-        return forbidden("InvalidParam.ParamMissing", "Biz and TicketId are required.");
+        return forbidden(
+            "InvalidParam.ParamMissing",
+            "Biz and TicketId are required.",
+        );
     };
     if body.len() > MAX_SUBMIT_BODY {
         return upload_error("The request body exceeds 8 MB.");
     }
     // Material.N.MaterialType / Material.N.Value, N = 1..10.
-    let mut materials: std::collections::BTreeMap<u32, (Option<String>, Option<String>)> = Default::default();
+    let mut materials: std::collections::BTreeMap<u32, (Option<String>, Option<String>)> =
+        Default::default();
     for (k, v) in &p.0 {
-        let Some(rest) = k.strip_prefix("Material.") else { continue };
-        let Some((n, field)) = rest.split_once('.') else { continue };
+        let Some(rest) = k.strip_prefix("Material.") else {
+            continue;
+        };
+        let Some((n, field)) = rest.split_once('.') else {
+            continue;
+        };
         let n: u32 = match n.parse() {
             Ok(n) if (1..=10).contains(&n) => n,
-            _ => return forbidden("InvalidParam.MaterialsNotValid", "Material index must be 1 to 10."),
+            _ => {
+                return forbidden(
+                    "InvalidParam.MaterialsNotValid",
+                    "Material index must be 1 to 10.",
+                )
+            }
         };
         let slot = materials.entry(n).or_default();
         match field {
@@ -762,13 +813,21 @@ async fn submit(s: &Shared, p: &Params, body: &[u8], f: &VendorFaults) -> Reply 
         }
     }
     if materials.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "InvalidParam.MaterialsEmpty", "Materials are empty.").into();
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParam.MaterialsEmpty",
+            "Materials are empty.",
+        )
+        .into();
     }
     let mut text: HashMap<&str, String> = HashMap::new();
     let mut pics: HashMap<&str, Option<Vec<u8>>> = HashMap::new();
     for (ty, value) in materials.values() {
         let (Some(ty), Some(value)) = (ty, value.as_ref().filter(|v| !v.is_empty())) else {
-            return forbidden("InvalidParam.ParamMissing", "A material has no type or no value.");
+            return forbidden(
+                "InvalidParam.ParamMissing",
+                "A material has no type or no value.",
+            );
         };
         let Some(ty) = MATERIAL_TYPES.iter().find(|t| *t == ty).copied() else {
             return forbidden("InvalidParam.MaterialsNotValid", "Unknown MaterialType.");
@@ -800,24 +859,50 @@ async fn submit(s: &Shared, p: &Params, body: &[u8], f: &VendorFaults) -> Reply 
         .get("IdCardFrontPic")
         .and_then(|b| b.as_deref())
         .and_then(marker);
-    let (name, id) = match (text.get("Name"), text.get("IdentificationNumber"), from_card) {
+    let (name, id) = match (
+        text.get("Name"),
+        text.get("IdentificationNumber"),
+        from_card,
+    ) {
         (Some(n), Some(i), _) => (n.clone(), i.clone()),
         (_, _, Some((n, i))) => (n, i),
-        _ => return forbidden("Error.MaterialsInsufficient", "The materials are insufficient for the scene."),
+        _ => {
+            return forbidden(
+                "Error.MaterialsInsufficient",
+                "The materials are insufficient for the scene.",
+            )
+        }
     };
     if kyc_schemas::IdNumber::parse(&id).is_err() {
-        return forbidden("InvalidParam.MaterialsNotValid", "IdentificationNumber is invalid.");
+        return forbidden(
+            "InvalidParam.MaterialsNotValid",
+            "IdentificationNumber is invalid.",
+        );
     }
     let key = (biz.to_string(), ticket.to_string());
-    if s.aliyun.tickets.lock().expect("tickets lock").get(&key).is_some_and(|c| *c == 0 || *c == 1) {
-        return forbidden("Error.DuplicatedTicketId", "The TicketId has been submitted already.");
+    if s.aliyun
+        .tickets
+        .lock()
+        .expect("tickets lock")
+        .get(&key)
+        .is_some_and(|c| *c == 0 || *c == 1)
+    {
+        return forbidden(
+            "Error.DuplicatedTicketId",
+            "The TicketId has been submitted already.",
+        );
     }
     let scenario = Scenario::from_id(&id);
     if let Some(r) = fault(s, Api::Submit, scenario, &id, f).await {
         return r;
     }
     if scenario == Scenario::AuthorityError {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "Error.SubmitMaterialsError", "Submitting the materials failed.").into();
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error.SubmitMaterialsError",
+            "Submitting the materials failed.",
+        )
+        .into();
     }
     let had = Had {
         face: pics.contains_key("FacePic"),
@@ -838,8 +923,16 @@ async fn submit(s: &Shared, p: &Params, body: &[u8], f: &VendorFaults) -> Reply 
         Scenario::NotRecorded => -1,
         _ => 1,
     };
-    s.aliyun.tickets.lock().expect("tickets lock").insert(key.clone(), code);
-    let described = if code == 2 { verify_status(scenario, had).max(2) } else { 1 };
+    s.aliyun
+        .tickets
+        .lock()
+        .expect("tickets lock")
+        .insert(key.clone(), code);
+    let described = if code == 2 {
+        verify_status(scenario, had).max(2)
+    } else {
+        1
+    };
     s.aliyun.results.lock().expect("results lock").insert(
         key,
         Recorded {
@@ -854,8 +947,11 @@ async fn submit(s: &Shared, p: &Params, body: &[u8], f: &VendorFaults) -> Reply 
     );
     let mut verify_status = json!({"StatusCode": code});
     if had.face && had.front {
-        verify_status["SimilarityScore"] =
-            json!(if scenario == Scenario::FaceMismatchIdPhoto { 35.0 } else { 93.12 });
+        verify_status["SimilarityScore"] = json!(if scenario == Scenario::FaceMismatchIdPhoto {
+            35.0
+        } else {
+            93.12
+        });
     }
     if code == 2 {
         verify_status["AuditConclusions"] = json!(audit_conclusion(scenario));

@@ -108,8 +108,11 @@ impl AlibabaClient {
             .call(api, || async move {
                 let ex = self.once(api, job, m, objects, biz_type, reference).await;
                 match &ex.result {
-                    Err(VendorError::Transient { code, .. }) if code == "Error.MaterialsUploadError" => {
-                        let n = upload_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    Err(VendorError::Transient { code, .. })
+                        if code == "Error.MaterialsUploadError" =>
+                    {
+                        let n =
+                            upload_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         if n < MAX_UPLOAD_ERRORS {
                             return ex;
                         }
@@ -213,7 +216,11 @@ impl AlibabaClient {
         let mut pics = Pictures::default();
         for (slot, uri, bytes) in [
             (&mut pics.face, &job.materials.face_image, &m.face_image),
-            (&mut pics.front, &job.materials.id_card_front, &m.id_card_front),
+            (
+                &mut pics.front,
+                &job.materials.id_card_front,
+                &m.id_card_front,
+            ),
             (&mut pics.back, &job.materials.id_card_back, &m.id_card_back),
         ] {
             *slot = match (uri, bytes) {

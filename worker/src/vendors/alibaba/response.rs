@@ -61,7 +61,7 @@ pub fn parse_verify(body: &[u8]) -> Result<Verdict, VendorError> {
             code: "12".into(),
             message: "authority system error".into(),
             retry_after: None,
-            reason: Reason::VendorInternal,
+            reason: Reason::AuthorityUnavailable,
         });
     }
     let (status, reason) = normalize_verify_status(code);

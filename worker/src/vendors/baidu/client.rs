@@ -163,13 +163,19 @@ impl BaiduClient {
         let body = request::generate(&plan);
         let token = caller
             .call(GENERATE, || {
-                self.guarded(&consecutive, self.post(GENERATE, &body, response::parse_generate))
+                self.guarded(
+                    &consecutive,
+                    self.post(GENERATE, &body, response::parse_generate),
+                )
             })
             .await?;
         if let Some(body) = request::idcard_submit(job, &token) {
             caller
                 .call(IDCARD_SUBMIT, || {
-                    self.guarded(&consecutive, self.post(IDCARD_SUBMIT, &body, response::parse_ack))
+                    self.guarded(
+                        &consecutive,
+                        self.post(IDCARD_SUBMIT, &body, response::parse_ack),
+                    )
                 })
                 .await?;
         }

@@ -66,7 +66,9 @@ fn text(v: &Value) -> String {
 /// The request-level error in an answer (`error_code` ≠ 0), classified; `None` if there is
 /// none.
 pub fn api_error(v: &Value) -> Option<VendorError> {
-    let code = number(&v["error_code"]).map(|c| c as i64).filter(|c| *c != 0)?;
+    let code = number(&v["error_code"])
+        .map(|c| c as i64)
+        .filter(|c| *c != 0)?;
     let message: String = text(&v["error_msg"]).chars().take(300).collect();
     let c = code.to_string();
     let permanent = |reason| VendorError::Permanent {
@@ -189,7 +191,11 @@ pub fn parse_detail(body: &[u8]) -> Result<Verdict, VendorError> {
 /// The UTC day of a vendor time (`2023-6-20 18:00:00`, Beijing time, not zero-padded).
 pub fn utc_day(vendor_time: &str) -> Option<String> {
     let t = chrono::NaiveDateTime::parse_from_str(vendor_time.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
-    Some((t - chrono::Duration::hours(8)).format("%Y-%m-%d").to_string())
+    Some(
+        (t - chrono::Duration::hours(8))
+            .format("%Y-%m-%d")
+            .to_string(),
+    )
 }
 
 /// `result/getall`: the outcome is the last attempt (highest `order`), the charges are every
@@ -207,7 +213,11 @@ pub fn parse_getall(body: &[u8], verify_token: &str) -> Result<Verdict, VendorEr
     for (i, a) in attempts.iter().enumerate() {
         let order = number(&a["order"]).map_or(i as u32 + 1, |o| o as u32);
         let verify_time = text(&a["verify_time"]);
-        let day_of = |t: &str| utc_day(t).or_else(|| utc_day(&verify_time)).unwrap_or(today.clone());
+        let day_of = |t: &str| {
+            utc_day(t)
+                .or_else(|| utc_day(&verify_time))
+                .unwrap_or(today.clone())
+        };
         let charge_time = text(&a["charge_time"]);
         let product = match a["charge_type"].as_str() {
             Some("match") => "faceprint-match",
@@ -340,21 +350,25 @@ mod tests {
     #[test]
     fn getall_takes_the_last_attempt_and_every_charge() {
         let body = serde_json::json!({"success": true, "log_id": "1", "result": {
-            "verify_count": 2, "ocr_charge_count": 1, "match_charge_count": 0, "verify_charge_count": 2,
-            "verify_result": [
-                {"order": 2, "is_verify_passed": true, "code": "0", "message": "", "verify_time": "2026-1-2 7:05:09",
-                 "is_charged": true, "charge_type": "verify", "charge_time": "2026-1-2 7:05:09",
-                 "is_ocr_charge": true, "ocr_charge_time": "2026-1-2 7:05:09", "ocr_count": 2,
-                 "verify_detail": {"score": 93.78, "threshold": 80, "liveness_score": 0}},
-                {"order": 1, "is_verify_passed": false, "code": "990902", "message": "m", "verify_time": "2026-1-2 9:00:00",
-                 "is_charged": true, "charge_type": "verify", "charge_time": "2026-1-2 9:00:00",
-                 "verify_detail": {"score": 45.0, "threshold": 80}}
-            ]}});
+        "verify_count": 2, "ocr_charge_count": 1, "match_charge_count": 0, "verify_charge_count": 2,
+        "verify_result": [
+            {"order": 2, "is_verify_passed": true, "code": "0", "message": "", "verify_time": "2026-1-2 7:05:09",
+             "is_charged": true, "charge_type": "verify", "charge_time": "2026-1-2 7:05:09",
+             "is_ocr_charge": true, "ocr_charge_time": "2026-1-2 7:05:09", "ocr_count": 2,
+             "verify_detail": {"score": 93.78, "threshold": 80, "liveness_score": 0}},
+            {"order": 1, "is_verify_passed": false, "code": "990902", "message": "m", "verify_time": "2026-1-2 9:00:00",
+             "is_charged": true, "charge_type": "verify", "charge_time": "2026-1-2 9:00:00",
+             "verify_detail": {"score": 45.0, "threshold": 80}}
+        ]}});
         let v = parse_getall(body.to_string().as_bytes(), "tok").unwrap();
         assert_eq!((v.status, v.reason), (Status::Passed, Reason::Verified));
         assert_eq!(v.similarity, Some(93.78));
         assert_eq!(v.charges.len(), 3);
-        let ocr = v.charges.iter().find(|c| c.product == "faceprint-ocr").unwrap();
+        let ocr = v
+            .charges
+            .iter()
+            .find(|c| c.product == "faceprint-ocr")
+            .unwrap();
         assert_eq!((ocr.calls, ocr.charged, ocr.attempt), (2, true, 2));
         // 07:05 Beijing time is the previous day in UTC.
         assert_eq!(ocr.day, "2026-01-01");
@@ -369,15 +383,36 @@ mod tests {
                  "is_charged": false, "charge_type": ty, "charge_time": "", "verify_detail": detail}]}})
             .to_string()
         };
-        let risk = attempt(serde_json::json!({"score": 90, "threshold": 80, "risk_level": "1"}), "1", "verify");
-        assert_eq!(parse_getall(risk.as_bytes(), "t").unwrap().reason, Reason::RiskRejected);
-        let low = attempt(serde_json::json!({"score": "45", "threshold": 80}), "77", "match");
-        assert_eq!(parse_getall(low.as_bytes(), "t").unwrap().reason, Reason::FaceMismatch);
-        let none = attempt(serde_json::json!({"score": "", "threshold": 80}), "222354", "verify");
+        let risk = attempt(
+            serde_json::json!({"score": 90, "threshold": 80, "risk_level": "1"}),
+            "1",
+            "verify",
+        );
+        assert_eq!(
+            parse_getall(risk.as_bytes(), "t").unwrap().reason,
+            Reason::RiskRejected
+        );
+        let low = attempt(
+            serde_json::json!({"score": "45", "threshold": 80}),
+            "77",
+            "match",
+        );
+        assert_eq!(
+            parse_getall(low.as_bytes(), "t").unwrap().reason,
+            Reason::FaceMismatch
+        );
+        let none = attempt(
+            serde_json::json!({"score": "", "threshold": 80}),
+            "222354",
+            "verify",
+        );
         let v = parse_getall(none.as_bytes(), "t").unwrap();
         assert_eq!((v.status, v.reason), (Status::NotFound, Reason::NoRecord));
         let pending = r#"{"success":true,"result":{"verify_count":0,"verify_result":[]}}"#;
-        assert_eq!(parse_getall(pending.as_bytes(), "t").unwrap().status, Status::Pending);
+        assert_eq!(
+            parse_getall(pending.as_bytes(), "t").unwrap().status,
+            Status::Pending
+        );
     }
 
     #[test]
@@ -387,10 +422,19 @@ mod tests {
         assert_eq!((v.status, v.similarity), (Status::Passed, Some(93.78)));
         assert!((v.liveness_score.unwrap() - 97.0).abs() < 1e-9);
         let failed = r#"{"success":false,"code":222360,"message":"身份证姓名不匹配"}"#;
-        assert_eq!(parse_detail(failed.as_bytes()).unwrap().reason, Reason::IdentityMismatch);
+        assert_eq!(
+            parse_detail(failed.as_bytes()).unwrap().reason,
+            Reason::IdentityMismatch
+        );
         let waiting = r#"{"success":false,"log_id":"1"}"#;
-        assert_eq!(parse_detail(waiting.as_bytes()).unwrap().status, Status::Pending);
+        assert_eq!(
+            parse_detail(waiting.as_bytes()).unwrap().status,
+            Status::Pending
+        );
         let quota = r#"{"error_code":18,"error_msg":"Open api qps request limit reached"}"#;
-        assert!(matches!(parse_detail(quota.as_bytes()), Err(VendorError::Throttled { .. })));
+        assert!(matches!(
+            parse_detail(quota.as_bytes()),
+            Err(VendorError::Throttled { .. })
+        ));
     }
 }
