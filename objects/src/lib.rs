@@ -447,6 +447,18 @@ fn io_error(uri: &str, e: std::io::Error) -> ObjectError {
     }
 }
 
+/// Percent-encodes one path segment (RFC 3986 unreserved characters kept).
+fn urlencoding_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,16 +511,4 @@ mod tests {
             Err(ObjectError::NoS3(_))
         ));
     }
-}
-
-/// Percent-encodes one path segment (RFC 3986 unreserved characters kept).
-fn urlencoding_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

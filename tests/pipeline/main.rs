@@ -12,4 +12,5 @@ mod reports;
 mod retries;
 mod server_mode;
 mod timeouts;
+mod vendor_protocols;
 mod worker_processes;

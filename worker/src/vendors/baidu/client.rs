@@ -33,9 +33,18 @@ pub(crate) const RESULT_STAT: Api = api("result/stat");
 pub(crate) const RESULT_MEDIA: Api = api("result/media/query");
 pub(crate) const RESULT_GETALL: Api = api("result/getall");
 
-/// Error 18 is "QPS limit" but, persisting on the queries, "paid APIs not enabled" (seed
-/// FAQ): after this many in a row on one job it is taken as a quota problem, not a wait.
+/// Error 18 is "QPS limit" but, persisting, "paid APIs not enabled" (seed FAQ): this many in
+/// a row on one job, over at least [`PERSISTENT_18`], is taken as a quota problem, not a wait.
+/// Both bounds: a burst of real throttling can give five 18s in a second.
 const MAX_CONSECUTIVE_18: u32 = 5;
+const PERSISTENT_18: Duration = Duration::from_secs(60);
+
+/// A job's run of error 18 answers.
+#[derive(Debug, Default)]
+struct Run18 {
+    count: AtomicU32,
+    since: std::sync::Mutex<Option<std::time::Instant>>,
+}
 
 #[derive(Debug)]
 struct CachedToken {
@@ -85,7 +94,7 @@ impl BaiduClient {
             )
         })?;
         let body = request::by_token(token);
-        let consecutive = AtomicU32::new(0);
+        let consecutive = Run18::default();
         let mut verdict = match job.operation {
             Operation::BaiduResultDetail | Operation::BaiduResultSimple => {
                 let api = if job.operation == Operation::BaiduResultDetail {
@@ -128,7 +137,7 @@ impl BaiduClient {
 
     async fn getall(&self, token: &str, caller: &mut Caller<'_>) -> Result<Verdict, CallError> {
         let body = request::by_token(token);
-        let consecutive = AtomicU32::new(0);
+        let consecutive = Run18::default();
         caller
             .call(RESULT_GETALL, || {
                 self.guarded(
@@ -159,7 +168,7 @@ impl BaiduClient {
                     Reason::InvalidRequest,
                 )
             })?;
-        let consecutive = AtomicU32::new(0);
+        let consecutive = Run18::default();
         let body = request::generate(&plan);
         let token = caller
             .call(GENERATE, || {
@@ -207,16 +216,22 @@ impl BaiduClient {
         })
     }
 
-    /// Counts error 18 in a row; past [`MAX_CONSECUTIVE_18`] it becomes `quota_exhausted`.
+    /// Counts error 18 in a row; persisting, it becomes `quota_exhausted`.
     async fn guarded<T>(
         &self,
-        consecutive: &AtomicU32,
+        consecutive: &Run18,
         call: impl std::future::Future<Output = Exchange<T>>,
     ) -> Exchange<T> {
         let ex = call.await;
         match &ex.result {
             Err(VendorError::Throttled { code, .. }) if code == "18" => {
-                if consecutive.fetch_add(1, Ordering::Relaxed) + 1 < MAX_CONSECUTIVE_18 {
+                let n = consecutive.count.fetch_add(1, Ordering::Relaxed) + 1;
+                let since = *consecutive
+                    .since
+                    .lock()
+                    .expect("run lock")
+                    .get_or_insert_with(std::time::Instant::now);
+                if n < MAX_CONSECUTIVE_18 || since.elapsed() < PERSISTENT_18 {
                     return ex;
                 }
                 Exchange {
@@ -229,7 +244,8 @@ impl BaiduClient {
                 }
             }
             _ => {
-                consecutive.store(0, Ordering::Relaxed);
+                consecutive.count.store(0, Ordering::Relaxed);
+                *consecutive.since.lock().expect("run lock") = None;
                 ex
             }
         }
