@@ -12,6 +12,8 @@ fn kyc_run_over_the_sample_prints_a_summary_and_writes_a_masked_report() {
         .current_dir(dir.path())
         .env_remove("HUAWEICLOUD_SDK_AK")
         .env_remove("HUAWEICLOUD_SDK_SK")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("BAIDU_API_KEY")
         .args(["run", "--quiet", "--database"])
         .arg(format!("sqlite://{}", dir.path().join("kyc.db").display()))
         .arg("--report")
@@ -33,23 +35,26 @@ fn kyc_run_over_the_sample_prints_a_summary_and_writes_a_masked_report() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("49 rows read, 42 jobs, 7 rows rejected"),
+        stdout.contains("54 rows read, 47 jobs, 7 rows rejected"),
         "{stdout}"
     );
-    // vendor × status: 28 passed, 7 failed, 2 not found, 0 pending, 5 errors.
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("huawei"))
-        .expect("summary row");
-    let cells: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(
-        cells,
+    // vendor × status: passed, failed, not found, pending, errors, total. Alibaba's
+    // VerifyMaterial downloads the local image through the run's material server.
+    for want in [
+        ["aliyun", "2", "1", "0", "1", "0", "4"],
+        ["baidu", "0", "0", "0", "1", "0", "1"],
         ["huawei", "28", "7", "2", "0", "5", "42"],
-        "{stdout}"
-    );
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(want[0]))
+            .expect("summary row");
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells, want, "{stdout}");
+    }
 
     let report = std::fs::read_to_string(&report).unwrap();
-    assert_eq!(report.lines().count(), 43);
+    assert_eq!(report.lines().count(), 48);
     assert!(report.starts_with("job_id,batch_id,source_row,customer_ref,name,id_number,"));
     // No full ID number of the sample appears in the report.
     let sample = std::fs::read_to_string(root.join("examples/jobs.csv")).unwrap();

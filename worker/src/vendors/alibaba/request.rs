@@ -162,7 +162,7 @@ mod tests {
         let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("Material.1.MaterialType"), Some("Name"));
         assert_eq!(get("Material.2.MaterialType"), Some("IdentificationNumber"));
-        assert_eq!(get("Material.3.Value"), Some("base64:///9hYg=="));
+        assert_eq!(get("Material.3.Value"), Some("base64:///9hhYg=="));
         assert_eq!(get("Material.4.MaterialType"), Some("IdCardFrontPic"));
         assert_eq!(get("Material.5.MaterialType"), None);
         assert_eq!(reference(None, &job), "j1");
