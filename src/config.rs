@@ -225,7 +225,9 @@ mod tests {
     use super::*;
 
     fn root() -> std::path::PathBuf {
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
     }
 
     /// `KEY:` lines of one YAML mapping (`data:` or `stringData:`), without a YAML parser.

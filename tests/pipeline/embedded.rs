@@ -5,7 +5,9 @@ use std::process::Command;
 #[test]
 fn kyc_run_over_the_sample_prints_a_summary_and_writes_a_masked_report() {
     let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    );
     let report = dir.path().join("report.csv");
     let rejects = dir.path().join("rejects.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_kyc"))

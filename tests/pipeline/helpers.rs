@@ -329,7 +329,10 @@ impl TestApp {
 
     /// Uploads the sample faces to `s3://<bucket>/faces/`.
     pub async fn upload_faces(&self) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images/faces");
+        let dir = std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("examples/images/faces");
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap().to_string();

@@ -144,8 +144,13 @@ pub fn parse_error(
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| format!("HTTP {status}"));
+    // A signature refusal quotes the server's string to sign, which holds every parameter
+    // (name, ID number): cut it off before the message reaches the outcome or a report.
     let message: String = v["Message"]
         .as_str()
+        .unwrap_or_default()
+        .split("string to sign is:")
+        .next()
         .unwrap_or_default()
         .chars()
         .take(300)
@@ -286,6 +291,23 @@ mod tests {
         );
         assert_eq!(v.vendor_ref.as_deref(), Some("tok"));
         assert!(parse_verify(b"{}").is_err());
+    }
+
+    #[test]
+    fn a_signature_refusal_never_carries_the_parameters_it_quotes() {
+        let body = r#"{"Code":"SignatureDoesNotMatch","Message":"Specified signature is not matched with our calculation. server string to sign is:POST&%2F&IdCardNumber%3D110105194912310021"}"#;
+        let e = parse_error(400, body.as_bytes(), None).unwrap_err();
+        let VendorError::Permanent {
+            message, reason, ..
+        } = e
+        else {
+            panic!("not permanent")
+        };
+        assert_eq!(reason, Reason::AuthFailed);
+        assert!(
+            !message.contains("110105") && message.contains("not matched"),
+            "{message}"
+        );
     }
 
     #[test]
