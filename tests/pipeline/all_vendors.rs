@@ -48,31 +48,10 @@ async fn produce(app: &TestApp, batch: &str, rows: &[Row], dir: &std::path::Path
         text.push_str(&r.line);
         text.push('\n');
     }
-    let input = dir.join(format!("{batch}.csv"));
-    std::fs::write(&input, text).unwrap();
-    let settings = kyc_producer::ProduceSettings {
-        batch_id: batch.into(),
-        input: input.display().to_string(),
-        images: None,
-        default_operation: None,
-        rejects_path: dir.join(format!("{batch}.rejects.csv")),
-        dry_run: false,
-        window: 50,
-        encoding: Default::default(),
-    };
-    let s = kyc_producer::produce(
-        &settings,
-        None,
-        &app.store,
-        &app.broker,
-        &kyc_producer::CancellationToken::new(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let published = app.produce_text(batch, &text, dir).await;
     let rejects =
         std::fs::read_to_string(dir.join(format!("{batch}.rejects.csv"))).unwrap_or_default();
-    assert_eq!(s.published as usize, rows.len(), "rejects: {rejects}");
+    assert_eq!(published as usize, rows.len(), "rejects: {rejects}");
 }
 
 async fn outcome_rows(app: &TestApp, batch: &str) -> HashMap<String, OutcomeRow> {

@@ -301,6 +301,14 @@ impl TestApp {
             ));
             ids.push(id.as_str().to_string());
         }
+        let published = self.produce_text(batch, &text, dir).await;
+        assert_eq!(published as usize, n);
+        ids
+    }
+
+    /// Writes `text` as `<dir>/<batch>.csv` and produces it as batch `batch` (rejects go to
+    /// `<dir>/<batch>.rejects.csv`); returns how many jobs were published.
+    pub async fn produce_text(&self, batch: &str, text: &str, dir: &std::path::Path) -> u64 {
         let input = dir.join(format!("{batch}.csv"));
         std::fs::write(&input, text).unwrap();
         let settings = kyc_producer::ProduceSettings {
@@ -313,7 +321,7 @@ impl TestApp {
             window: 200,
             encoding: Default::default(),
         };
-        let s = kyc_producer::produce(
+        kyc_producer::produce(
             &settings,
             None,
             &self.store,
@@ -322,9 +330,8 @@ impl TestApp {
             |_| {},
         )
         .await
-        .unwrap();
-        assert_eq!(s.published as usize, n);
-        ids
+        .unwrap()
+        .published
     }
 
     /// Uploads the sample faces to `s3://<bucket>/faces/`.

@@ -155,22 +155,7 @@ async fn each_vendor_throttles_with_its_own_signal_and_every_job_still_passes() 
             id.as_str()
         ));
     }
-    let input = dir.path().join("quota.csv");
-    std::fs::write(&input, csv).unwrap();
-    let settings = kyc_producer::ProduceSettings {
-        batch_id: "quota".into(),
-        input: input.display().to_string(),
-        images: None,
-        default_operation: None,
-        rejects_path: dir.path().join("rejects.csv"),
-        dry_run: false,
-        window: 50,
-        encoding: Default::default(),
-    };
-    let cancel = kyc_producer::CancellationToken::new();
-    kyc_producer::produce(&settings, None, &app.store, &app.broker, &cancel, |_| {})
-        .await
-        .unwrap();
+    assert_eq!(app.produce_text("quota", &csv, dir.path()).await, 24);
     let base = app.context();
     let quotas: std::collections::HashMap<String, kyc_worker::Quota> = [
         "aliyun.VerifyMaterial",
