@@ -110,31 +110,15 @@ pub fn baidu_from_env() -> Option<BaiduConfig> {
     })
 }
 
-/// Every vendor × API the worker calls, as quota keys.
-pub const APIS: [&str; 13] = [
-    "huawei.ivs-standard",
-    "huawei.ivs-idcard-extention",
-    "aliyun.VerifyMaterial",
-    "aliyun.SubmitVerification",
-    "aliyun.DescribeVerifyResult",
-    "baidu.verifyToken/generate",
-    "baidu.idcard/submit",
-    "baidu.uploadMatchImage",
-    "baidu.result/detail",
-    "baidu.result/simple",
-    "baidu.result/stat",
-    "baidu.result/media/query",
-    "baidu.result/getall",
-];
-
 /// Conservative default quotas per API, 10 QPS each with room for 20 calls in flight: Huawei
 /// IVS's documented 10 QPS; Alibaba documents 10–50 per API and account; Baidu's paid face
 /// APIs default to 10 (the H5 endpoints' own limit is not documented).
 pub fn default_quotas() -> HashMap<String, Quota> {
-    APIS.into_iter()
-        .map(|k| {
+    kyc_worker::vendors::APIS
+        .iter()
+        .map(|api| {
             (
-                k.to_string(),
+                kyc_worker::Limiters::key(api),
                 Quota {
                     qps: 10.0,
                     burst: 10,

@@ -132,20 +132,10 @@ impl TestApp {
             },
             timeout: Duration::from_secs(10),
         };
-        let quotas: HashMap<String, Quota> = [
-            "huawei.ivs-standard",
-            "huawei.ivs-idcard-extention",
-            "aliyun.VerifyMaterial",
-            "aliyun.SubmitVerification",
-            "aliyun.DescribeVerifyResult",
-            "baidu.verifyToken/generate",
-            "baidu.idcard/submit",
-            "baidu.uploadMatchImage",
-            "baidu.result/getall",
-        ]
-        .into_iter()
-        .map(|k| (k.to_string(), Quota::qps(200.0, 50)))
-        .collect();
+        let quotas: HashMap<String, Quota> = kyc_worker::vendors::APIS
+            .iter()
+            .map(|api| (Limiters::key(api), Quota::qps(200.0, 50)))
+            .collect();
         Arc::new(Context {
             store: self.store.clone(),
             objects: self.objects.clone(),

@@ -165,7 +165,7 @@ async fn decide(
 
     // Alibaba downloads remote images itself (presigned URLs): only local files are read here.
     let remote_by_url = job.vendor() == kyc_schemas::Vendor::Aliyun;
-    let verdict = match materials::load(&ctx.objects, &job.materials, remote_by_url).await {
+    let mut verdict = match materials::load(&ctx.objects, &job.materials, remote_by_url).await {
         Err(e) if e.source.is_transient() && delivery_count < 5 => {
             // Field name only: a URI can name the person or carry a signed token.
             return Disposition::Requeue(format!(
@@ -208,10 +208,10 @@ async fn decide(
         )),
         _ => None,
     };
-    let charges = match &verdict {
-        Ok(v) => v.charges.clone(),
-        Err(_) => Vec::new(),
-    };
+    let charges = verdict
+        .as_mut()
+        .map(|v| std::mem::take(&mut v.charges))
+        .unwrap_or_default();
     let outcome = outcome_of(job, &caller, verdict);
     let status = outcome.status;
     match caller.finish(&outcome, &charges).await {

@@ -14,6 +14,23 @@ use std::time::Duration;
 
 use kyc_schemas::{Reason, Status, Vendor};
 
+/// Every endpoint the clients call: what quotas are set for.
+pub const APIS: [Api; 13] = [
+    huawei::STANDARD,
+    huawei::EXTENSION,
+    alibaba::VERIFY_MATERIAL,
+    alibaba::SUBMIT_VERIFICATION,
+    alibaba::DESCRIBE_VERIFY_RESULT,
+    baidu::GENERATE,
+    baidu::IDCARD_SUBMIT,
+    baidu::UPLOAD_MATCH_IMAGE,
+    baidu::RESULT_DETAIL,
+    baidu::RESULT_SIMPLE,
+    baidu::RESULT_STAT,
+    baidu::RESULT_MEDIA,
+    baidu::RESULT_GETALL,
+];
+
 /// One vendor endpoint: the ledger's `api`, the billing counters' `product`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Api {

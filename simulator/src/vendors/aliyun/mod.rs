@@ -416,7 +416,7 @@ async fn answer(s: &Shared, api: Api, params: &Params, body: &[u8], f: &VendorFa
     match api {
         Api::VerifyMaterial => verify_material(s, params, f).await,
         Api::Submit => submit(s, params, body, f).await,
-        Api::Describe => describe(s, params, f).into(),
+        Api::Describe => describe(s, params, f).await.into(),
     }
 }
 
@@ -689,7 +689,7 @@ async fn verify_material(s: &Shared, p: &Params, f: &VendorFaults) -> Reply {
     }
 }
 
-fn describe(s: &Shared, p: &Params, f: &VendorFaults) -> Response {
+async fn describe(s: &Shared, p: &Params, f: &VendorFaults) -> Response {
     for k in ["BizId", "BizType"] {
         if p.get(k).is_none() {
             return error(
@@ -714,14 +714,9 @@ fn describe(s: &Shared, p: &Params, f: &VendorFaults) -> Response {
     let Some(rec) = rec else {
         return ok(json!({"RequestId": rid, "VerifyStatus": -1, "AuthorityComparisionScore": 0.0}));
     };
-    // Faults that are not about the account apply to the query too.
-    let first = || s.seen.bump(&format!("{VENDOR}:Describe:{}", rec.id)) == 1;
-    match rec.scenario {
-        Scenario::ThrottledOnce if first() => return throttled(f).resp,
-        Scenario::AlwaysThrottled => return throttled(f).resp,
-        Scenario::InternalErrorOnce if first() => return Api::Describe.internal_error(),
-        Scenario::AlwaysInternalError => return Api::Describe.internal_error(),
-        _ => {}
+    // The call-level faults apply to the query too (not the account ones: see `fault`).
+    if let Some(r) = fault(s, Api::Describe, rec.scenario, &rec.id, f).await {
+        return r.resp;
     }
     let status = match rec.scenario {
         _ if !rec.in_review => rec.status,

@@ -10,4 +10,5 @@ pub mod response;
 pub mod sign;
 
 pub use client::AlibabaClient;
+pub(crate) use client::{DESCRIBE_VERIFY_RESULT, SUBMIT_VERIFICATION, VERIFY_MATERIAL};
 pub use config::{AlibabaConfig, DEFAULT_ENDPOINT};

@@ -40,13 +40,17 @@ fn number(v: &Value) -> Option<f64> {
     }
 }
 
-/// Parses a VerifyMaterial / DescribeVerifyResult answer with HTTP 200.
-pub fn parse_verify(body: &[u8]) -> Result<Verdict, VendorError> {
-    let unexpected = |what: &str| VendorError::Permanent {
+/// An answer this code cannot read.
+fn unexpected(what: &str) -> VendorError {
+    VendorError::Permanent {
         code: "unexpected_response".into(),
         message: what.into(),
         reason: Reason::UnexpectedResponse,
-    };
+    }
+}
+
+/// Parses a VerifyMaterial / DescribeVerifyResult answer with HTTP 200.
+pub fn parse_verify(body: &[u8]) -> Result<Verdict, VendorError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("200 body is not JSON"))?;
     // The SDK shape first, then the seed's ResultObject.
     let fields = if v.get("VerifyStatus").is_some() {
@@ -96,11 +100,6 @@ pub fn normalize_status_code(code: i64) -> Option<(Status, Reason)> {
 /// Parses a SubmitVerification answer with HTTP 200: `Data.VerifyStatus` (or top-level
 /// `VerifyStatus`), `SimilarityScore` (or `MaterialScore`), numbers possibly as strings.
 pub fn parse_submit(body: &[u8]) -> Result<Verdict, VendorError> {
-    let unexpected = |what: &str| VendorError::Permanent {
-        code: "unexpected_response".into(),
-        message: what.into(),
-        reason: Reason::UnexpectedResponse,
-    };
     let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("200 body is not JSON"))?;
     let vs = if v["Data"]["VerifyStatus"].is_object() {
         &v["Data"]["VerifyStatus"]

@@ -11,4 +11,8 @@ pub mod request;
 pub mod response;
 
 pub use client::BaiduClient;
+pub(crate) use client::{
+    GENERATE, IDCARD_SUBMIT, RESULT_DETAIL, RESULT_GETALL, RESULT_MEDIA, RESULT_SIMPLE,
+    RESULT_STAT, UPLOAD_MATCH_IMAGE,
+};
 pub use config::{BaiduConfig, DEFAULT_ENDPOINT};

@@ -9,4 +9,5 @@ mod response;
 mod sign;
 
 pub use client::HuaweiClient;
+pub(crate) use client::{EXTENSION, STANDARD};
 pub use config::{HuaweiAuth, HuaweiConfig, DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT};
