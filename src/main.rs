@@ -27,7 +27,7 @@ struct Cli {
 }
 
 /// Connections shared by the server-mode commands.
-#[derive(Debug, Args, Clone)]
+#[derive(Args, Clone)]
 pub struct Conn {
     /// Database URL: postgres://… in production, sqlite:… for a local file.
     #[arg(
@@ -56,6 +56,19 @@ pub struct Conn {
     pub log_format: String,
 }
 
+/// The URLs carry passwords: `Debug` shows them without.
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("database", &kyc_schemas::redact_url(&self.database))
+            .field("amqp", &kyc_schemas::redact_url(&self.amqp))
+            .field("queue_prefix", &self.queue_prefix)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a whole batch in one process: in-process queue, SQLite, local images, and the
@@ -77,6 +90,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    telemetry::install_panic_hook();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => embedded::run(a).await,

@@ -10,6 +10,7 @@
 //! - [`job`]: `Job`, the queue message (schema version [`JOB_SCHEMA_VERSION`])
 //! - [`outcome`]: `Outcome`, `Status`, `Reason`: one normalized result per job
 //! - [`mask`]: how PII is shown when it must be shown at all (reports, `Debug`)
+//! - [`redact`]: `scrub` for text that leaves the process, `Secret` and `redact_url` for `Debug`
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod id_number;
@@ -18,6 +19,7 @@ pub mod mask;
 pub mod mobile;
 pub mod outcome;
 pub mod person_name;
+pub mod redact;
 pub mod vendor;
 
 pub use id_number::{IdNumber, IdNumberError};
@@ -25,6 +27,7 @@ pub use job::{IdType, Job, JobId, Materials, Subject, VendorRefs, JOB_SCHEMA_VER
 pub use mobile::{Mobile, MobileError};
 pub use outcome::{Outcome, Reason, Status, OUTCOME_SCHEMA_VERSION};
 pub use person_name::{PersonName, PersonNameError};
+pub use redact::{redact_url, scrub, scrub_unbounded, Secret};
 pub use vendor::{Operation, UnknownOperation, Vendor};
 
 /// The JSON Schemas of the versioned messages, as committed under `schemas/json/`.

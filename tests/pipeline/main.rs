@@ -6,6 +6,7 @@ mod all_vendors;
 mod embedded;
 mod helpers;
 mod huawei_auth;
+mod leaks;
 mod poison;
 mod producer_restart;
 mod reports;

@@ -148,6 +148,7 @@ async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
         // Ack only now: the outcome (and ledger, and counter) are committed.
         Disposition::Ack(_) => delivery.ack().await,
         Disposition::Requeue(reason) => {
+            let reason = kyc_schemas::scrub(&reason);
             tracing::warn!(message_id, reason, "requeueing job");
             // A growing pause keeps an outage from becoming a hot redelivery loop that would
             // spend the queue's delivery limit (20) in seconds: ~10 minutes of tolerance.
@@ -161,6 +162,8 @@ async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
             delivery.delay(wait).await
         }
         Disposition::DeadLetterAfterOutcome(reason) => {
+            // Reasons are built from codes and kinds; scrubbed anyway, as they are stored.
+            let reason = kyc_schemas::scrub(&reason);
             tracing::warn!(
                 message_id,
                 reason,
@@ -170,6 +173,7 @@ async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
             delivery.dead_letter(&reason).await
         }
         Disposition::DeadLetter(reason) => {
+            let reason = kyc_schemas::scrub(&reason);
             tracing::error!(
                 message_id,
                 reason,

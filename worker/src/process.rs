@@ -291,7 +291,8 @@ fn outcome_of(job: &Job, caller: &Caller<'_>, verdict: Result<Verdict, VendorErr
     match verdict {
         Ok(v) => Outcome {
             vendor_code: v.vendor_code,
-            vendor_message: v.vendor_message,
+            // Vendors may echo what they were sent: stored only scrubbed.
+            vendor_message: v.vendor_message.as_deref().map(kyc_schemas::scrub),
             similarity: v.similarity,
             liveness_score: v.liveness_score,
             vendor_ref: v.vendor_ref,
@@ -300,7 +301,7 @@ fn outcome_of(job: &Job, caller: &Caller<'_>, verdict: Result<Verdict, VendorErr
         Err(e) => {
             let message = match &e {
                 VendorError::Transient { message, .. } | VendorError::Permanent { message, .. } => {
-                    Some(message.clone())
+                    Some(kyc_schemas::scrub(message))
                 }
                 _ => None,
             };

@@ -154,7 +154,9 @@ impl VendorError {
     }
 
     /// A failure to reach the vendor at all, classified: a timeout or a refused connection
-    /// is transient. The message carries no URL (it could hold a presigned query).
+    /// is transient. The message is built from the error's kind and its causes' kinds, never
+    /// from its `Display`: reqwest appends the request URL, which carries Baidu's
+    /// `access_token` (or, for the token call, `client_secret`) and presigned signatures.
     pub fn from_reqwest(e: &reqwest::Error) -> Self {
         let code = if e.is_timeout() {
             "timeout"
@@ -165,7 +167,7 @@ impl VendorError {
         };
         VendorError::Transient {
             code: code.into(),
-            message: e.to_string().chars().take(200).collect(),
+            message: safe_reqwest_message(e),
             retry_after: None,
             reason: if e.is_timeout() {
                 Reason::Timeout
@@ -174,6 +176,34 @@ impl VendorError {
             },
         }
     }
+}
+
+/// What went wrong with a request, in words that carry no URL: the kind of failure, then the
+/// operating system's word for it when there is one (refused, reset, …).
+pub fn safe_reqwest_message(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() {
+        "the response body could not be read"
+    } else if e.is_decode() {
+        "the response could not be decoded"
+    } else if e.is_redirect() {
+        "too many or refused redirects"
+    } else if e.is_request() {
+        "the request could not be sent"
+    } else {
+        "network error"
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return format!("{kind} ({})", io.kind());
+        }
+        source = s.source();
+    }
+    kind.to_string()
 }
 
 /// Parses `Retry-After`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).

@@ -160,7 +160,9 @@ impl AlibabaClient {
                     Err(e) => return Exchange::not_sent(e),
                 };
                 match request::verify_material(job, biz_type, reference, &urls) {
-                    Ok(params) => self.send(api, "2019-03-07", params, Vec::new()).await,
+                    // In the form body, never the URL: egress proxies and access logs record
+                    // URLs, and the signature covers both alike.
+                    Ok(params) => self.send(api, "2019-03-07", Vec::new(), params).await,
                     Err(e) => missing(e),
                 }
             }
@@ -174,7 +176,7 @@ impl AlibabaClient {
             }
             _ => {
                 let params = request::describe(biz_type, reference);
-                self.send(api, "2019-03-07", params, Vec::new()).await
+                self.send(api, "2019-03-07", Vec::new(), params).await
             }
         }
     }
@@ -234,7 +236,8 @@ impl AlibabaClient {
         Ok(pics)
     }
 
-    /// Signs (RPC v1 over query + form body) and sends one request.
+    /// Signs (RPC v1 over query + form body) and sends one request: the common parameters
+    /// and the signature in the query, the operation's own (personal) parameters in the body.
     async fn send(
         &self,
         api: Api,

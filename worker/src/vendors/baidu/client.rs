@@ -48,7 +48,8 @@ struct Run18 {
 
 #[derive(Debug)]
 struct CachedToken {
-    value: String,
+    /// `Debug` of the client must not print it: a `Secret`.
+    value: kyc_schemas::Secret,
     refresh_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -313,7 +314,7 @@ impl BaiduClient {
         if matches!(result, Err(VendorError::AuthExpired { .. })) {
             // The retry fetches a fresh token.
             let mut cached = self.token.lock().await;
-            if cached.as_ref().is_some_and(|c| c.value == token) {
+            if cached.as_ref().is_some_and(|c| c.value.expose() == token) {
                 *cached = None;
             }
         }
@@ -337,7 +338,7 @@ impl BaiduClient {
         let mut guard = self.token.lock().await;
         if let Some(t) = guard.as_ref() {
             if t.refresh_at > chrono::Utc::now() {
-                return Ok(t.value.clone());
+                return Ok(t.value.expose().to_string());
             }
         }
         let url = format!(
@@ -352,7 +353,8 @@ impl BaiduClient {
                 ("client_id", self.config.api_key.as_str()),
                 ("client_secret", self.config.secret_key.as_str()),
             ])
-            .timeout(Duration::from_secs(10))
+            // The call timeout bounds it too: a hung token endpoint must not outlast the call.
+            .timeout(self.config.timeout.min(Duration::from_secs(10)))
             .send()
             .await
             .map_err(|e| VendorError::from_reqwest(&e))?;
@@ -363,7 +365,7 @@ impl BaiduClient {
             // Refresh a tenth of the lifetime early (at most an hour): never race the expiry.
             let margin = (expires_in / 10).min(3600);
             *guard = Some(CachedToken {
-                value: token.to_string(),
+                value: kyc_schemas::Secret::new(token),
                 refresh_at: chrono::Utc::now() + chrono::Duration::seconds(expires_in - margin),
             });
             return Ok(token.to_string());

@@ -28,7 +28,8 @@ const TOKEN_MARGIN: chrono::Duration = chrono::Duration::hours(1);
 
 #[derive(Debug)]
 struct CachedToken {
-    value: String,
+    /// `Debug` of the client must not print it: a `Secret`.
+    value: kyc_schemas::Secret,
     expires_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -175,7 +176,7 @@ impl HuaweiClient {
         let mut guard = self.token.lock().await;
         if let Some(t) = guard.as_ref() {
             if t.expires_at - TOKEN_MARGIN > chrono::Utc::now() {
-                return Ok(t.value.clone());
+                return Ok(t.value.expose().to_string());
             }
         }
         let HuaweiAuth::Password {
@@ -204,7 +205,7 @@ impl HuaweiClient {
         let resp = self
             .http
             .post(url)
-            .timeout(Duration::from_secs(10))
+            .timeout(self.config.timeout.min(Duration::from_secs(10)))
             .header("Content-Type", "application/json;charset=utf8")
             .body(body.to_string())
             .send()
@@ -225,7 +226,7 @@ impl HuaweiClient {
                     })
                     .unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::hours(23));
                 *guard = Some(CachedToken {
-                    value: value.clone(),
+                    value: kyc_schemas::Secret::new(value.clone()),
                     expires_at,
                 });
                 Ok(value)
