@@ -106,16 +106,14 @@ fn is_id_shaped(word: &str) -> bool {
 }
 
 /// `name=` right after a `?`: a query string even without a URL in front of it.
-fn looks_like_query(mut rest: impl Iterator<Item = char>) -> bool {
-    let mut name = 0;
-    for c in rest.by_ref() {
+fn looks_like_query(rest: impl Iterator<Item = char>) -> bool {
+    for (len, c) in rest.enumerate() {
         if c == '=' {
-            return name > 0;
+            return len > 0;
         }
         if !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
             return false;
         }
-        name += 1;
     }
     false
 }
