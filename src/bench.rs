@@ -226,6 +226,7 @@ async fn stage(
         dry_run,
         window,
         encoding: Encoding::Auto,
+        max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
     };
     let start = Instant::now();
     let s = kyc_producer::produce(
@@ -455,6 +456,7 @@ impl Fleet {
             dry_run: false,
             window: 500,
             encoding: Encoding::Auto,
+            max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
         };
         kyc_producer::produce(
             &settings,

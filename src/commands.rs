@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use kyc_objects::ObjectStore;
-use kyc_producer::ProduceSettings;
+use kyc_producer::{ProduceError, ProduceSettings};
 use kyc_queue::{Broker, Topology};
 use kyc_schemas::{Operation, Vendor};
 use kyc_store::Store;
@@ -29,9 +29,15 @@ pub struct ProduceArgs {
     /// Operation for rows without an `operation` cell, e.g. huawei.standard.
     #[arg(long)]
     operation: Option<Operation>,
-    /// Batch id; re-running with the same id publishes only what is missing.
+    /// Batch id; re-running with the same id publishes only what is missing. Default: derived
+    /// from the input's identity (a file's SHA-256; an S3 object's version or ETag), so
+    /// running the same input again publishes nothing new.
     #[arg(long)]
     batch_id: Option<String>,
+    /// Longest record accepted, in bytes: a longer one (or a quote that never closes) stops
+    /// the run naming its line, before it is read into memory.
+    #[arg(long, default_value_t = kyc_producer::DEFAULT_MAX_RECORD_BYTES)]
+    max_record_bytes: usize,
     /// Where refused rows go: a file or s3://bucket/key (default: <input stem>.rejects.csv,
     /// next to the input, on S3 for an S3 input).
     #[arg(long)]
@@ -280,10 +286,18 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
     } else {
         PathBuf::from(&rejects_target)
     };
+    let batch_id = match a.batch_id {
+        Some(b) => b,
+        None => match kyc_producer::default_batch_id(&a.input, Some(&objects)).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(source_exit_code(&e)));
+            }
+        },
+    };
     let settings = ProduceSettings {
-        batch_id: a
-            .batch_id
-            .unwrap_or_else(|| format!("batch-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))),
+        batch_id,
         rejects_path,
         input: a.input,
         images: a.images,
@@ -291,6 +305,7 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         dry_run: a.dry_run,
         window: 500,
         encoding: a.encoding,
+        max_record_bytes: a.max_record_bytes,
     };
     // SIGTERM / Ctrl-C: finish the current window (publish, confirm, record), then stop.
     let stop = kyc_producer::CancellationToken::new();
@@ -301,11 +316,27 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         on_signal.cancel();
     });
     let progress = Progress::new(a.quiet);
-    let summary = kyc_producer::produce(&settings, Some(&objects), &store, &broker, &stop, |s| {
-        progress.update(s)
-    })
-    .await
-    .context("Producing failed")?;
+    let summary =
+        match kyc_producer::produce(&settings, Some(&objects), &store, &broker, &stop, |s| {
+            progress.update(s)
+        })
+        .await
+        {
+            Ok(s) => s,
+            // The input is unusable as it stands: its own exit code, so that a Kubernetes Job
+            // does not retry what cannot succeed.
+            Err(ProduceError::Source(e)) => {
+                progress.finish();
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(source_exit_code(&e)));
+            }
+            Err(e @ ProduceError::Header(_)) => {
+                progress.finish();
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(EXIT_INPUT_INVALID));
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("Producing failed")),
+        };
     progress.finish();
     broker.close().await;
     if summary.rejected > 0 && rejects_target.starts_with("s3://") {
@@ -328,12 +359,28 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
+    if let Some(failure) = &summary.failure {
+        eprintln!(
+            "error: {failure}; batch {} is NOT finished: fix the input and run again (same input: same batch, nothing published twice)",
+            summary.batch_id
+        );
+        return Ok(ExitCode::from(match failure {
+            kyc_producer::InputFailure::Io { .. } => EXIT_INPUT_IO,
+            _ => EXIT_INPUT_INVALID,
+        }));
+    }
     if summary.interrupted {
         println!(
             "interrupted: re-run with --batch-id {} to publish the rest",
             summary.batch_id
         );
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    if summary.published == 0 && summary.skipped > 0 && summary.rejected == 0 {
+        println!(
+            "nothing new: every row of this input was already published in batch {}",
+            summary.batch_id
+        );
     }
     Ok(if summary.rejected > 0 {
         ExitCode::from(crate::EXIT_REJECTS)
@@ -344,6 +391,26 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
 
 /// Exit code of `kyc produce` stopped by a signal before the end of its input.
 pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// An input that could not be opened or read: 5 when trying again may help (the storage
+/// failed), 6 when it cannot (no such object, no header, refused).
+fn source_exit_code(e: &kyc_producer::csv_source::SourceError) -> u8 {
+    use kyc_producer::csv_source::SourceError;
+    match e {
+        SourceError::Read(_) => EXIT_INPUT_IO,
+        SourceError::Open { source, .. } if source.is_transient() => EXIT_INPUT_IO,
+        _ => EXIT_INPUT_INVALID,
+    }
+}
+
+/// Exit code of `kyc produce` when reading the input failed part-way (a connection reset, a
+/// disk error): what was read is published, the batch is unfinished; retrying is safe.
+pub const EXIT_INPUT_IO: u8 = 5;
+
+/// Exit code of `kyc produce` when the input cannot be used as it is: unreadable or missing
+/// header, a header without a column an operation needs, a record over the size bound, or a
+/// quote that never closes. Retrying the same input cannot help.
+pub const EXIT_INPUT_INVALID: u8 = 6;
 
 /// Producer progress: a bar on a terminal, a log line every few seconds otherwise.
 struct Progress {
@@ -435,42 +502,42 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
         retry: RetryPolicy::default(),
         metrics: Default::default(),
     });
-    for (missing, vendor, vars) in [
+    // Credentials decide consumption: a worker never takes a vendor's jobs it cannot call
+    // (they would all end as `error/auth_failed` in seconds, and a re-run would skip them).
+    let credentials = [
         (
-            ctx.clients.huawei.is_none(),
-            "Huawei",
+            Vendor::Huawei,
+            ctx.clients.huawei.is_some(),
             "HUAWEICLOUD_SDK_AK/SK",
         ),
         (
-            ctx.clients.alibaba.is_none(),
-            "Alibaba",
+            Vendor::Aliyun,
+            ctx.clients.alibaba.is_some(),
             "ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET",
         ),
         (
-            ctx.clients.baidu.is_none(),
-            "Baidu",
+            Vendor::Baidu,
+            ctx.clients.baidu.is_some(),
             "BAIDU_API_KEY/SECRET_KEY",
         ),
-    ] {
-        if missing {
+    ];
+    let vendors = consumable_vendors(&a.vendors, &credentials)?;
+    for (vendor, has, vars) in credentials {
+        if !has {
             tracing::warn!(
-                vendor,
+                vendor = vendor.as_str(),
                 vars,
-                "no credentials: this vendor's jobs will end as error/auth_failed"
+                "no credentials: this vendor's queue is not consumed by this worker"
             );
         }
     }
     let settings = WorkerSettings {
-        vendors: if a.vendors.is_empty() {
-            Vendor::ALL.to_vec()
-        } else {
-            a.vendors
-        },
+        vendors: vendors.clone(),
         concurrency: a.concurrency,
         prefetch: a.prefetch,
         shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
     };
-    let probes = crate::health::serve(&a.http_listen, ctx.clone(), broker.clone())
+    let probes = crate::health::serve(&a.http_listen, ctx.clone(), broker.clone(), &vendors)
         .await
         .with_context(|| format!("Failed to listen on {} (KYC_HTTP_LISTEN)", a.http_listen))?;
     tracing::info!(vendors = ?settings.vendors, concurrency = settings.concurrency, "worker started");
@@ -481,6 +548,31 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
     broker.close().await;
     tracing::info!("worker stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The queues a worker consumes: those asked for (all by default) that it has credentials for.
+/// Naming a vendor without credentials is a start-up error, and so is having none at all.
+fn consumable_vendors(
+    asked: &[Vendor],
+    credentials: &[(Vendor, bool, &str)],
+) -> anyhow::Result<Vec<Vendor>> {
+    let with: Vec<Vendor> = credentials
+        .iter()
+        .filter(|(_, has, _)| *has)
+        .map(|(v, ..)| *v)
+        .collect();
+    if asked.is_empty() {
+        if with.is_empty() {
+            bail!("no vendor has credentials, so this worker would consume nothing: set HUAWEICLOUD_SDK_AK/SK, ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET or BAIDU_API_KEY/SECRET_KEY");
+        }
+        return Ok(with);
+    }
+    for v in asked {
+        if let Some((_, false, vars)) = credentials.iter().find(|(c, ..)| c == v) {
+            bail!("--vendors names {v}, which has no credentials ({vars} unset)");
+        }
+    }
+    Ok(asked.to_vec())
 }
 
 /// Resolves on SIGTERM (Kubernetes) or Ctrl-C.

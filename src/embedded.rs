@@ -232,6 +232,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         dry_run: false,
         window: 200,
         encoding: Default::default(),
+        max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
     };
     let bar = if a.quiet {
         ProgressBar::hidden()
@@ -303,6 +304,14 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         sim.stop().await;
     }
     store.close().await;
+    // A damaged input is never a finished run: what was read is reported, then the run fails.
+    if let Some(failure) = &produced.failure {
+        eprintln!("error: {failure}; the input was not read to its end");
+        return Ok(ExitCode::from(match failure {
+            kyc_producer::InputFailure::Io { .. } => crate::commands::EXIT_INPUT_IO,
+            _ => crate::commands::EXIT_INPUT_INVALID,
+        }));
+    }
     // Refused rows are part of a normal run here (they are listed above and in the rejects
     // file); `--fail-on-rejects` makes them an exit code for scripts, like `kyc produce`.
     Ok(if a.fail_on_rejects && produced.rejected > 0 {

@@ -15,32 +15,55 @@ use kyc_worker::Context;
 struct Probe {
     ctx: Arc<Context>,
     broker: Broker,
+    /// The vendors whose queues this worker consumes (those it has credentials for).
+    vendors: Arc<str>,
 }
+
+/// A readiness answer within a second in every state: a database outage must read as "not
+/// ready" to Kubernetes, not as a probe that hangs until its own timeout.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
 pub async fn serve(
     listen: &str,
     ctx: Arc<Context>,
     broker: Broker,
+    vendors: &[kyc_schemas::Vendor],
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let vendors: Vec<&str> = vendors.iter().map(|v| v.as_str()).collect();
+    let vendors: Arc<str> = vendors.join(",").into();
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "health and metrics endpoint listening");
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(Probe { ctx, broker });
+        .with_state(Probe {
+            ctx,
+            broker,
+            vendors,
+        });
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     }))
 }
 
-async fn ready(State(p): State<Probe>) -> (StatusCode, &'static str) {
+async fn ready(State(p): State<Probe>) -> (StatusCode, String) {
     if !p.broker.is_connected() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "broker not connected");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker not connected".into(),
+        );
     }
-    match p.ctx.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database not reachable"),
+    match tokio::time::timeout(PING_TIMEOUT, p.ctx.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, format!("ready; consuming: {}", p.vendors)),
+        Ok(Err(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database not reachable".into(),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database did not answer within 800 ms".into(),
+        ),
     }
 }
 

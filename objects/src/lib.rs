@@ -277,6 +277,28 @@ impl ObjectStore {
         }
     }
 
+    /// What identifies an S3 object's content without reading it: its version id where the
+    /// bucket keeps versions, else its ETag. Two reads with the same identity read the same
+    /// bytes, which is what makes a re-run of the same input a no-op.
+    pub async fn s3_identity(&self, uri: &str) -> Result<String> {
+        let ObjectUri::S3 { bucket, key } = ObjectUri::parse(uri)? else {
+            return Err(ObjectError::InvalidUri(uri.into(), "not an s3:// URI"));
+        };
+        let head = self
+            .s3_for(uri)?
+            .head_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| s3_error(uri, e))?;
+        Ok(match (head.version_id(), head.e_tag()) {
+            (Some(v), _) if v != "null" => format!("version:{v}"),
+            (_, Some(etag)) => format!("etag:{etag}"),
+            _ => format!("size:{}", head.content_length().unwrap_or_default()),
+        })
+    }
+
     /// Writes an object (report upload, test fixtures).
     pub async fn put(&self, uri: &str, data: Bytes) -> Result<()> {
         match ObjectUri::parse(uri)? {

@@ -20,11 +20,36 @@ pub struct Record {
     pub fields: Result<Vec<String>, String>,
 }
 
+/// Why the input could not be read to its end: the run must stop, and the batch is left
+/// unfinished (a re-run with the same batch id resumes it). Never a rejected row: a damaged
+/// file is not a bad row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputFailure {
+    /// The file or object could not be read (a connection reset mid-object, a disk error).
+    /// Only the error's kind is kept: an S3 error's text can carry a presigned URL.
+    #[error("reading the input failed after line {line}: {kind}")]
+    Io { line: u64, kind: String },
+    /// One record is over the bound, or a quote never closes.
+    #[error(transparent)]
+    TooLong(#[from] crate::bounded::TooLong),
+    /// The header lacks what an operation in the file needs (checked at the first row of
+    /// each operation, so a million rows give one error, not a million rejects).
+    #[error("the header has no {missing} column, which {operation} needs (first asked for on line {line})")]
+    MissingColumns {
+        line: u64,
+        operation: String,
+        missing: String,
+    },
+}
+
 /// The header's column names (trimmed, lower-case) and a receiver of records.
 #[derive(Debug)]
 pub struct Source {
     pub columns: Vec<String>,
+    /// Records until the input ends or fails; after it closes, [`Source::failure`] says which.
     pub records: mpsc::Receiver<Record>,
+    /// Filled before `records` closes when the input could not be read to its end.
+    pub failure: tokio::sync::oneshot::Receiver<InputFailure>,
     /// The encoding the input was read in, for the summary.
     pub encoding: &'static str,
 }
@@ -71,15 +96,20 @@ pub enum SourceError {
     },
     #[error("input has no header row")]
     NoHeader,
+    /// The input failed while its start was read (a connection reset): retrying may help.
+    #[error("reading the input failed before its header was read: {0}")]
+    Read(String),
     #[error("header row is not valid CSV: {0}")]
     BadHeader(String),
 }
 
-/// Opens `input` (a path, or `s3://bucket/key` read through `objects`).
+/// Opens `input` (a path, or `s3://bucket/key` read through `objects`). No record longer than
+/// `max_record_bytes` is ever buffered (see [`crate::bounded`]).
 pub async fn open(
     input: &str,
     objects: Option<&ObjectStore>,
     encoding: Encoding,
+    max_record_bytes: usize,
 ) -> Result<Source, SourceError> {
     let reader: Box<dyn Read + Send> = if input.starts_with("s3://") {
         let objects = objects.ok_or_else(|| SourceError::Open {
@@ -104,11 +134,22 @@ pub async fn open(
     };
     let (header_tx, header_rx) = tokio::sync::oneshot::channel();
     let (tx, rx) = mpsc::channel(1024);
-    tokio::task::spawn_blocking(move || read_blocking(reader, encoding, header_tx, tx));
+    let (failure_tx, failure) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        read_blocking(
+            reader,
+            encoding,
+            max_record_bytes,
+            header_tx,
+            tx,
+            failure_tx,
+        )
+    });
     let (columns, encoding) = header_rx.await.map_err(|_| SourceError::NoHeader)??;
     Ok(Source {
         columns,
         records: rx,
+        failure,
         encoding,
     })
 }
@@ -181,15 +222,15 @@ type Header = Result<(Vec<String>, &'static str), SourceError>;
 fn read_blocking(
     reader: Box<dyn Read + Send>,
     asked: Encoding,
+    max_record_bytes: usize,
     header_tx: tokio::sync::oneshot::Sender<Header>,
     tx: mpsc::Sender<Record>,
+    failure_tx: tokio::sync::oneshot::Sender<InputFailure>,
 ) {
     let (reader, encoding) = match decoded(reader, asked) {
         Ok(r) => r,
         Err(e) => {
-            let _ = header_tx.send(Err(SourceError::BadHeader(format!(
-                "cannot read input: {e}"
-            ))));
+            let _ = header_tx.send(Err(SourceError::Read(e.kind().to_string())));
             return;
         }
     };
@@ -197,7 +238,10 @@ fn read_blocking(
         .has_headers(false)
         // Rows with the wrong number of fields are reported per row, not fatal.
         .flexible(true)
-        .from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
+        .from_reader(std::io::BufReader::with_capacity(
+            64 * 1024,
+            crate::bounded::RecordBounds::new(reader, max_record_bytes),
+        ));
     let mut record = csv::ByteRecord::new();
     let header = match csv.read_byte_record(&mut record) {
         Ok(true) => record
@@ -209,7 +253,13 @@ fn read_blocking(
             .map(|cols| (cols, encoding))
             .map_err(SourceError::BadHeader),
         Ok(false) => Err(SourceError::NoHeader),
-        Err(e) => Err(SourceError::BadHeader(e.to_string())),
+        Err(e) => Err(match e.kind() {
+            csv::ErrorKind::Io(io) => match crate::bounded::too_long(io) {
+                Some(t) => SourceError::BadHeader(t.to_string()),
+                None => SourceError::Read(io.kind().to_string()),
+            },
+            _ => SourceError::BadHeader(e.to_string()),
+        }),
     };
     let ok = header.is_ok();
     if header_tx.send(header).is_err() || !ok {
@@ -237,6 +287,19 @@ fn read_blocking(
             }
             Err(e) => {
                 row = e.position().map_or(next_min, |p| p.line()).max(next_min);
+                if let csv::ErrorKind::Io(io) = e.kind() {
+                    // The input itself failed: stop here, loudly, instead of calling it a
+                    // bad row and carrying on as if the file had ended.
+                    let failure = match crate::bounded::too_long(io) {
+                        Some(t) => InputFailure::TooLong(t.clone()),
+                        None => InputFailure::Io {
+                            line: next_min.saturating_sub(1),
+                            kind: io.kind().to_string(),
+                        },
+                    };
+                    let _ = failure_tx.send(failure);
+                    return;
+                }
                 next_min = row + 1;
                 Err(format!("unreadable CSV record: {}", e.kind_description()))
             }
@@ -282,7 +345,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("in.csv");
         std::fs::write(&p, text).unwrap();
-        let mut s = open(p.to_str().unwrap(), None, Encoding::Auto)
+        let mut s = open(p.to_str().unwrap(), None, Encoding::Auto, 1 << 20)
             .await
             .unwrap();
         let mut out = Vec::new();
@@ -313,7 +376,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("gbk.csv");
         std::fs::write(&p, &utf8_text).unwrap();
-        let mut s = open(p.to_str().unwrap(), None, Encoding::Auto)
+        let mut s = open(p.to_str().unwrap(), None, Encoding::Auto, 1 << 20)
             .await
             .unwrap();
         assert_eq!(s.encoding, "gb18030");

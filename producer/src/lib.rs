@@ -3,12 +3,16 @@
 //!
 //! # Layout (a row's path)
 //! - [`csv_source`]: a file or `s3://` object read as a stream of records (constant memory)
+//! - [`bounded`]: the guard that stops a record over the bound before it is buffered
+//! - [`identity`]: the input's identity, from which the default batch id derives
 //! - [`validate`]: record → `Job` with the domain types, or a `Reject` naming the column
 //! - [`rejects`]: the rejects CSV (row, column, masked value, reason)
 //! - [`publish`]: chunks of jobs → database (resumable) → queue with pipelined confirms
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod bounded;
 pub mod csv_source;
+pub mod identity;
 pub mod publish;
 pub mod rejects;
 pub mod validate;
@@ -17,7 +21,9 @@ use std::path::PathBuf;
 
 use kyc_schemas::Operation;
 
-pub use csv_source::Encoding;
+pub use bounded::DEFAULT_MAX_RECORD_BYTES;
+pub use csv_source::{Encoding, InputFailure};
+pub use identity::default_batch_id;
 pub use publish::{produce, ProduceError, Summary};
 pub use tokio_util::sync::CancellationToken;
 pub use validate::Reject;
@@ -38,4 +44,6 @@ pub struct ProduceSettings {
     /// Jobs per database insert and per confirm window.
     pub window: usize,
     pub encoding: Encoding,
+    /// No record longer than this is buffered: the run stops, naming its line.
+    pub max_record_bytes: usize,
 }

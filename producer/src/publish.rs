@@ -10,8 +10,9 @@ use kyc_store::{JobInsert, NewJob, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::csv_source;
+use crate::csv_source::InputFailure;
 use crate::rejects::RejectsWriter;
-use crate::validate::{check_header, to_job, Columns, Reject};
+use crate::validate::{check_header, header_lacks, to_job, Columns, Reject};
 use crate::ProduceSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,9 @@ pub struct Summary {
     pub encoding: &'static str,
     /// Stopped before the end of the input (the rest needs a re-run with the same batch id).
     pub interrupted: bool,
+    /// The input could not be read to its end: what was read before is published, the
+    /// batch is not marked finished, and the caller must fail loudly.
+    pub failure: Option<InputFailure>,
 }
 
 /// Reads, validates and publishes until the input ends or `stop` is cancelled. On `stop`
@@ -58,9 +62,25 @@ pub async fn produce(
     stop: &CancellationToken,
     mut on_progress: impl FnMut(&Summary),
 ) -> Result<Summary, ProduceError> {
-    let mut source = csv_source::open(&settings.input, objects, settings.encoding).await?;
+    let mut source = csv_source::open(
+        &settings.input,
+        objects,
+        settings.encoding,
+        settings.max_record_bytes,
+    )
+    .await?;
     let cols = Columns::new(&source.columns);
     check_header(&cols, settings.default_operation).map_err(ProduceError::Header)?;
+    // With one operation for the whole file, its columns are checked before any row.
+    if let (false, Some(op)) = (cols.has("operation"), settings.default_operation) {
+        if let Some(missing) = header_lacks(op, &cols) {
+            return Err(ProduceError::Header(format!(
+                "the header has no {missing} column, which {op} needs"
+            )));
+        }
+    }
+    // Operations whose columns the header was checked for (at their first row).
+    let mut header_checked: Vec<kyc_schemas::Operation> = Vec::new();
     let mut rejects = RejectsWriter::new(&settings.rejects_path);
     let mut summary = Summary {
         batch_id: settings.batch_id.clone(),
@@ -91,7 +111,31 @@ pub async fn produce(
             }
             r = source.records.recv() => r,
         };
-        let done = record.is_none();
+        let mut done = record.is_none();
+        if done && !summary.interrupted {
+            // The reader stops early only on a failure, which it reports before closing.
+            summary.failure = source.failure.try_recv().ok();
+        }
+        // A row of an operation the header cannot serve stops the run: every such row
+        // would be refused for the same reason.
+        if let Some(rec) = &record {
+            if let Ok(fields) = &rec.fields {
+                if let Some(op) = cols.operation_of(fields, settings.default_operation) {
+                    if !header_checked.contains(&op) {
+                        header_checked.push(op);
+                        if let Some(missing) = header_lacks(op, &cols) {
+                            summary.failure = Some(InputFailure::MissingColumns {
+                                line: rec.row,
+                                operation: op.to_string(),
+                                missing: missing.into(),
+                            });
+                            done = true;
+                        }
+                    }
+                }
+            }
+        }
+        let record = if done { None } else { record };
         if let Some(rec) = record {
             summary.rows_read += 1;
             let result = rec
@@ -153,7 +197,7 @@ pub async fn produce(
         // The last window's confirms, and rows refused after it.
         report_counts(store, &settings.batch_id, &summary, &mut reported).await?;
     }
-    if !settings.dry_run && !summary.interrupted {
+    if !settings.dry_run && !summary.interrupted && summary.failure.is_none() {
         store.finish_batch(&settings.batch_id).await?;
     }
     rejects.finish().map_err(|source| ProduceError::Rejects {

@@ -80,6 +80,14 @@ impl Columns {
         self.index.contains_key(c)
     }
 
+    /// The operation a row asks for, when it names a known one (or the default applies).
+    pub fn operation_of(&self, fields: &[String], default: Option<Operation>) -> Option<Operation> {
+        match self.index.get("operation").and_then(|&i| fields.get(i)) {
+            Some(cell) if !cell.trim().is_empty() => cell.trim().parse().ok(),
+            _ => default,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -140,6 +148,47 @@ pub fn check_header(cols: &Columns, default_operation: Option<Operation>) -> Res
         return Err("the header has none of the identity columns (name, id_number, id_card_front, verify_token, biz_id)".into());
     }
     Ok(())
+}
+
+/// The columns `operation` cannot do without, as the header has them or not: `Some(missing)`
+/// when no row of that operation could ever be valid with this header. Alternatives count
+/// (Huawei takes name + id_number or both ID-card images).
+pub fn header_lacks(operation: Operation, cols: &Columns) -> Option<&'static str> {
+    let text = cols.has("name") && cols.has("id_number");
+    let cards = cols.has("id_card_front") && cols.has("id_card_back");
+    match operation {
+        Operation::HuaweiStandard | Operation::HuaweiIdcardExtension if !text && !cards => {
+            Some(if cols.has("name") {
+                "id_number"
+            } else {
+                "name"
+            })
+        }
+        Operation::HuaweiStandard if !cols.has("face_image") && !cols.has("video") => {
+            Some("face_image")
+        }
+        Operation::AliyunVerifyMaterial => ["name", "id_number", "face_image"]
+            .into_iter()
+            .find(|c| !cols.has(c)),
+        Operation::AliyunSubmitVerification if !text && !cols.has("id_card_front") => {
+            Some(if cols.has("name") {
+                "id_number"
+            } else {
+                "name"
+            })
+        }
+        Operation::AliyunDescribeVerifyResult if !cols.has("biz_id") => Some("biz_id"),
+        Operation::BaiduResultDetail
+        | Operation::BaiduResultSimple
+        | Operation::BaiduResultStat
+        | Operation::BaiduResultMedia
+        | Operation::BaiduResultGetall
+            if !cols.has("verify_token") =>
+        {
+            Some("verify_token")
+        }
+        _ => None,
+    }
 }
 
 /// Resolves an image cell: a full URI stays as is; a key is joined to `images` when that is

@@ -53,6 +53,7 @@ async fn run(
         dry_run: false,
         window: 4,
         encoding: Encoding::Auto,
+        max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
     };
     let summary = produce(
         &settings,

@@ -310,6 +310,7 @@ impl TestApp {
             dry_run: false,
             window: 200,
             encoding: Default::default(),
+            max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
         };
         kyc_producer::produce(
             &settings,

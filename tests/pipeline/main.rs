@@ -3,10 +3,11 @@
 //! vendor simulator on port 0. Each test gets its own database, queue prefix and bucket.
 
 mod all_vendors;
+mod credentials;
 mod embedded;
 mod helpers;
 mod huawei_auth;
-mod leaks;
+mod input_integrity;
 mod poison;
 mod producer_restart;
 mod reports;

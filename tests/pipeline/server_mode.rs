@@ -62,6 +62,7 @@ async fn a_csv_on_s3_flows_through_rabbitmq_to_postgres_with_predicted_outcomes_
         dry_run: false,
         window: 64,
         encoding: Default::default(),
+        max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
     };
     let summary = kyc_producer::produce(
         &settings,
@@ -154,6 +155,7 @@ async fn rerunning_the_producer_and_redelivering_jobs_change_nothing() {
         dry_run: false,
         window: 7,
         encoding: Default::default(),
+        max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
     };
     let first = kyc_producer::produce(
         &settings,

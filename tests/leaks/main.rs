@@ -7,6 +7,13 @@
 //! The places: every text of every table in the database, the outcomes, billing and reconcile
 //! reports (written by the `kyc` binary), the rejects file, every dead letter (body and
 //! headers) and every log line the worker and producer wrote, at trace level.
+//!
+//! A test binary of its own: it captures logs with a thread-local subscriber, which other
+//! tests running in the same process would disturb (tracing's callsite cache is global).
+
+#[path = "../pipeline/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
