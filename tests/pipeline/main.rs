@@ -3,6 +3,7 @@
 //! vendor simulator on port 0. Each test gets its own database, queue prefix and bucket.
 
 mod all_vendors;
+mod csv_safety;
 mod embedded;
 mod helpers;
 mod huawei_auth;
