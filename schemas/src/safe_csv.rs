@@ -158,7 +158,8 @@ impl<W: Write> SafeCsvWriter<W> {
     pub fn write_row<'c>(&mut self, cells: impl IntoIterator<Item = Cell<'c>>) -> csv::Result<()> {
         let cells: Vec<Cell<'c>> = cells.into_iter().collect();
         let rendered: Vec<Cow<'_, str>> = cells.iter().map(Cell::render).collect();
-        self.inner.write_record(rendered.iter().map(|c| c.as_bytes()))
+        self.inner
+            .write_record(rendered.iter().map(|c| c.as_bytes()))
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {

@@ -117,7 +117,10 @@ fn assert_neutralised(cell: &str, want: &str) {
 #[track_caller]
 fn assert_number(cell: &str, want: &str) {
     assert_eq!(cell, want, "numeric cell");
-    assert!(cell.parse::<f64>().is_ok(), "{cell:?} is not a plain number");
+    assert!(
+        cell.parse::<f64>().is_ok(),
+        "{cell:?} is not a plain number"
+    );
 }
 
 async fn reports_neutralise_hostile_cells(store: &Store) {
@@ -165,7 +168,9 @@ async fn reports_neutralise_hostile_cells(store: &Store) {
     let rows = records(&out);
     assert_eq!(rows.len(), HOSTILE.len());
     for row in &rows {
-        let product = row["product"].strip_prefix('\'').expect("neutralised product");
+        let product = row["product"]
+            .strip_prefix('\'')
+            .expect("neutralised product");
         assert!(HOSTILE.contains(&product), "{product:?}");
         assert_number(&row["billable_calls"], "1");
         assert_number(&row["vendor_charged_calls"], "3");
@@ -271,9 +276,15 @@ async fn report_files_are_owner_only_and_neutralised() {
     seed_hostile(&store).await;
     store.close().await;
     for (args, name) in [
-        (vec!["report", "outcomes", "--batch", "evil"], "outcomes.csv"),
+        (
+            vec!["report", "outcomes", "--batch", "evil"],
+            "outcomes.csv",
+        ),
         (vec!["report", "billing"], "billing.csv"),
-        (vec!["report", "reconcile", "--batch", "evil"], "reconcile.csv"),
+        (
+            vec!["report", "reconcile", "--batch", "evil"],
+            "reconcile.csv",
+        ),
     ] {
         let path = dir.path().join(name);
         // A file left world-readable by an earlier run is narrowed, not kept.
@@ -342,7 +353,12 @@ async fn an_unmasked_export_records_operator_filter_destination_and_rows() {
             a.requested_by.as_str(),
             a.report.as_str()
         ),
-        ("alice@compliance", "configured", "ticket SEC-42", "outcomes")
+        (
+            "alice@compliance",
+            "configured",
+            "ticket SEC-42",
+            "outcomes"
+        )
     );
     let day_start = DAY - 36_000_000;
     assert_eq!(
