@@ -110,6 +110,9 @@ enum ReportKind {
         /// Who asks for an unmasked export; required with --unmasked, recorded in the audit trail.
         #[arg(long, requires = "unmasked")]
         requested_by: Option<String>,
+        /// Who runs an unmasked export, recorded in its audit trail (default: the OS account).
+        #[arg(long, env = "KYC_OPERATOR")]
+        operator: Option<String>,
         /// Start the file with a UTF-8 BOM for Excel.
         #[arg(long)]
         excel_bom: bool,
@@ -180,12 +183,26 @@ impl Destination {
     fn writer(&self) -> anyhow::Result<Box<dyn std::io::Write>> {
         Ok(match self {
             Destination::Stdout => Box::new(std::io::stdout().lock()),
+            // Owner-only (0600): a report names people.
             Destination::File(p) => Box::new(std::io::BufWriter::new(
-                std::fs::File::create(p)
+                kyc_objects::private_file::create(p)
                     .with_context(|| format!("Failed to create {}", p.display()))?,
             )),
+            // tempfile creates its files 0600 already.
             Destination::S3 { tmp, .. } => Box::new(std::io::BufWriter::new(tmp.reopen()?)),
         })
+    }
+
+    /// Where the rows go, as the audit trail records it (an absolute path for a file).
+    fn describe(&self) -> String {
+        match self {
+            Destination::Stdout => "standard output".into(),
+            Destination::File(p) => std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string(),
+            Destination::S3 { uri, .. } => uri.clone(),
+        }
     }
 
     async fn finish(self, conn: &Conn) -> anyhow::Result<String> {
@@ -602,6 +619,7 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
             out,
             unmasked,
             requested_by,
+            operator,
             excel_bom,
         } => {
             init_logs(&conn);
@@ -618,12 +636,19 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
                 from_ms: from.map(day_start_ms),
                 to_ms: to.map(|d| day_start_ms(d) + 86_400_000),
             };
+            let dest = Destination::parse(out.as_deref(), "outcomes")?;
             let opts = kyc_report::ReportOptions {
                 unmasked,
                 requested_by,
+                // Only an unmasked export is audited; the OS lookup is not needed otherwise.
+                operator: if unmasked {
+                    config::operator(operator.as_deref())
+                } else {
+                    None
+                },
+                destination: dest.describe(),
                 excel_bom,
             };
-            let dest = Destination::parse(out.as_deref(), "outcomes")?;
             let n = kyc_report::write_outcomes(&store, &filter, &opts, dest.writer()?).await?;
             let at = dest.finish(&conn).await?;
             eprintln!(

@@ -52,6 +52,7 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_BAIDU_LIVENESS_CONTROL", Kind::Config),
     ("BAIDU_API_KEY", Kind::Secret),
     ("BAIDU_SECRET_KEY", Kind::Secret),
+    ("KYC_OPERATOR", Kind::Config),
 ];
 
 fn env(name: &str) -> Option<String> {
@@ -191,6 +192,25 @@ pub fn quotas() -> anyhow::Result<HashMap<String, Quota>> {
         q.extend(parse_quotas(&text)?);
     }
     Ok(q)
+}
+
+/// Who runs an unmasked export, for its audit record: `--operator` / `KYC_OPERATOR` when set,
+/// else the operating-system account running `kyc` (its name, looked up from the effective
+/// user id, not from `$USER`). `None` when neither is known: the export is then refused.
+pub fn operator(configured: Option<&str>) -> Option<kyc_report::Operator> {
+    if let Some(name) = configured.map(str::trim).filter(|n| !n.is_empty()) {
+        return Some(kyc_report::Operator {
+            name: name.to_string(),
+            source: kyc_report::OperatorSource::Configured,
+        });
+    }
+    whoami::username()
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+        .map(|name| kyc_report::Operator {
+            name,
+            source: kyc_report::OperatorSource::OsUser,
+        })
 }
 
 /// `S3` endpoint: empty means AWS itself.

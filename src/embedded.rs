@@ -153,6 +153,42 @@ pub fn simulated_clients(
     filled
 }
 
+/// The vendors that have credentials of their own (before the simulator fills the rest).
+fn configured_vendors(clients: &Clients) -> Vec<&'static str> {
+    [
+        (clients.huawei.is_some(), "Huawei"),
+        (clients.alibaba.is_some(), "Alibaba"),
+        (clients.baidu.is_some(), "Baidu"),
+    ]
+    .into_iter()
+    .filter_map(|(real, name)| real.then_some(name))
+    .collect()
+}
+
+/// The first line of `kyc run`: which vendors are real and which are simulated.
+fn vendors_line(real: &[&str], simulated: &[&str], simulator_url: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    if !real.is_empty() {
+        parts.push(format!(
+            "REAL vendors (credentials configured, calls may be billed): {}",
+            real.join(", ")
+        ));
+    }
+    if !simulated.is_empty() {
+        parts.push(format!(
+            "no credentials for {}; using the built-in vendor simulator at {} for them",
+            simulated.join(", "),
+            simulator_url.unwrap_or("?")
+        ));
+    }
+    let tail = match (real.is_empty(), simulated.is_empty()) {
+        (true, _) => " (no real vendor is called)",
+        (false, true) => " (nothing is simulated)",
+        (false, false) => "",
+    };
+    format!("kyc run: {}{tail}", parts.join("; "))
+}
+
 pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     // Errors only: per-job detail is in the report, and the progress bar needs the terminal.
     telemetry::init(false, "error");
@@ -166,22 +202,29 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| a.csv.parent().map(Path::to_path_buf).unwrap_or_default());
 
-    // Real endpoints for vendors with credentials, the simulator for the rest.
+    // Real endpoints for vendors with credentials, the simulator for the rest. The first line
+    // says which is which, whatever the mix: nobody should believe a simulated answer is real,
+    // or call a real (billing) vendor without knowing.
     let mut clients = commands::clients_from_env();
+    let real = configured_vendors(&clients);
     let mut simulator = None;
+    let mut simulated = Vec::new();
     if clients.huawei.is_none() || clients.alibaba.is_none() || clients.baidu.is_none() {
         let (sim_config, creds) = simulator_config();
         let sim = Simulator::start(sim_config, "127.0.0.1:0")
             .await
             .context("Failed to start the simulator")?;
-        let filled = simulated_clients(&mut clients, &sim.base_url(), &creds);
-        println!(
-            "kyc run: no credentials for {}; using the built-in vendor simulator at {} for them (no real vendor is called)",
-            filled.join(", "),
-            sim.base_url()
-        );
+        simulated = simulated_clients(&mut clients, &sim.base_url(), &creds);
         simulator = Some(sim);
     }
+    println!(
+        "{}",
+        vendors_line(
+            &real,
+            &simulated,
+            simulator.as_ref().map(|s| s.base_url()).as_deref()
+        )
+    );
 
     let store = Store::connect(&a.database, 4)
         .await
@@ -283,7 +326,8 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     worker.await.context("worker task panicked")??;
 
     print_summary(&store, &batch_id, &produced, &settings.rejects_path).await?;
-    let file = std::fs::File::create(&a.report)
+    // Owner-only (0600): the report names people, even masked.
+    let file = kyc_objects::private_file::create(&a.report)
         .with_context(|| format!("Failed to create {}", a.report.display()))?;
     let filter = kyc_store::queries::OutcomeFilter {
         batch_id: Some(batch_id.clone()),
@@ -366,4 +410,30 @@ async fn print_summary(
     }
     println!();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_line_names_real_and_simulated_vendors_in_every_mix() {
+        let url = Some("http://127.0.0.1:1234");
+        assert_eq!(
+            vendors_line(&[], &["Huawei", "Alibaba", "Baidu"], url),
+            "kyc run: no credentials for Huawei, Alibaba, Baidu; using the built-in vendor \
+             simulator at http://127.0.0.1:1234 for them (no real vendor is called)"
+        );
+        assert_eq!(
+            vendors_line(&["Huawei"], &["Alibaba", "Baidu"], url),
+            "kyc run: REAL vendors (credentials configured, calls may be billed): Huawei; no \
+             credentials for Alibaba, Baidu; using the built-in vendor simulator at \
+             http://127.0.0.1:1234 for them"
+        );
+        assert_eq!(
+            vendors_line(&["Huawei", "Alibaba", "Baidu"], &[], None),
+            "kyc run: REAL vendors (credentials configured, calls may be billed): Huawei, \
+             Alibaba, Baidu (nothing is simulated)"
+        );
+    }
 }

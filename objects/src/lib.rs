@@ -1,7 +1,11 @@
 //! Where images, videos and CSV input live: an S3-compatible server, a local folder (embedded
 //! mode), or plain HTTPS. A material URI's scheme picks the backend:
 //! `s3://bucket/key`, `https://…` / `http://…`, or a relative path under the local folder.
+//!
+//! [`private_file`] creates the local files we write for people (reports, rejects) as 0600.
 #![warn(unreachable_pub, missing_debug_implementations)]
+
+pub mod private_file;
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;

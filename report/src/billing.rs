@@ -6,7 +6,9 @@ use std::io::Write;
 
 use kyc_store::Store;
 
-use crate::{csv_writer, opt, ReportError};
+use kyc_schemas::safe_csv::Cell;
+
+use crate::{csv_writer, ReportError};
 
 pub const BILLING_COLUMNS: [&str; 8] = [
     "vendor",
@@ -30,20 +32,20 @@ pub async fn write_billing<W: Write>(
 ) -> Result<u64, ReportError> {
     let rows = store.billing_report(from_day, to_day, vendor).await?;
     let mut w = csv_writer(out, excel_bom)?;
-    w.write_record(BILLING_COLUMNS)?;
+    w.write_header(&BILLING_COLUMNS)?;
     for r in &rows {
         // Positive: we counted more than the vendor charged; negative: the vendor charged
         // calls we did not count (look at the unknown calls first).
         let difference = r.vendor_charged.map(|v| r.billable_calls - v);
-        w.write_record([
-            r.vendor.clone(),
-            r.product.clone(),
-            r.day.clone(),
-            r.billable_calls.to_string(),
-            r.ledger_billable.to_string(),
-            r.unknown_calls.to_string(),
-            opt(&r.vendor_charged),
-            opt(&difference),
+        w.write_row([
+            Cell::from(&r.vendor),
+            Cell::from(&r.product),
+            Cell::from(&r.day),
+            Cell::from(r.billable_calls),
+            Cell::from(r.ledger_billable),
+            Cell::from(r.unknown_calls),
+            Cell::from(r.vendor_charged),
+            Cell::from(difference),
         ])?;
     }
     w.flush()?;

@@ -8,6 +8,9 @@
 //! - [`reconcile`]: every job of a batch accounted for
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+use kyc_schemas::safe_csv::SafeCsvWriter;
+pub use kyc_store::audit::OperatorSource;
+
 pub mod billing;
 pub mod outcomes;
 pub mod reconcile;
@@ -20,6 +23,8 @@ pub use reconcile::{write_reconcile, ReconcileSummary};
 pub enum ReportError {
     #[error("an unmasked report needs the name of who asks for it (--requested-by)")]
     Unaudited,
+    #[error("an unmasked report needs the operator's identity (--operator / KYC_OPERATOR, or an OS account with a name)")]
+    NoOperator,
     #[error("database: {0}")]
     Store(#[from] kyc_store::StoreError),
     #[error("writing the report: {0}")]
@@ -28,27 +33,29 @@ pub enum ReportError {
     Io(#[from] std::io::Error),
 }
 
+/// The identity an unmasked export is recorded under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub name: String,
+    pub source: OperatorSource,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ReportOptions {
     /// Show full names and ID numbers. Must be asked for explicitly, and is audited.
     pub unmasked: bool,
-    /// Who asked, for the audit record of an unmasked export.
+    /// Who asked, for the audit record of an unmasked export (free text).
     pub requested_by: String,
+    /// Who runs the export, for the audit record: a configured identity or the OS account.
+    pub operator: Option<Operator>,
+    /// Where the rows go, for the audit record (a path, an `s3://` URI, `standard output`).
+    pub destination: String,
     /// Start with a UTF-8 BOM so Excel opens the file as UTF-8.
     pub excel_bom: bool,
 }
 
-/// Writes the optional BOM and returns a CSV writer on `out`.
-fn csv_writer<W: std::io::Write>(
-    mut out: W,
-    excel_bom: bool,
-) -> Result<csv::Writer<W>, ReportError> {
-    if excel_bom {
-        out.write_all("\u{feff}".as_bytes())?;
-    }
-    Ok(csv::Writer::from_writer(out))
-}
-
-fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map(T::to_string).unwrap_or_default()
+/// Writes the optional BOM and returns the CSV writer every report uses: text cells that
+/// start like a formula are neutralised there (`kyc_schemas::safe_csv`).
+fn csv_writer<W: std::io::Write>(out: W, excel_bom: bool) -> Result<SafeCsvWriter<W>, ReportError> {
+    Ok(SafeCsvWriter::with_excel_bom(out, excel_bom)?)
 }

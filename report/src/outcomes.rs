@@ -3,10 +3,12 @@
 use std::io::Write;
 
 use kyc_schemas::mask::{mask_middle, mask_name};
+use kyc_schemas::safe_csv::{Cell, Number};
+use kyc_store::audit::ExportStart;
 use kyc_store::queries::{OutcomeFilter, OutcomeRow};
 use kyc_store::Store;
 
-use crate::{csv_writer, opt, ReportError, ReportOptions};
+use crate::{csv_writer, ReportError, ReportOptions};
 
 /// The outcomes report's columns, in order. Stable: downstream spreadsheets key on them.
 pub const OUTCOME_COLUMNS: [&str; 20] = [
@@ -39,26 +41,39 @@ pub async fn write_outcomes<W: Write>(
     opts: &ReportOptions,
     out: W,
 ) -> Result<u64, ReportError> {
-    // Personal data leaves the database in the clear: say who, when and what, first.
+    // Personal data leaves the database in the clear: say who, what and where to, first, so
+    // an export that dies half-way is on record too.
     let audit = if opts.unmasked {
         if opts.requested_by.trim().is_empty() {
             return Err(ReportError::Unaudited);
         }
+        let operator = opts
+            .operator
+            .as_ref()
+            .filter(|o| !o.name.trim().is_empty())
+            .ok_or(ReportError::NoOperator)?;
         Some(
             store
-                .start_report_audit(&opts.requested_by, "outcomes", &describe(filter))
+                .start_report_audit(&ExportStart {
+                    operator: &operator.name,
+                    operator_source: operator.source,
+                    requested_by: &opts.requested_by,
+                    report: "outcomes",
+                    filter,
+                    destination: &opts.destination,
+                })
                 .await?,
         )
     } else {
         None
     };
     let mut w = csv_writer(out, opts.excel_bom)?;
-    w.write_record(OUTCOME_COLUMNS)?;
+    w.write_header(&OUTCOME_COLUMNS)?;
     let mut failed: Option<csv::Error> = None;
     let n = store
         .for_each_outcome(filter, |row| {
             if failed.is_none() {
-                if let Err(e) = w.write_record(outcome_record(&row, opts.unmasked)) {
+                if let Err(e) = w.write_row(outcome_record(&row, opts.unmasked)) {
                     failed = Some(e);
                 }
             }
@@ -75,54 +90,42 @@ pub async fn write_outcomes<W: Write>(
     Ok(n)
 }
 
-/// The filter as the audit trail records it.
-fn describe(f: &OutcomeFilter) -> String {
-    format!(
-        "batch={} from_ms={} to_ms={} status={}",
-        opt(&f.batch_id),
-        opt(&f.from_ms),
-        opt(&f.to_ms),
-        opt(&f.status)
-    )
-}
-
-fn outcome_record(r: &OutcomeRow, unmasked: bool) -> Vec<String> {
+fn outcome_record(r: &OutcomeRow, unmasked: bool) -> Vec<Cell<'_>> {
     let name = r.subject_name.as_deref().unwrap_or_default();
     let id = r.subject_id_number.as_deref().unwrap_or_default();
     let completed = chrono::DateTime::from_timestamp_millis(r.completed_at_ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
+    let score = |s: Option<f64>| Cell::from(s.map(|s| Number::fixed(s, 2)));
     vec![
-        r.job_id.clone(),
-        r.batch_id.clone(),
-        opt(&r.source_row),
-        opt(&r.customer_ref),
-        if unmasked {
+        Cell::from(&r.job_id),
+        Cell::from(&r.batch_id),
+        Cell::from(r.source_row),
+        Cell::from(r.customer_ref.as_deref()),
+        Cell::from(if unmasked {
             name.to_string()
         } else {
             mask_name(name)
-        },
-        if unmasked {
+        }),
+        Cell::from(if unmasked {
             id.to_string()
         } else {
             mask_middle(id, 3, 4)
-        },
-        r.vendor.clone(),
-        r.operation.clone(),
-        r.status.clone(),
-        r.reason.clone(),
-        opt(&r.vendor_code),
-        opt(&r.vendor_message),
-        r.similarity.map(|s| format!("{s:.2}")).unwrap_or_default(),
-        r.liveness_score
-            .map(|s| format!("{s:.2}"))
-            .unwrap_or_default(),
-        r.attempts.to_string(),
-        r.billed.to_string(),
-        r.latency_ms.to_string(),
-        completed,
-        opt(&r.vendor_request_id),
-        opt(&r.vendor_ref),
+        }),
+        Cell::from(&r.vendor),
+        Cell::from(&r.operation),
+        Cell::from(&r.status),
+        Cell::from(&r.reason),
+        Cell::from(r.vendor_code.as_deref()),
+        Cell::from(r.vendor_message.as_deref()),
+        score(r.similarity),
+        score(r.liveness_score),
+        Cell::from(r.attempts),
+        Cell::from(r.billed),
+        Cell::from(r.latency_ms),
+        Cell::from(completed),
+        Cell::from(r.vendor_request_id.as_deref()),
+        Cell::from(r.vendor_ref.as_deref()),
     ]
 }
 
@@ -157,7 +160,11 @@ mod tests {
 
     #[test]
     fn names_and_id_numbers_are_masked_by_default() {
-        let rec = outcome_record(&row(), false);
+        let row = row();
+        let rec: Vec<String> = outcome_record(&row, false)
+            .iter()
+            .map(|c| c.render().into_owned())
+            .collect();
         assert_eq!(rec[4], "张**");
         assert_eq!(rec[5], "110***********002X");
         assert_eq!(rec[12], "91.23");
@@ -167,7 +174,8 @@ mod tests {
 
     #[test]
     fn unmasked_shows_everything() {
-        let rec = outcome_record(&row(), true);
-        assert_eq!(rec[5], "11010519491231002X");
+        let row = row();
+        let rec = outcome_record(&row, true);
+        assert_eq!(rec[5], Cell::from("11010519491231002X"));
     }
 }

@@ -5,7 +5,9 @@ use std::io::Write;
 
 use kyc_store::Store;
 
-use crate::{csv_writer, opt, ReportError};
+use kyc_schemas::safe_csv::Cell;
+
+use crate::{csv_writer, ReportError};
 
 pub const RECONCILE_COLUMNS: [&str; 7] = [
     "job_id",
@@ -43,7 +45,7 @@ pub async fn write_reconcile<W: Write>(
     out: W,
 ) -> Result<ReconcileSummary, ReportError> {
     let mut w = csv_writer(out, false)?;
-    w.write_record(RECONCILE_COLUMNS)?;
+    w.write_header(&RECONCILE_COLUMNS)?;
     let mut s = ReconcileSummary::default();
     let mut failed = None;
     store
@@ -65,14 +67,14 @@ pub async fn write_reconcile<W: Write>(
             s.jobs += 1;
             s.unknown_calls += r.unknown_calls as u64;
             if failed.is_none() {
-                if let Err(e) = w.write_record([
-                    r.job_id.as_str(),
-                    &r.source_row.to_string(),
-                    r.customer_ref.as_deref().unwrap_or_default(),
-                    &r.operation,
-                    state,
-                    &opt(&r.status),
-                    &r.unknown_calls.to_string(),
+                if let Err(e) = w.write_row([
+                    Cell::from(&r.job_id),
+                    Cell::from(r.source_row),
+                    Cell::from(r.customer_ref.as_deref()),
+                    Cell::from(&r.operation),
+                    Cell::from(state),
+                    Cell::from(r.status.as_deref()),
+                    Cell::from(r.unknown_calls),
                 ]) {
                     failed = Some(e);
                 }

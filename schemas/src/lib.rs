@@ -11,6 +11,7 @@
 //! - [`outcome`]: `Outcome`, `Status`, `Reason`: one normalized result per job
 //! - [`mask`]: how PII is shown when it must be shown at all (reports, `Debug`)
 //! - [`redact`]: `scrub` for text that leaves the process, `Secret` and `redact_url` for `Debug`
+//! - [`safe_csv`]: the CSV writer of every file we hand to people: no cell runs as a formula
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod id_number;
@@ -20,6 +21,7 @@ pub mod mobile;
 pub mod outcome;
 pub mod person_name;
 pub mod redact;
+pub mod safe_csv;
 pub mod vendor;
 
 pub use id_number::{IdNumber, IdNumberError};

@@ -9,8 +9,10 @@
 //!   and the outcome written in the same transaction as the deciding call
 //! - [`rate_limits`]: account quotas shared by all replicas (GCRA rows)
 //! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
+//! - [`audit`]: the trail of unmasked exports (who, which filter, where to, how many rows)
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod audit;
 pub mod batches;
 pub mod jobs;
 pub mod ledger;

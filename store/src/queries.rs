@@ -296,45 +296,4 @@ impl Store {
         }
         Ok(n)
     }
-
-    /// Records that someone is exporting personal data unmasked, *before* the export, so a
-    /// failed or interrupted export is on record too (`rows_written` -1 until it finishes).
-    /// Returns the audit id for [`Store::finish_report_audit`].
-    pub async fn start_report_audit(
-        &self,
-        who: &str,
-        report: &str,
-        filter: &str,
-    ) -> Result<String> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        sqlx::query(
-            "INSERT INTO report_audit (audit_id, at_ms, who, report, filter, rows_written) VALUES ($1, $2, $3, $4, $5, -1)",
-        )
-        .bind(id.clone())
-        .bind(crate::now_ms())
-        .bind(who.to_string())
-        .bind(report.to_string())
-        .bind(filter.to_string())
-        .execute(self.pool())
-        .await?;
-        Ok(id)
-    }
-
-    pub async fn finish_report_audit(&self, audit_id: &str, rows: u64) -> Result<()> {
-        sqlx::query("UPDATE report_audit SET rows_written = $1 WHERE audit_id = $2")
-            .bind(rows as i64)
-            .bind(audit_id.to_string())
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// The audit trail, newest first: (at_ms, who, report, filter, rows).
-    pub async fn report_audit(&self) -> Result<Vec<(i64, String, String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT at_ms, who, report, filter, rows_written FROM report_audit ORDER BY at_ms DESC",
-        )
-        .fetch_all(self.pool())
-        .await?)
-    }
 }

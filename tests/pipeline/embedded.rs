@@ -77,3 +77,97 @@ fn kyc_run_over_the_sample_prints_a_summary_and_writes_a_masked_report() {
         }
     }
 }
+
+/// Every vendor's credential variables, cleared so the machine's own cannot leak in.
+const CREDENTIALS: [&str; 9] = [
+    "HUAWEICLOUD_SDK_AK",
+    "HUAWEICLOUD_SDK_SK",
+    "KYC_HUAWEI_IAM_USER",
+    "KYC_HUAWEI_IAM_PASSWORD",
+    "KYC_HUAWEI_IAM_DOMAIN",
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "BAIDU_API_KEY",
+    "BAIDU_SECRET_KEY",
+];
+
+#[test]
+fn kyc_run_names_real_and_simulated_vendors_in_its_first_line_for_every_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    // No valid row: no vendor is called at all, real or simulated. The "real" endpoints are
+    // a closed loopback port all the same, so a mistake could never reach a vendor.
+    let input = dir.path().join("none.csv");
+    std::fs::write(
+        &input,
+        "operation,customer_ref,name,id_number\nnobody.nothing,C-1,张三,11010519491231002X\n",
+    )
+    .unwrap();
+    let huawei = [("HUAWEICLOUD_SDK_AK", "AK"), ("HUAWEICLOUD_SDK_SK", "SK")];
+    let alibaba = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIx"),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret"),
+    ];
+    let baidu = [("BAIDU_API_KEY", "key"), ("BAIDU_SECRET_KEY", "secret")];
+    let real = "kyc run: REAL vendors (credentials configured, calls may be billed): ";
+    let cases: [(Vec<(&str, &str)>, &str); 4] = [
+        (
+            huawei.to_vec(),
+            "Huawei; no credentials for Alibaba, Baidu; using the built-in vendor simulator at http://127.0.0.1:",
+        ),
+        (
+            [alibaba, baidu].concat(),
+            "Alibaba, Baidu; no credentials for Huawei; using the built-in vendor simulator at http://127.0.0.1:",
+        ),
+        (
+            [huawei, alibaba, baidu].concat(),
+            "Huawei, Alibaba, Baidu (nothing is simulated)",
+        ),
+        (
+            vec![],
+            "no credentials for Huawei, Alibaba, Baidu; using the built-in vendor simulator",
+        ),
+    ];
+    for (i, (vars, want)) in cases.iter().enumerate() {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kyc"));
+        cmd.current_dir(dir.path());
+        for v in CREDENTIALS {
+            cmd.env_remove(v);
+        }
+        for v in [
+            "KYC_HUAWEI_ENDPOINT",
+            "KYC_HUAWEI_IAM_ENDPOINT",
+            "KYC_ALIYUN_ENDPOINT",
+            "KYC_BAIDU_ENDPOINT",
+        ] {
+            cmd.env(v, "http://127.0.0.1:9");
+        }
+        let out = cmd
+            .envs(vars.iter().copied())
+            .args(["run", "--quiet", "--database"])
+            .arg(format!(
+                "sqlite://{}",
+                dir.path().join(format!("{i}.db")).display()
+            ))
+            .arg("--report")
+            .arg(dir.path().join(format!("{i}.csv")))
+            .arg(&input)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let first = stdout.lines().next().unwrap_or_default();
+        let want = if vars.is_empty() {
+            format!("kyc run: {want}")
+        } else {
+            format!("{real}{want}")
+        };
+        assert!(first.starts_with(&want), "case {i}: {first:?}");
+        if vars.is_empty() {
+            assert!(first.ends_with("(no real vendor is called)"), "{first}");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 
 mod all_vendors;
 mod credentials;
+mod csv_safety;
 mod embedded;
 mod helpers;
 mod huawei_auth;

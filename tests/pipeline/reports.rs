@@ -121,6 +121,11 @@ async fn all_reports(store: &Store) {
     let unmasked = kyc_report::ReportOptions {
         unmasked: true,
         requested_by: "auditor-7".into(),
+        operator: Some(kyc_report::Operator {
+            name: "ops-1".into(),
+            source: kyc_report::OperatorSource::Configured,
+        }),
+        destination: "standard output".into(),
         excel_bom: true,
     };
     kyc_report::write_outcomes(store, &filter, &unmasked, &mut out)
@@ -134,12 +139,18 @@ async fn all_reports(store: &Store) {
     );
     let audit = store.report_audit().await.unwrap();
     assert_eq!(audit.len(), 1);
-    let (_, who, report, filter_text, rows) = &audit[0];
+    let a = &audit[0];
     assert_eq!(
-        (who.as_str(), report.as_str(), *rows),
-        ("auditor-7", "outcomes", 2)
+        (
+            a.operator.as_str(),
+            a.requested_by.as_str(),
+            a.report.as_str(),
+            a.rows_written
+        ),
+        ("ops-1", "auditor-7", "outcomes", 2)
     );
-    assert!(filter_text.contains("batch=gold"), "{filter_text}");
+    assert!(a.filter.contains("batch=gold"), "{}", a.filter);
+    assert_eq!(a.filter_batch.as_deref(), Some("gold"));
 }
 
 #[tokio::test]
