@@ -5,6 +5,7 @@
 mod all_vendors;
 mod credentials;
 mod csv_safety;
+mod db_outage;
 mod embedded;
 mod helpers;
 mod huawei_auth;

@@ -34,8 +34,9 @@ pub enum CallError {
 
 /// How long a claim on a job lasts without renewal. It is renewed before a call once 5 s have
 /// passed and during long waits, so it must outlast what can follow a renewal: a token fetch
-/// (10 s), the call (15 s), and the commit's retries (~13 s). A delivery of a job whose worker
-/// died waits at most this long before taking over.
+/// (10 s), the call (15 s), and the first commit tries. A commit that waits out a database
+/// outage can outlive it; the delivery it holds is unacked, so no other worker has the job.
+/// A delivery of a job whose worker died waits at most this long before taking over.
 pub const CLAIM_LEASE_MS: i64 = 60_000;
 
 /// Facts about the last call, for the outcome.
@@ -267,15 +268,40 @@ impl<'a> Caller<'a> {
             Some((open, rec)) => (Some(open), rec),
             None => (None, &none),
         };
-        with_retries(|| {
-            self.store
+        // The vendor has answered (and may have billed): that answer is kept until it is
+        // committed, however long the database is away. Giving up here would requeue the job,
+        // and its redelivery would find the call `unknown` and call the vendor again. The
+        // delivery stays unacked meanwhile, so no other worker takes the job.
+        let mut delay = Duration::from_millis(200);
+        let mut failures = 0u32;
+        loop {
+            match self
+                .store
                 .complete_with_outcome(open, rec, outcome, charges)
-        })
-        .await
+                .await
+            {
+                Ok(v) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "outcome committed after the database returned");
+                    }
+                    return Ok(v);
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, failures, delay_ms = delay.as_millis() as u64, "committing the vendor's answer failed; keeping it and retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(COMMIT_RETRY_MAX);
+                }
+            }
+        }
     }
 }
 
-/// Retries a database write with backoff (0.2 s … 6.4 s, about 13 s in all).
+/// Longest pause between two tries of committing an answered call.
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Retries a database write with backoff (0.2, 0.4, 0.8, 1.6, 3.2 s: about 6 s in all), for
+/// writes made before a call: giving up there costs nothing but a redelivery.
 async fn with_retries<T, F, Fut>(mut write: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
