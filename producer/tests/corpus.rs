@@ -6,7 +6,7 @@ use std::path::Path;
 
 use kyc_producer::{produce, Encoding, ProduceSettings, Summary};
 use kyc_queue::Broker;
-use kyc_schemas::{IdNumber, Job, Vendor};
+use kyc_schemas::{IdNumber, Job, JobMessage, Keyring, Vendor};
 use kyc_store::Store;
 
 fn id(seq: u32) -> String {
@@ -54,6 +54,7 @@ async fn run(
         window: 4,
         encoding: Encoding::Auto,
         max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
+        keys: Keyring::generate("corpus").unwrap(),
     };
     let summary = produce(
         &settings,
@@ -83,7 +84,8 @@ async fn run(
     let mut jobs = Vec::new();
     for _ in 0..n {
         let d = consumer.next().await.unwrap().unwrap();
-        jobs.push(serde_json::from_slice(&d.payload).unwrap());
+        let message: JobMessage = serde_json::from_slice(&d.payload).unwrap();
+        jobs.push(message.open(&settings.keys.data).unwrap());
     }
     Ok(Run {
         summary,
