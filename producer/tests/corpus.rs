@@ -21,6 +21,11 @@ fn id_ending_x() -> String {
     (100..999).map(id).find(|s| s.ends_with('X')).unwrap()
 }
 
+fn keys() -> &'static Keyring {
+    static KEYS: std::sync::OnceLock<Keyring> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| Keyring::generate("corpus").unwrap())
+}
+
 struct Run {
     summary: Summary,
     rejects: BTreeMap<u64, (String, String)>,
@@ -54,7 +59,8 @@ async fn run(
         window: 4,
         encoding: Encoding::Auto,
         max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
-        keys: Keyring::generate("corpus").unwrap(),
+        // One keyring for every run: job ids are keyed, and runs are compared.
+        keys: keys().clone(),
     };
     let summary = produce(
         &settings,

@@ -22,7 +22,7 @@ impl Secrets {
         for (what, value) in &self.0 {
             assert!(
                 !text.contains(value.as_str()),
-                "{place} holds a {what} in clear"
+                "{place} holds {what} in clear"
             );
         }
     }
@@ -53,14 +53,14 @@ fn batch_csv(app: &TestApp) -> (String, Secrets, usize) {
                 "{operation},PII-C{n},{name},{},{mobile},{face}\n",
                 id.as_str()
             ));
-            secrets.push(("ID number", id.as_str().to_string()));
-            secrets.push(("mobile number", mobile));
+            secrets.push(("an ID number", id.as_str().to_string()));
+            secrets.push(("a mobile number", mobile));
             if !face.is_empty() {
-                secrets.push(("material URI", face));
+                secrets.push(("a material URI", face));
             }
             rows += 1;
         }
-        secrets.push(("name", name.to_string()));
+        secrets.push(("a name", name.to_string()));
     }
     (csv, Secrets(secrets), rows)
 }
