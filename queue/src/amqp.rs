@@ -304,12 +304,12 @@ impl AmqpConsumer {
             delivery_count,
             deferrals,
             payload: d.data,
-            handle: DeliveryHandle::Amqp(AmqpDeliveryHandle {
+            handle: DeliveryHandle::Amqp(Box::new(AmqpDeliveryHandle {
                 acker: d.acker,
                 channel: self.channel.clone(),
                 topology: self.topology.clone(),
                 vendor: self.vendor,
-            }),
+            })),
         }))
     }
 }

@@ -177,7 +177,8 @@ pub struct Delivery {
 
 #[derive(Debug)]
 enum DeliveryHandle {
-    Amqp(amqp::AmqpDeliveryHandle),
+    // Boxed: a channel, an acker and the topology make it ten times the in-process handle.
+    Amqp(Box<amqp::AmqpDeliveryHandle>),
     Memory(memory::MemoryDeliveryHandle),
 }
 

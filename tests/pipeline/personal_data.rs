@@ -338,7 +338,7 @@ async fn purge_removes_personal_data_past_retention_and_keeps_billing_and_audit(
         "not idempotent"
     );
 
-    let subjects: Vec<(String, Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+    let subjects: Vec<SubjectState> = sqlx::query_as(
         "SELECT customer_ref, subject_name_sealed, subject_id_number_masked, purged_at_ms \
          FROM jobs WHERE batch_id = 'purge' ORDER BY customer_ref",
     )
@@ -369,6 +369,9 @@ async fn purge_removes_personal_data_past_retention_and_keeps_billing_and_audit(
     assert_eq!(unmasked.matches("宇文泰").count(), 1, "{unmasked}");
     app.cleanup().await;
 }
+
+/// customer_ref, sealed name, masked ID number, purged_at_ms.
+type SubjectState = (String, Option<String>, Option<String>, Option<i64>);
 
 fn fresh_topology(ttl: Duration) -> Topology {
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
