@@ -227,6 +227,8 @@ async fn stage(
         window,
         encoding: Encoding::Auto,
         max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
+        // Sealing is part of the measured path; the keys live as long as the scratch data.
+        keys: kyc_schemas::Keyring::generate("bench")?,
     };
     let start = Instant::now();
     let s = kyc_producer::produce(
@@ -385,6 +387,8 @@ const FACE: &[u8] = include_bytes!("../examples/images/faces/face01.jpg");
 /// Everything a worker-process benchmark runs against: a scratch database, a queue prefix of
 /// its own, and the simulator in this process.
 struct Fleet {
+    /// Keys of this run's scratch data; the worker processes get the data keys in their env.
+    keys: kyc_schemas::Keyring,
     store: Store,
     scratch: Option<(String, String)>,
     db_url: String,
@@ -415,6 +419,7 @@ impl Fleet {
         let sim = kyc_simulator::Simulator::start(config, "127.0.0.1:0").await?;
         std::fs::write(dir.path().join("face.jpg"), FACE)?;
         Ok(Self {
+            keys: kyc_schemas::Keyring::generate("bench")?,
             store,
             scratch,
             db_url,
@@ -457,6 +462,7 @@ impl Fleet {
             window: 500,
             encoding: Encoding::Auto,
             max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
+            keys: self.keys.clone(),
         };
         kyc_producer::produce(
             &settings,
@@ -490,6 +496,8 @@ impl Fleet {
                         self.s3_endpoint.as_deref().unwrap_or_default(),
                     )
                     .env("KYC_QUEUE_PREFIX", &self.topology.prefix)
+                    .env(crate::keys::DATA_KEYS, self.keys.data.to_config())
+                    .env(crate::keys::DATA_KEY_ID, self.keys.data.current_id())
                     .env("KYC_HTTP_LISTEN", "127.0.0.1:0")
                     .env("KYC_QUOTAS", quotas)
                     .env("KYC_WORKER_CONCURRENCY", concurrency.to_string())

@@ -9,12 +9,12 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use kyc_objects::ObjectStore;
 use kyc_producer::{ProduceError, ProduceSettings};
-use kyc_queue::{Broker, Topology};
+use kyc_queue::Broker;
 use kyc_schemas::{Operation, Vendor};
 use kyc_store::Store;
 use kyc_worker::{Clients, Context, Limiters, RetryPolicy, WorkerSettings};
 
-use crate::{config, telemetry, Conn};
+use crate::{config, keys, telemetry, Conn};
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
@@ -263,11 +263,14 @@ async fn objects(conn: &Conn, local: Option<PathBuf>) -> ObjectStore {
 
 pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
     init_logs(&a.conn);
+    // Before anything else: without keys nothing may be written.
+    let keys = keys::require_keyring("kyc produce")?;
     let store = connect_store(&a.conn).await?;
     store
         .migrate()
         .await
         .context("Failed to migrate the database")?;
+    seal_legacy(&store, &keys.data).await?;
     // S3 only when something lives there: a local run needs no cloud configuration at all.
     let on_s3 = [Some(&a.input), a.images.as_ref(), a.rejects.as_ref()]
         .into_iter()
@@ -281,7 +284,7 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
     let broker = if a.dry_run {
         Broker::memory()
     } else {
-        Broker::connect_amqp(&a.conn.amqp, Topology::new(&a.conn.queue_prefix))
+        Broker::connect_amqp(&a.conn.amqp, a.conn.topology())
             .await
             .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?
     };
@@ -323,6 +326,7 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         window: 500,
         encoding: a.encoding,
         max_record_bytes: a.max_record_bytes,
+        keys,
     };
     // SIGTERM / Ctrl-C: finish the current window (publish, confirm, record), then stop.
     let stop = kyc_producer::CancellationToken::new();
@@ -502,10 +506,14 @@ pub fn http_client() -> reqwest::Client {
 
 pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
     init_logs(&a.conn);
+    let keys = keys::require_data_keys(
+        "kyc work",
+        "to open the sealed names and ID numbers of job messages",
+    )?;
     // Each job in flight makes a few short queries: a connection per two jobs, within reason
     // (several replicas share the server's connection limit).
     let store = connect_store_sized(&a.conn, (a.concurrency as u32 / 2 + 4).min(32)).await?;
-    let broker = Broker::connect_amqp(&a.conn.amqp, Topology::new(&a.conn.queue_prefix))
+    let broker = Broker::connect_amqp(&a.conn.amqp, a.conn.topology())
         .await
         .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?;
     broker.declare().await.context("Failed to declare queues")?;
@@ -518,6 +526,7 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
         limiters: Limiters::shared(&config::quotas()?, store.clone()),
         retry: RetryPolicy::default(),
         metrics: Default::default(),
+        keys,
     });
     // Credentials decide consumption: a worker never takes a vendor's jobs it cannot call
     // (they would all end as `error/auth_failed` in seconds, and a re-run would skip them).
@@ -629,6 +638,15 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             let requested_by = requested_by.unwrap_or_default();
+            // A masked report reads the stored masked forms: only an unmasked one needs keys.
+            let keys = if unmasked {
+                Some(keys::require_data_keys(
+                    "kyc report outcomes --unmasked",
+                    "to open the sealed names and ID numbers",
+                )?)
+            } else {
+                None
+            };
             let store = connect_store(&conn).await?;
             let filter = kyc_store::queries::OutcomeFilter {
                 batch_id: batch,
@@ -648,6 +666,7 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
                 },
                 destination: dest.describe(),
                 excel_bom,
+                keys,
             };
             let n = kyc_report::write_outcomes(&store, &filter, &opts, dest.writer()?).await?;
             let at = dest.finish(&conn).await?;
@@ -754,11 +773,70 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     init_logs(&a.conn);
+    let keys = keys::optional_data_keys()?;
     let store = connect_store(&a.conn).await?;
     store
         .migrate()
         .await
         .context("Failed to apply migrations")?;
+    match keys {
+        Some(k) => seal_legacy(&store, &k).await?,
+        None => {
+            let clear = store.legacy_subject_count().await?;
+            if clear > 0 {
+                tracing::warn!(
+                    rows = clear,
+                    "jobs hold names or ID numbers in clear from an older version; set KYC_DATA_KEYS and run `kyc migrate` again to seal them"
+                );
+            }
+        }
+    }
     println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Seals the names and ID numbers an older version stored in clear.
+async fn seal_legacy(store: &Store, keys: &kyc_schemas::DataKeys) -> anyhow::Result<()> {
+    let n = store
+        .seal_legacy_subjects(keys)
+        .await
+        .context("Failed to seal names and ID numbers stored in clear by an older version")?;
+    if n > 0 {
+        tracing::info!(
+            rows = n,
+            key_id = keys.current_id(),
+            "sealed names and ID numbers stored in clear by an older version"
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Retention: personal data of jobs decided longer ago than this is removed (`180d`).
+    #[arg(long, env = "KYC_RETENTION", default_value = "180d", value_parser = config::parse_duration)]
+    older_than: Duration,
+}
+
+pub async fn purge(a: PurgeArgs) -> anyhow::Result<ExitCode> {
+    init_logs(&a.conn);
+    let store = connect_store(&a.conn).await?;
+    store
+        .migrate()
+        .await
+        .context("Failed to migrate the database")?;
+    let before = kyc_store::now_ms() - a.older_than.as_millis().min(i64::MAX as u128) as i64;
+    let counts = store
+        .purge_personal_data(before)
+        .await
+        .context("Purge failed")?;
+    println!(
+        "purged: names and ID numbers of {} jobs, vendor messages of {} outcomes (decided before {}); outcomes, ledger, billing and audit rows kept",
+        counts.jobs,
+        counts.vendor_messages,
+        kyc_store::day_of(before)
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -53,6 +53,11 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("BAIDU_API_KEY", Kind::Secret),
     ("BAIDU_SECRET_KEY", Kind::Secret),
     ("KYC_OPERATOR", Kind::Config),
+    (crate::keys::DATA_KEYS, Kind::Secret),
+    (crate::keys::DATA_KEY_ID, Kind::Config),
+    (crate::keys::INDEX_KEY, Kind::Secret),
+    ("KYC_DEAD_LETTER_TTL", Kind::Config),
+    ("KYC_RETENTION", Kind::Config),
 ];
 
 fn env(name: &str) -> Option<String> {
@@ -213,6 +218,32 @@ pub fn operator(configured: Option<&str>) -> Option<kyc_report::Operator> {
         })
 }
 
+/// A duration as an operator writes it: a whole number and a unit, `d`, `h`, `m` or `s`
+/// (`180d`, `14d`, `36h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let unit = t.chars().last().unwrap_or(' ');
+    let number = &t[..t.len() - unit.len_utf8().min(t.len())];
+    let secs_per_unit = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        's' => 1,
+        _ => {
+            return Err(format!(
+                "{t:?}: expected a number and d, h, m or s, e.g. 180d"
+            ))
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{t:?}: expected a whole number before the unit, e.g. 180d"))?;
+    n.checked_mul(secs_per_unit)
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{t:?}: must be above zero and below 500 billion years"))
+}
+
 /// `S3` endpoint: empty means AWS itself.
 pub fn s3_endpoint(flag: Option<&str>) -> Option<String> {
     flag.map(str::trim)
@@ -292,6 +323,21 @@ mod tests {
             .contains("huawei.x=fast"));
         assert!(parse_quotas("huawei.x=0").is_err());
         assert!(parse_quotas("huawei.x=inf").is_err() && parse_quotas("huawei.x=NaN").is_err());
+    }
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(
+            parse_duration("180d"),
+            Ok(Duration::from_secs(180 * 86_400))
+        );
+        assert_eq!(parse_duration("36h"), Ok(Duration::from_secs(36 * 3_600)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("180").is_err());
+        assert!(parse_duration("0d").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("1.5d").is_err());
+        assert!(parse_duration("180天").is_err() && parse_duration("").is_err());
     }
 
     #[test]

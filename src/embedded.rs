@@ -226,6 +226,15 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         )
     );
 
+    // Keys before the database: the first run creates a key file next to it, and says so.
+    let (keys, created) = crate::keys::embedded(&a.database)?;
+    if let Some(path) = created {
+        println!(
+            "kyc run: no data keys configured; created {} (mode 0600) with new keys that seal the names and ID numbers in {}: keep it with the database",
+            path.display(),
+            a.database
+        );
+    }
     let store = Store::connect(&a.database, 4)
         .await
         .context("Failed to open the database")?;
@@ -233,6 +242,10 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .migrate()
         .await
         .context("Failed to migrate the database")?;
+    store
+        .seal_legacy_subjects(&keys.data)
+        .await
+        .context("Failed to seal names and ID numbers stored in clear by an older version")?;
     let broker = Broker::memory();
     let local = ObjectStore::local(&images);
     let served = crate::material_server::start(local.clone())
@@ -245,6 +258,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         limiters: Limiters::new(&config::quotas()?),
         retry: RetryPolicy::default(),
         metrics: Default::default(),
+        keys: keys.data.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(kyc_worker::run(
@@ -276,6 +290,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         window: 200,
         encoding: Default::default(),
         max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
+        keys,
     };
     let bar = if a.quiet {
         ProgressBar::hidden()

@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod embedded;
 mod health;
+mod keys;
 mod material_server;
 mod telemetry;
 
@@ -54,6 +55,17 @@ pub struct Conn {
     /// Log format: `text` or `json`.
     #[arg(long, env = "KYC_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// How long the broker keeps dead letters (`14d`, `36h`…). Part of the dead-letter
+    /// queue's declaration: changing it means re-creating that queue (see README).
+    #[arg(long, env = "KYC_DEAD_LETTER_TTL", default_value = "14d", value_parser = config::parse_duration)]
+    pub dead_letter_ttl: std::time::Duration,
+}
+
+impl Conn {
+    /// The broker's queue names and arguments for this configuration.
+    pub fn topology(&self) -> kyc_queue::Topology {
+        kyc_queue::Topology::new(&self.queue_prefix).with_dead_letter_ttl(self.dead_letter_ttl)
+    }
 }
 
 /// The URLs carry passwords: `Debug` shows them without.
@@ -82,8 +94,12 @@ enum Command {
     Report(commands::ReportArgs),
     /// Serve the vendor simulator (all vendors on one port).
     Simulate(commands::SimulateArgs),
-    /// Apply database migrations.
+    /// Apply database migrations (and seal names and ID numbers older versions stored in
+    /// clear, when the data keys are configured).
     Migrate(commands::MigrateArgs),
+    /// Remove personal data and raw vendor messages past the retention period; keeps what
+    /// billing and audit need.
+    Purge(commands::PurgeArgs),
     /// Benchmarks: figures and a last-line JSON, compared with bench/baseline.json.
     Bench(bench::BenchArgs),
 }
@@ -99,6 +115,7 @@ async fn main() -> std::process::ExitCode {
         Command::Report(a) => commands::report(a).await,
         Command::Simulate(a) => commands::simulate(a).await,
         Command::Migrate(a) => commands::migrate(a).await,
+        Command::Purge(a) => commands::purge(a).await,
         Command::Bench(a) => bench::run(a).await,
     };
     match result {

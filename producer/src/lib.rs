@@ -19,7 +19,7 @@ pub mod validate;
 
 use std::path::PathBuf;
 
-use kyc_schemas::Operation;
+use kyc_schemas::{Keyring, Operation};
 
 pub use bounded::DEFAULT_MAX_RECORD_BYTES;
 pub use csv_source::{Encoding, InputFailure};
@@ -46,4 +46,8 @@ pub struct ProduceSettings {
     pub encoding: Encoding,
     /// No record longer than this is buffered: the run stops, naming its line.
     pub max_record_bytes: usize,
+    /// Seal names and ID numbers (database rows, queue messages) and key the job ids and
+    /// duplicate checks. The index key must stay the same for the life of a batch: a resumed
+    /// run recognises its jobs by their ids.
+    pub keys: Keyring,
 }

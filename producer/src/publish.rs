@@ -5,6 +5,7 @@
 
 use kyc_objects::ObjectStore;
 use kyc_queue::{Broker, OutMessage};
+use kyc_schemas::JobMessage;
 use kyc_store::batches::BatchCounts;
 use kyc_store::{JobInsert, NewJob, Store};
 use tokio_util::sync::CancellationToken;
@@ -148,6 +149,7 @@ pub async fn produce(
                 })
                 .and_then(|f| {
                     to_job(
+                        &settings.keys.index,
                         &settings.batch_id,
                         rec.row,
                         &f,
@@ -282,7 +284,7 @@ async fn publish_chunk(
         }
     };
     let (classified, settled) = tokio::join!(
-        store.insert_jobs(&settings.batch_id, chunk),
+        store.insert_jobs(&settings.batch_id, chunk, &settings.keys.data),
         settle_previous
     );
     summary.published += settled?;
@@ -295,7 +297,9 @@ async fn publish_chunk(
                 messages.push(OutMessage {
                     vendor: nj.job.vendor(),
                     message_id: nj.job.job_id.to_string(),
-                    payload: serde_json::to_vec(&nj.job).expect("jobs serialize"),
+                    // Sealed: the message at rest in the broker, and any dead-letter copy,
+                    // holds no name, ID number, mobile or material URI in clear.
+                    payload: JobMessage::seal(&nj.job, &settings.keys.data).to_bytes(),
                 });
                 ids.push(nj.job.job_id.clone());
             }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use kyc_schemas::mask::{mask_middle, mask_name};
 use kyc_schemas::{
-    IdNumber, IdType, Job, JobId, Materials, Mobile, Operation, PersonName, Subject, VendorRefs,
-    JOB_SCHEMA_VERSION,
+    IdNumber, IdType, IndexKey, Job, JobId, Materials, Mobile, Operation, PersonName, Subject,
+    VendorRefs, JOB_SCHEMA_VERSION,
 };
 use kyc_store::NewJob;
 
@@ -209,7 +209,10 @@ fn resolve(cell: &str, images: Option<&str>) -> String {
     }
 }
 
+/// Validates one record into a job. `key` makes the job id and the duplicate key keyed
+/// hashes: both are derived from the name and ID number and must not reveal them.
 pub fn to_job(
+    key: &IndexKey,
     batch_id: &str,
     row_number: u64,
     fields: &[String],
@@ -425,11 +428,10 @@ pub fn to_job(
         .or_else(|| vendor_refs.verify_token.clone())
         .or_else(|| vendor_refs.biz_id.clone())
         .unwrap_or_else(|| canonical.clone());
-    let dedup_key =
-        hex::encode(&sha2::Sha256::digest(format!("{operation}\u{1f}{person}").as_bytes())[..16]);
+    let dedup_key = hex::encode(&key.hash("dedup_key", &[operation.as_str(), &person])[..16]);
     let job = Job {
         schema_version: JOB_SCHEMA_VERSION,
-        job_id: JobId::derive(batch_id, &canonical),
+        job_id: JobId::derive(key, batch_id, &canonical),
         batch_id: batch_id.to_string(),
         source_row: row_number,
         customer_ref,
@@ -447,11 +449,14 @@ pub fn to_job(
     Ok(NewJob { job, dedup_key })
 }
 
-use sha2::Digest;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key() -> IndexKey {
+        static KEY: std::sync::OnceLock<IndexKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(IndexKey::generate).clone()
+    }
 
     fn cols() -> Columns {
         Columns::new(&["operation", "name", "id_number", "face_image"].map(String::from))
@@ -464,6 +469,7 @@ mod tests {
     #[test]
     fn a_good_row_becomes_a_job() {
         let nj = to_job(
+            &key(),
             "b",
             2,
             &fields(["huawei.standard", " 张三 ", "11010519491231002x", "f/1.jpg"]),
@@ -486,6 +492,7 @@ mod tests {
     #[test]
     fn the_same_row_gives_the_same_job_id() {
         let a = to_job(
+            &key(),
             "b",
             2,
             &fields(["huawei.standard", "张三", "11010519491231002X", "f.jpg"]),
@@ -495,6 +502,7 @@ mod tests {
         )
         .unwrap();
         let b = to_job(
+            &key(),
             "b",
             9,
             &fields(["huawei.standard", "张三", "11010519491231002x", "f.jpg"]),
@@ -510,6 +518,7 @@ mod tests {
     #[test]
     fn rejects_name_the_column_and_mask_the_value() {
         let r = to_job(
+            &key(),
             "b",
             7,
             &fields(["huawei.standard", "张三", "110105194912310021", "f.jpg"]),
@@ -526,6 +535,7 @@ mod tests {
     #[test]
     fn legacy_15_digit_numbers_are_refused_with_a_reason() {
         let r = to_job(
+            &key(),
             "b",
             3,
             &fields(["huawei.standard", "张三", "110105491231002", "f.jpg"]),
@@ -540,6 +550,7 @@ mod tests {
     #[test]
     fn missing_materials_and_unknown_operations_are_refused() {
         let r = to_job(
+            &key(),
             "b",
             2,
             &fields(["huawei.standard", "张三", "11010519491231002X", ""]),
@@ -550,6 +561,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(r.column, "face_image");
         let r = to_job(
+            &key(),
             "b",
             2,
             &fields(["aliyun.verify_material", "张三", "11010519491231002X", ""]),
@@ -560,6 +572,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(r.column, "face_image");
         let r = to_job(
+            &key(),
             "b",
             2,
             &fields(["baidu.result_getall", "张三", "11010519491231002X", ""]),
@@ -570,6 +583,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(r.column, "verify_token");
         let r = to_job(
+            &key(),
             "b",
             2,
             &fields(["huawei.nope", "张三", "11010519491231002X", "f.jpg"]),
@@ -580,6 +594,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(r.column, "operation");
         let r = to_job(
+            &key(),
             "b",
             2,
             &fields(["huawei.standard", "张三", "11010519491231002X", "f.jpg"])[..3],
@@ -594,6 +609,7 @@ mod tests {
     #[test]
     fn the_extension_needs_no_face() {
         assert!(to_job(
+            &key(),
             "b",
             2,
             &fields(["huawei.idcard_extension", "张三", "11010519491231002X", ""]),

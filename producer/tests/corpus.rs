@@ -6,7 +6,7 @@ use std::path::Path;
 
 use kyc_producer::{produce, Encoding, ProduceSettings, Summary};
 use kyc_queue::Broker;
-use kyc_schemas::{IdNumber, Job, Vendor};
+use kyc_schemas::{IdNumber, Job, JobMessage, Keyring, Vendor};
 use kyc_store::Store;
 
 fn id(seq: u32) -> String {
@@ -19,6 +19,11 @@ fn id(seq: u32) -> String {
 /// An ID number whose check character is `X`.
 fn id_ending_x() -> String {
     (100..999).map(id).find(|s| s.ends_with('X')).unwrap()
+}
+
+fn keys() -> &'static Keyring {
+    static KEYS: std::sync::OnceLock<Keyring> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| Keyring::generate("corpus").unwrap())
 }
 
 struct Run {
@@ -54,6 +59,8 @@ async fn run(
         window: 4,
         encoding: Encoding::Auto,
         max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
+        // One keyring for every run: job ids are keyed, and runs are compared.
+        keys: keys().clone(),
     };
     let summary = produce(
         &settings,
@@ -83,7 +90,8 @@ async fn run(
     let mut jobs = Vec::new();
     for _ in 0..n {
         let d = consumer.next().await.unwrap().unwrap();
-        jobs.push(serde_json::from_slice(&d.payload).unwrap());
+        let message: JobMessage = serde_json::from_slice(&d.payload).unwrap();
+        jobs.push(message.open(&settings.keys.data).unwrap());
     }
     Ok(Run {
         summary,

@@ -65,12 +65,29 @@ impl AmqpBroker {
             FieldTable::default(),
         )
         .await?;
+        // Dead letters expire: they are copies of jobs, kept for an operator to inspect, not
+        // an archive. The TTL is a queue argument, so an existing queue declared without it
+        // (or with another value) makes RabbitMQ refuse this declaration; say what to do.
+        let mut dead_args = quorum_args(None);
+        dead_args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(t.dead_letter_ttl.as_millis().min(i64::MAX as u128) as i64),
+        );
         ch.queue_declare(
             t.dead_letter_queue().as_str().into(),
             QueueDeclareOptions::durable(),
-            quorum_args(None),
+            dead_args,
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            if e.to_string().contains("PRECONDITION_FAILED") {
+                QueueError::QueueArguments {
+                    queue: t.dead_letter_queue(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
         ch.queue_bind(
             t.dead_letter_queue().as_str().into(),
             t.dead_letter_exchange().as_str().into(),
@@ -287,12 +304,12 @@ impl AmqpConsumer {
             delivery_count,
             deferrals,
             payload: d.data,
-            handle: DeliveryHandle::Amqp(AmqpDeliveryHandle {
+            handle: DeliveryHandle::Amqp(Box::new(AmqpDeliveryHandle {
                 acker: d.acker,
                 channel: self.channel.clone(),
                 topology: self.topology.clone(),
                 vendor: self.vendor,
-            }),
+            })),
         }))
     }
 }

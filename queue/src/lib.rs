@@ -26,6 +26,8 @@ pub enum QueueError {
     NotConfirmed { message_id: String },
     #[error("the in-process queue is closed")]
     Closed,
+    #[error("queue {queue} exists with other arguments than this version declares (a dead-letter TTL was added or changed, KYC_DEAD_LETTER_TTL); move its messages elsewhere if you need them, delete it (rabbitmqctl delete_queue {queue}) and start again: it is declared anew")]
+    QueueArguments { queue: String },
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
@@ -175,7 +177,8 @@ pub struct Delivery {
 
 #[derive(Debug)]
 enum DeliveryHandle {
-    Amqp(amqp::AmqpDeliveryHandle),
+    // Boxed: a channel, an acker and the topology make it ten times the in-process handle.
+    Amqp(Box<amqp::AmqpDeliveryHandle>),
     Memory(memory::MemoryDeliveryHandle),
 }
 

@@ -14,6 +14,12 @@ pub const REASON_HEADER: &str = "x-kyc-dead-reason";
 /// Header counting how many times a job went through a delay queue.
 pub const DEFERRALS_HEADER: &str = "x-kyc-deferrals";
 
+/// How long a dead letter is kept by default before the broker drops it: long enough for an
+/// operator to look at a bad night's failures after a weekend, short enough that the copies
+/// (sealed, but still personal data) do not outlive their use.
+pub const DEFAULT_DEAD_LETTER_TTL: std::time::Duration =
+    std::time::Duration::from_secs(14 * 24 * 3600);
+
 /// Delay queues, by wait in seconds. Each has one queue-level TTL, so a long wait never sits
 /// in front of a short one (RabbitMQ expires messages only at the head of a queue).
 pub const DELAY_BUCKETS: [u64; 4] = [5, 30, 120, 600];
@@ -30,13 +36,15 @@ pub fn delay_bucket(delay: std::time::Duration) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub prefix: String,
+    /// `x-message-ttl` of the dead-letter queue: dead letters older than this are dropped
+    /// by the broker. Part of the queue's declaration, so changing it on an existing queue
+    /// is refused by RabbitMQ (see [`crate::QueueError::QueueArguments`]).
+    pub dead_letter_ttl: std::time::Duration,
 }
 
 impl Default for Topology {
     fn default() -> Self {
-        Self {
-            prefix: "kyc".into(),
-        }
+        Self::new("kyc")
     }
 }
 
@@ -44,7 +52,13 @@ impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
+            dead_letter_ttl: DEFAULT_DEAD_LETTER_TTL,
         }
+    }
+
+    pub fn with_dead_letter_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.dead_letter_ttl = ttl;
+        self
     }
 
     /// Work queue of one vendor: `kyc.jobs.huawei`.

@@ -25,6 +25,14 @@ pub enum ReportError {
     Unaudited,
     #[error("an unmasked report needs the operator's identity (--operator / KYC_OPERATOR, or an OS account with a name)")]
     NoOperator,
+    #[error("an unmasked report needs the data keys (KYC_DATA_KEYS) to open names and ID numbers")]
+    NoKeys,
+    #[error("job {job_id}: {source}")]
+    Sealed {
+        job_id: String,
+        #[source]
+        source: kyc_schemas::CryptoError,
+    },
     #[error("database: {0}")]
     Store(#[from] kyc_store::StoreError),
     #[error("writing the report: {0}")]
@@ -52,6 +60,9 @@ pub struct ReportOptions {
     pub destination: String,
     /// Start with a UTF-8 BOM so Excel opens the file as UTF-8.
     pub excel_bom: bool,
+    /// The data keys, to open names and ID numbers for an unmasked export (a masked report
+    /// reads the stored masked forms and needs none).
+    pub keys: Option<kyc_schemas::DataKeys>,
 }
 
 /// Writes the optional BOM and returns the CSV writer every report uses: text cells that

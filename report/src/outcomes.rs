@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use kyc_schemas::mask::{mask_middle, mask_name};
 use kyc_schemas::safe_csv::{Cell, Number};
+use kyc_schemas::DataKeys;
 use kyc_store::audit::ExportStart;
 use kyc_store::queries::{OutcomeFilter, OutcomeRow};
 use kyc_store::Store;
@@ -43,6 +43,11 @@ pub async fn write_outcomes<W: Write>(
 ) -> Result<u64, ReportError> {
     // Personal data leaves the database in the clear: say who, what and where to, first, so
     // an export that dies half-way is on record too.
+    let keys = match (opts.unmasked, &opts.keys) {
+        (false, _) => None,
+        (true, Some(k)) => Some(k),
+        (true, None) => return Err(ReportError::NoKeys),
+    };
     let audit = if opts.unmasked {
         if opts.requested_by.trim().is_empty() {
             return Err(ReportError::Unaudited);
@@ -69,11 +74,13 @@ pub async fn write_outcomes<W: Write>(
     };
     let mut w = csv_writer(out, opts.excel_bom)?;
     w.write_header(&OUTCOME_COLUMNS)?;
-    let mut failed: Option<csv::Error> = None;
+    let mut failed: Option<ReportError> = None;
     let n = store
         .for_each_outcome(filter, |row| {
             if failed.is_none() {
-                if let Err(e) = w.write_row(outcome_record(&row, opts.unmasked)) {
+                let written = outcome_record(&row, keys)
+                    .and_then(|rec| w.write_row(rec).map_err(ReportError::from));
+                if let Err(e) = written {
                     failed = Some(e);
                 }
             }
@@ -81,7 +88,7 @@ pub async fn write_outcomes<W: Write>(
         })
         .await?;
     if let Some(e) = failed {
-        return Err(e.into());
+        return Err(e);
     }
     w.flush()?;
     if let Some(id) = audit {
@@ -90,28 +97,33 @@ pub async fn write_outcomes<W: Write>(
     Ok(n)
 }
 
-fn outcome_record(r: &OutcomeRow, unmasked: bool) -> Vec<Cell<'_>> {
-    let name = r.subject_name.as_deref().unwrap_or_default();
-    let id = r.subject_id_number.as_deref().unwrap_or_default();
+/// One report row. With `keys` (an unmasked export) the name and ID number are opened; a
+/// value sealed with a key that is not configured fails the export, naming the job and key.
+fn outcome_record<'a>(
+    r: &'a OutcomeRow,
+    keys: Option<&DataKeys>,
+) -> Result<Vec<Cell<'a>>, ReportError> {
+    let (name, id) = match keys {
+        Some(k) => r
+            .subject
+            .open(&r.job_id, k)
+            .map_err(|source| ReportError::Sealed {
+                job_id: r.job_id.clone(),
+                source,
+            })?,
+        None => r.subject.masked(),
+    };
     let completed = chrono::DateTime::from_timestamp_millis(r.completed_at_ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
     let score = |s: Option<f64>| Cell::from(s.map(|s| Number::fixed(s, 2)));
-    vec![
+    Ok(vec![
         Cell::from(&r.job_id),
         Cell::from(&r.batch_id),
         Cell::from(r.source_row),
         Cell::from(r.customer_ref.as_deref()),
-        Cell::from(if unmasked {
-            name.to_string()
-        } else {
-            mask_name(name)
-        }),
-        Cell::from(if unmasked {
-            id.to_string()
-        } else {
-            mask_middle(id, 3, 4)
-        }),
+        Cell::from(name),
+        Cell::from(id),
         Cell::from(&r.vendor),
         Cell::from(&r.operation),
         Cell::from(&r.status),
@@ -126,21 +138,33 @@ fn outcome_record(r: &OutcomeRow, unmasked: bool) -> Vec<Cell<'_>> {
         Cell::from(completed),
         Cell::from(r.vendor_request_id.as_deref()),
         Cell::from(r.vendor_ref.as_deref()),
-    ]
+    ])
 }
 
 #[cfg(test)]
 mod tests {
+    use kyc_store::StoredSubject;
+
     use super::*;
 
-    fn row() -> OutcomeRow {
+    const JOB: &str = "j";
+
+    fn row(keys: &DataKeys) -> OutcomeRow {
+        let ctx = |c: &str| kyc_store::personal::column_context(c, JOB);
         OutcomeRow {
-            job_id: "j".into(),
+            job_id: JOB.into(),
             batch_id: "b".into(),
             source_row: Some(2),
             customer_ref: Some("C1".into()),
-            subject_name: Some("张三丰".into()),
-            subject_id_number: Some("11010519491231002X".into()),
+            subject: StoredSubject {
+                name_sealed: Some(keys.seal_str("张三丰", &ctx("subject_name"))),
+                id_number_sealed: Some(
+                    keys.seal_str("11010519491231002X", &ctx("subject_id_number")),
+                ),
+                name_masked: Some("张**".into()),
+                id_number_masked: Some("110***********002X".into()),
+                ..StoredSubject::default()
+            },
             vendor: "huawei".into(),
             operation: "huawei.standard".into(),
             status: "passed".into(),
@@ -158,13 +182,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn names_and_id_numbers_are_masked_by_default() {
-        let row = row();
-        let rec: Vec<String> = outcome_record(&row, false)
+    fn rendered(r: &OutcomeRow, keys: Option<&DataKeys>) -> Vec<String> {
+        outcome_record(r, keys)
+            .unwrap()
             .iter()
             .map(|c| c.render().into_owned())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn names_and_id_numbers_are_masked_by_default() {
+        let keys = DataKeys::generate("k1").unwrap();
+        let rec = rendered(&row(&keys), None);
         assert_eq!(rec[4], "张**");
         assert_eq!(rec[5], "110***********002X");
         assert_eq!(rec[12], "91.23");
@@ -173,9 +202,36 @@ mod tests {
     }
 
     #[test]
-    fn unmasked_shows_everything() {
-        let row = row();
-        let rec = outcome_record(&row, true);
-        assert_eq!(rec[5], Cell::from("11010519491231002X"));
+    fn unmasked_opens_the_sealed_values() {
+        let keys = DataKeys::generate("k1").unwrap();
+        let rec = rendered(&row(&keys), Some(&keys));
+        assert_eq!(rec[4], "张三丰");
+        assert_eq!(rec[5], "11010519491231002X");
+    }
+
+    #[test]
+    fn a_value_under_an_unknown_key_fails_naming_the_job_and_key_only() {
+        let written = DataKeys::generate("gone").unwrap();
+        let other = DataKeys::generate("k2").unwrap();
+        let err = outcome_record(&row(&written), Some(&other)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("gone") && text.contains(JOB), "{text}");
+        assert!(!text.contains("张") && !text.contains("002X"), "{text}");
+    }
+
+    #[test]
+    fn rows_from_before_sealing_are_masked_too() {
+        let keys = DataKeys::generate("k1").unwrap();
+        let mut r = row(&keys);
+        r.subject = StoredSubject {
+            legacy_name: Some("李四".into()),
+            legacy_id_number: Some("11010519491231002X".into()),
+            ..StoredSubject::default()
+        };
+        let rec = rendered(&r, None);
+        assert_eq!(
+            (rec[4].as_str(), rec[5].as_str()),
+            ("李*", "110***********002X")
+        );
     }
 }

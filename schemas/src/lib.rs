@@ -7,13 +7,17 @@
 //! - [`person_name`]: `PersonName`, trimmed and non-empty
 //! - [`mobile`]: `Mobile`, an 11-digit mainland mobile number
 //! - [`vendor`]: `Vendor` and `Operation`, the `vendor.api` values a CSV row may ask for
-//! - [`job`]: `Job`, the queue message (schema version [`JOB_SCHEMA_VERSION`])
+//! - [`job`]: `Job`, and `JobMessage`, the queue message (schema version [`JOB_SCHEMA_VERSION`],
+//!   personal fields sealed)
+//! - [`crypto`]: AES-256-GCM envelopes with rotating data keys, and the keyed hash (blind
+//!   index) behind job ids and duplicate checks
 //! - [`outcome`]: `Outcome`, `Status`, `Reason`: one normalized result per job
 //! - [`mask`]: how PII is shown when it must be shown at all (reports, `Debug`)
 //! - [`redact`]: `scrub` for text that leaves the process, `Secret` and `redact_url` for `Debug`
 //! - [`safe_csv`]: the CSV writer of every file we hand to people: no cell runs as a formula
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod crypto;
 pub mod id_number;
 pub mod job;
 pub mod mask;
@@ -24,8 +28,12 @@ pub mod redact;
 pub mod safe_csv;
 pub mod vendor;
 
+pub use crypto::{CryptoError, DataKeys, IndexKey, KeyConfigError, Keyring, SecretKey};
 pub use id_number::{IdNumber, IdNumberError};
-pub use job::{IdType, Job, JobId, Materials, Subject, VendorRefs, JOB_SCHEMA_VERSION};
+pub use job::{
+    IdType, Job, JobId, JobMessage, Materials, OpenError, SealedPersonal, Subject, VendorRefs,
+    CLEAR_JOB_SCHEMA_VERSION, JOB_SCHEMA_VERSION,
+};
 pub use mobile::{Mobile, MobileError};
 pub use outcome::{Outcome, Reason, Status, OUTCOME_SCHEMA_VERSION};
 pub use person_name::{PersonName, PersonNameError};
@@ -39,6 +47,14 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         (
             "job.v1.schema.json",
             serde_json::to_value(schemars::schema_for!(Job)).expect("schema serializes"),
+        ),
+        (
+            "job.v2.schema.json",
+            serde_json::to_value(schemars::schema_for!(JobMessage)).expect("schema serializes"),
+        ),
+        (
+            "job-personal.v2.schema.json",
+            serde_json::to_value(schemars::schema_for!(SealedPersonal)).expect("schema serializes"),
         ),
         (
             "outcome.v1.schema.json",

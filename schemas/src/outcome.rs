@@ -239,7 +239,7 @@ mod tests {
     fn an_outcome_round_trips_through_json() {
         let o = Outcome {
             schema_version: OUTCOME_SCHEMA_VERSION,
-            job_id: JobId::derive("b", "r"),
+            job_id: JobId::from_stored("b-r"),
             batch_id: "b".into(),
             vendor: Vendor::Huawei,
             operation: Operation::HuaweiStandard,

@@ -1,16 +1,20 @@
 //! Jobs the producer accepted. The table is what makes producing resumable and idempotent:
 //! a job row is written before its message is published and marked once the broker confirms,
 //! so a re-run publishes exactly the rows that are missing or were never confirmed.
+//! A row keeps only what later steps read: ids, row number, customer reference, operation,
+//! and the subject's name and ID number sealed (see [`crate::personal`]); not the job itself.
 
 use std::collections::HashMap;
 
-use kyc_schemas::{Job, JobId};
+use kyc_schemas::{DataKeys, Job, JobId};
 use sqlx::Row;
 
-use crate::{now_ms, placeholders, Result, Store, StoreError};
+use crate::personal::SubjectColumns;
+use crate::{now_ms, placeholders, Result, Store};
 
 /// A job row to insert. `dedup_key` identifies "the same person asking for the same
-/// operation", which a batch must not contain twice.
+/// operation", which a batch must not contain twice; it is a keyed hash (the producer's),
+/// never the ID number itself.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub job: Job,
@@ -30,18 +34,23 @@ pub enum JobInsert {
     Duplicate { first_row: u64 },
 }
 
-const COLS: usize = 11;
+const COLS: usize = 12;
 const MAX_ROWS_PER_INSERT: usize = 2000;
 
 impl Store {
     /// Inserts a chunk of jobs in one statement and classifies each one. All jobs must belong
-    /// to `batch_id`.
-    pub async fn insert_jobs(&self, batch_id: &str, chunk: &[NewJob]) -> Result<Vec<JobInsert>> {
+    /// to `batch_id`. Names and ID numbers are sealed with the current data key.
+    pub async fn insert_jobs(
+        &self,
+        batch_id: &str,
+        chunk: &[NewJob],
+        keys: &DataKeys,
+    ) -> Result<Vec<JobInsert>> {
         // One statement binds COLS parameters a row; SQLite takes at most 32766 of them.
         if chunk.len() > MAX_ROWS_PER_INSERT {
             let mut out = Vec::with_capacity(chunk.len());
             for part in chunk.chunks(MAX_ROWS_PER_INSERT) {
-                out.extend(Box::pin(self.insert_jobs(batch_id, part)).await?);
+                out.extend(Box::pin(self.insert_jobs(batch_id, part, keys)).await?);
             }
             return Ok(out);
         }
@@ -70,15 +79,15 @@ impl Store {
         let now = now_ms();
         let sql = format!(
             "INSERT INTO jobs (job_id, batch_id, source_row, dedup_key, customer_ref, vendor, operation, \
-             subject_name, subject_id_number, payload, created_at_ms) VALUES {} \
+             subject_name_sealed, subject_id_number_sealed, subject_name_masked, \
+             subject_id_number_masked, created_at_ms) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING job_id",
             placeholders(unique.len(), COLS)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for nj in &unique {
             let j = &nj.job;
-            let payload =
-                serde_json::to_string(j).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let subject = SubjectColumns::seal(j, keys);
             q = q
                 .bind(j.job_id.as_str().to_string())
                 .bind(batch_id.to_string())
@@ -87,9 +96,10 @@ impl Store {
                 .bind(j.customer_ref.clone())
                 .bind(j.vendor().as_str())
                 .bind(j.operation.as_str())
-                .bind(j.subject.name.as_ref().map(|n| n.as_str().to_string()))
-                .bind(j.subject.id_number.as_ref().map(|n| n.as_str().to_string()))
-                .bind(payload)
+                .bind(subject.name_sealed)
+                .bind(subject.id_number_sealed)
+                .bind(subject.name_masked)
+                .bind(subject.id_number_masked)
                 .bind(now);
         }
         let inserted: std::collections::HashSet<String> = q

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`batches`]: one row per producer run, with its counts
 //! - [`jobs`]: jobs the producer accepted; resumable publishing keys on them
+//! - [`personal`]: names and ID numbers sealed at rest, sealing rows from older versions, and
+//!   the retention purge
 //! - [`ledger`]: vendor calls opened before and completed after each call, billing counters,
 //!   and the outcome written in the same transaction as the deciding call
 //! - [`rate_limits`]: account quotas shared by all replicas (GCRA rows)
@@ -16,6 +18,7 @@ pub mod audit;
 pub mod batches;
 pub mod jobs;
 pub mod ledger;
+pub mod personal;
 pub mod queries;
 pub mod rate_limits;
 
@@ -27,6 +30,7 @@ use sqlx::AnyPool;
 
 pub use jobs::{JobInsert, NewJob};
 pub use ledger::{CallRecord, ChargeEntry, NewCall};
+pub use personal::{PurgeCounts, StoredSubject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -25,8 +25,8 @@ pub struct OutcomeRow {
     pub batch_id: String,
     pub source_row: Option<i64>,
     pub customer_ref: Option<String>,
-    pub subject_name: Option<String>,
-    pub subject_id_number: Option<String>,
+    /// Name and ID number: sealed and masked (see [`crate::personal`]).
+    pub subject: crate::StoredSubject,
     pub vendor: String,
     pub operation: String,
     pub status: String,
@@ -83,6 +83,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT o.job_id, o.batch_id, j.source_row, j.customer_ref, j.subject_name, j.subject_id_number, \
+             j.subject_name_sealed, j.subject_id_number_sealed, j.subject_name_masked, j.subject_id_number_masked, \
              o.vendor, o.operation, o.status, o.reason, o.vendor_code, o.vendor_message, o.similarity, \
              o.liveness_score, o.vendor_request_id, o.vendor_ref, o.attempts, o.latency_ms, o.billed, \
              o.completed_at_ms FROM outcomes o LEFT JOIN jobs j ON j.job_id = o.job_id {where_sql} \
@@ -109,22 +110,28 @@ impl Store {
                 batch_id: r.try_get(1)?,
                 source_row: r.try_get(2)?,
                 customer_ref: r.try_get(3)?,
-                subject_name: r.try_get(4)?,
-                subject_id_number: r.try_get(5)?,
-                vendor: r.try_get(6)?,
-                operation: r.try_get(7)?,
-                status: r.try_get(8)?,
-                reason: r.try_get(9)?,
-                vendor_code: r.try_get(10)?,
-                vendor_message: r.try_get(11)?,
-                similarity: r.try_get(12)?,
-                liveness_score: r.try_get(13)?,
-                vendor_request_id: r.try_get(14)?,
-                vendor_ref: r.try_get(15)?,
-                attempts: r.try_get(16)?,
-                latency_ms: r.try_get(17)?,
-                billed: r.try_get::<i64, _>(18)? != 0,
-                completed_at_ms: r.try_get(19)?,
+                subject: crate::StoredSubject {
+                    legacy_name: r.try_get(4)?,
+                    legacy_id_number: r.try_get(5)?,
+                    name_sealed: r.try_get(6)?,
+                    id_number_sealed: r.try_get(7)?,
+                    name_masked: r.try_get(8)?,
+                    id_number_masked: r.try_get(9)?,
+                },
+                vendor: r.try_get(10)?,
+                operation: r.try_get(11)?,
+                status: r.try_get(12)?,
+                reason: r.try_get(13)?,
+                vendor_code: r.try_get(14)?,
+                vendor_message: r.try_get(15)?,
+                similarity: r.try_get(16)?,
+                liveness_score: r.try_get(17)?,
+                vendor_request_id: r.try_get(18)?,
+                vendor_ref: r.try_get(19)?,
+                attempts: r.try_get(20)?,
+                latency_ms: r.try_get(21)?,
+                billed: r.try_get::<i64, _>(22)? != 0,
+                completed_at_ms: r.try_get(23)?,
             })?;
             count += 1;
         }

@@ -128,6 +128,7 @@ fn context_for(app: &TestApp, endpoint: &str, secret: &str) -> Arc<Context> {
             ..Default::default()
         },
         metrics: Default::default(),
+        keys: base.keys.clone(),
     })
 }
 

@@ -42,8 +42,8 @@ async fn seed_hostile(store: &Store) {
         let job = format!("h{i}");
         sqlx::query(
             "INSERT INTO jobs (job_id, batch_id, source_row, dedup_key, customer_ref, vendor, operation, \
-             subject_name, subject_id_number, payload, created_at_ms, published_at_ms) \
-             VALUES ($1, 'evil', $2, $3, $4, 'huawei', 'huawei.standard', $5, '11010519491231002X', '{}', 0, 1)",
+             subject_name, subject_id_number, created_at_ms, published_at_ms) \
+             VALUES ($1, 'evil', $2, $3, $4, 'huawei', 'huawei.standard', $5, '11010519491231002X', 0, 1)",
         )
         .bind(job.clone())
         .bind(i as i64 + 2)
@@ -444,6 +444,7 @@ async fn an_aborted_unmasked_export_stays_on_record() {
         }),
         destination: "/reports/x.csv".into(),
         excel_bom: false,
+        keys: Some(crate::helpers::keyring().data.clone()),
     };
     let filter = OutcomeFilter::default();
     let err = kyc_report::write_outcomes(&store, &filter, &opts, FullDisk).await;

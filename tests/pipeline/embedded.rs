@@ -171,3 +171,209 @@ fn kyc_run_names_real_and_simulated_vendors_in_its_first_line_for_every_mix() {
         }
     }
 }
+
+/// `kyc` with the key variables removed (the test process may have them).
+fn kyc(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kyc"));
+    cmd.current_dir(dir)
+        .env_remove("KYC_DATA_KEYS")
+        .env_remove("KYC_DATA_KEY_ID")
+        .env_remove("KYC_INDEX_KEY")
+        .env_remove("HUAWEICLOUD_SDK_AK")
+        .env_remove("HUAWEICLOUD_SDK_SK")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("BAIDU_API_KEY");
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> (String, String) {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn kyc_run_seals_personal_data_with_a_key_file_it_creates_and_purge_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kyc.db");
+    let db_url = format!("sqlite://{}", db.display());
+    let names = ["欧阳娜娜", "诸葛孔明", "司马相如"];
+    let mut secrets = Vec::new();
+    for (batch, name) in ["one", "two"].iter().zip(names) {
+        let id = kyc_schemas::IdNumber::with_checksum(&format!(
+            "44030419900101{:03}",
+            if *batch == "one" { 101 } else { 102 }
+        ))
+        .unwrap();
+        let mobile = format!("1381234{:04}", secrets.len());
+        std::fs::write(
+            dir.path().join(format!("{batch}.csv")),
+            format!("operation,customer_ref,name,id_number,mobile\nhuawei.idcard_extension,R-{batch},{name},{},{mobile}\n", id.as_str()),
+        )
+        .unwrap();
+        secrets.push(id.as_str().to_string());
+        secrets.push(name.to_string());
+        secrets.push(mobile);
+    }
+    let run = |batch: &str| {
+        run_ok(
+            kyc(dir.path())
+                .args(["run", "--quiet", "--batch-id", batch, "--database", &db_url])
+                .arg(format!("{batch}.csv")),
+        )
+    };
+    let (first, first_err) = run("one");
+    let key_file = dir.path().join("kyc.db.keys");
+    assert!(
+        first.contains(&format!("created {}", key_file.display())) && first.contains("0600"),
+        "{first}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The key itself is never printed.
+    let keys_text = std::fs::read_to_string(&key_file).unwrap();
+    let vars: Vec<(String, String)> = keys_text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (_, v) in &vars {
+        let material = v.rsplit(':').next().unwrap();
+        assert!(!first.contains(material) && !first_err.contains(material));
+    }
+    // The second run uses the same file (no new key), so both batches open with it.
+    let (second, _) = run("two");
+    assert!(!second.contains("created"), "{second}");
+
+    // Nowhere in the database file, free pages and journal included.
+    let mut raw = std::fs::read(&db).unwrap();
+    for suffix in ["-wal", "-journal"] {
+        if let Ok(more) = std::fs::read(format!("{}{suffix}", db.display())) {
+            raw.extend(more);
+        }
+    }
+    assert!(
+        raw.windows(5).any(|w| w == b"R-one"),
+        "the file holds the rows"
+    );
+    for s in &secrets {
+        assert!(
+            !raw.windows(s.len()).any(|w| w == s.as_bytes()),
+            "the SQLite file holds personal data in clear"
+        );
+    }
+
+    // Masked reports need no key; unmasked ones open both batches with the key file's keys.
+    let (masked, _) = run_ok(kyc(dir.path()).args(["report", "outcomes", "--database", &db_url]));
+    assert!(
+        masked.contains("欧***") && !masked.contains("欧阳娜娜"),
+        "{masked}"
+    );
+    let mut unmasked = kyc(dir.path());
+    unmasked.args([
+        "report",
+        "outcomes",
+        "--database",
+        &db_url,
+        "--unmasked",
+        "--requested-by",
+        "test",
+    ]);
+    for (k, v) in &vars {
+        unmasked.env(k, v);
+    }
+    let (unmasked, _) = run_ok(&mut unmasked);
+    assert!(
+        unmasked.contains("欧阳娜娜") && unmasked.contains("诸葛孔明"),
+        "{unmasked}"
+    );
+
+    // Purge on SQLite: batch one was decided 200 days ago.
+    {
+        let store = kyc_store::Store::connect(&db_url, 1).await.unwrap();
+        sqlx::query("UPDATE outcomes SET completed_at_ms = $1, vendor_message = 'raw' WHERE batch_id = 'one'")
+            .bind(kyc_store::now_ms() - 200 * 86_400_000)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let purge =
+        || run_ok(kyc(dir.path()).args(["purge", "--older-than", "180d", "--database", &db_url])).0;
+    let first = purge();
+    assert!(
+        first.contains("of 1 jobs") && first.contains("of 1 outcomes"),
+        "{first}"
+    );
+    let again = purge();
+    assert!(
+        again.contains("of 0 jobs") && again.contains("of 0 outcomes"),
+        "{again}"
+    );
+    let (masked, _) = run_ok(kyc(dir.path()).args(["report", "outcomes", "--database", &db_url]));
+    assert!(
+        !masked.contains("欧***") && masked.contains("诸***"),
+        "{masked}"
+    );
+    assert_eq!(masked.lines().count(), 3, "outcomes are kept: {masked}");
+}
+
+#[test]
+fn server_mode_commands_refuse_to_start_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.csv"), "operation,name,id_number\n").unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("k.db").display());
+    for (args, var) in [
+        (
+            vec!["produce", "--input", "in.csv", "--database", &db_url],
+            "KYC_DATA_KEYS",
+        ),
+        (
+            vec![
+                "work",
+                "--database",
+                &db_url,
+                "--http-listen",
+                "127.0.0.1:0",
+            ],
+            "KYC_DATA_KEYS",
+        ),
+        (
+            vec![
+                "report",
+                "outcomes",
+                "--database",
+                &db_url,
+                "--unmasked",
+                "--requested-by",
+                "t",
+            ],
+            "KYC_DATA_KEYS",
+        ),
+    ] {
+        let out = kyc(dir.path()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started without keys");
+        assert!(
+            stderr.contains(&format!("{var} is not set")),
+            "{args:?}: {stderr}"
+        );
+    }
+    // With data keys but no index key, the producer names the missing one.
+    let out = kyc(dir.path())
+        .args(["produce", "--input", "in.csv", "--database", &db_url])
+        .env(
+            "KYC_DATA_KEYS",
+            kyc_schemas::DataKeys::generate("k").unwrap().to_config(),
+        )
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KYC_INDEX_KEY is not set"));
+}

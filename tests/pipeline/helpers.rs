@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kyc_objects::ObjectStore;
 use kyc_queue::{Broker, Topology};
-use kyc_schemas::{IdNumber, Status};
+use kyc_schemas::{IdNumber, Job, JobMessage, Keyring, Status};
 use kyc_simulator::{SimConfig, Simulator};
 use kyc_store::Store;
 use kyc_worker::{
@@ -15,6 +15,17 @@ use kyc_worker::{
     RetryPolicy, WorkerSettings,
 };
 use sqlx::Executor;
+
+/// The keys every test of this binary seals and opens with (fresh for each test run).
+pub fn keyring() -> &'static Keyring {
+    static KEYS: std::sync::OnceLock<Keyring> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| Keyring::generate("test").unwrap())
+}
+
+/// A job as the producer publishes it: version 2, personal fields sealed with [`keyring`].
+pub fn message(job: &Job) -> Vec<u8> {
+    JobMessage::seal(job, &keyring().data).to_bytes()
+}
 
 pub fn service(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
@@ -152,6 +163,7 @@ impl TestApp {
                 ..Default::default()
             },
             metrics: Default::default(),
+            keys: keyring().data.clone(),
         })
     }
 
@@ -261,6 +273,9 @@ impl TestApp {
             .env("KYC_BAIDU_ENDPOINT", self.sim.base_url())
             .env("KYC_BAIDU_PLAN_ID", "sim-authority")
             .env("KYC_S3_ENDPOINT", service("KYC_TEST_S3_ENDPOINT"))
+            .env("KYC_DATA_KEYS", keyring().data.to_config())
+            .env("KYC_DATA_KEY_ID", keyring().data.current_id())
+            .env("KYC_INDEX_KEY", keyring().index.to_base64())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         for (k, v) in env {
@@ -311,6 +326,7 @@ impl TestApp {
             window: 200,
             encoding: Default::default(),
             max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
+            keys: keyring().clone(),
         };
         kyc_producer::produce(
             &settings,
@@ -396,6 +412,37 @@ impl TestApp {
             .iter()
             .map(|b| b.billable_calls)
             .sum()
+    }
+
+    /// Every message in a queue as the broker holds it: (message id, body, headers). The
+    /// messages stay in the queue (they are returned when the channel closes).
+    pub async fn peek_queue(&self, queue: &str) -> Vec<(String, Vec<u8>, String)> {
+        let conn = lapin::Connection::connect(&self.amqp_url, Default::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let mut out = Vec::new();
+        while let Some(msg) = ch
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: false },
+            )
+            .await
+            .unwrap()
+        {
+            let props = &msg.delivery.properties;
+            out.push((
+                props
+                    .message_id()
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                msg.delivery.data.clone(),
+                format!("{:?}", props.headers()),
+            ));
+        }
+        let _ = conn.close(200, "peeked".into()).await;
+        out
     }
 
     /// Takes one message from the dead-letter queue: (message id, reason header).

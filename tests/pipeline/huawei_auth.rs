@@ -15,7 +15,7 @@ use crate::helpers::{id_with_seq, spawn_app};
 fn job(batch: &str, seq: &str) -> Job {
     Job {
         schema_version: 1,
-        job_id: JobId::derive(batch, seq),
+        job_id: JobId::derive(&crate::helpers::keyring().index, batch, seq),
         batch_id: batch.into(),
         source_row: 2,
         customer_ref: None,
@@ -54,6 +54,7 @@ fn context(
         limiters: Limiters::default(),
         retry: RetryPolicy::default(),
         metrics: Default::default(),
+        keys: crate::helpers::keyring().data.clone(),
     })
 }
 
@@ -76,7 +77,7 @@ async fn iam_tokens_are_fetched_cached_and_accepted_and_bad_keys_are_not_retried
         },
     );
     for seq in ["101", "901"] {
-        let payload = serde_json::to_vec(&job("token", seq)).unwrap();
+        let payload = crate::helpers::message(&job("token", seq));
         assert_eq!(
             process(&token_ctx, &payload, 0, 0).await,
             Disposition::Ack(Some(if seq == "101" {
@@ -106,7 +107,7 @@ async fn iam_tokens_are_fetched_cached_and_accepted_and_bad_keys_are_not_retried
             sk: "wrong-secret".into(),
         },
     );
-    let payload = serde_json::to_vec(&job("badkey", "101")).unwrap();
+    let payload = crate::helpers::message(&job("badkey", "101"));
     assert_eq!(
         process(&bad_ctx, &payload, 0, 0).await,
         Disposition::Ack(Some(kyc_schemas::Status::Error))

@@ -10,6 +10,7 @@ mod embedded;
 mod helpers;
 mod huawei_auth;
 mod input_integrity;
+mod personal_data;
 mod poison;
 mod producer_restart;
 mod reports;

@@ -19,6 +19,24 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_consumption_continu
             "p-bad-id",
             br#"{"schema_version":1,"job_id":"j","batch_id":"b","source_row":2,"operation":"huawei.idcard_extension","subject":{"name":"Wang","id_number":"440304199001011231"}}"#.to_vec(),
         ),
+        // Sealed with a key this worker does not have (retired too early, or another
+        // environment's): poison, and the reason names the key id, not the data.
+        ("p-key", {
+            let mut job = kyc_schemas::Job {
+                schema_version: 2,
+                job_id: kyc_schemas::JobId::from_stored("p-key-job"),
+                batch_id: "b".into(),
+                source_row: 2,
+                customer_ref: None,
+                operation: kyc_schemas::Operation::HuaweiIdcardExtension,
+                subject: Default::default(),
+                materials: Default::default(),
+                vendor_refs: Default::default(),
+            };
+            job.subject.name = Some(kyc_schemas::PersonName::parse("诸葛亮").unwrap());
+            let other = kyc_schemas::DataKeys::generate("retired-2025").unwrap();
+            kyc_schemas::JobMessage::seal(&job, &other).to_bytes()
+        }),
     ];
     for (id, payload) in &poison {
         publisher
@@ -33,7 +51,7 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_consumption_continu
     // A good job after the poison is still processed.
     let job = kyc_schemas::Job {
         schema_version: 1,
-        job_id: kyc_schemas::JobId::derive("poison", "good"),
+        job_id: kyc_schemas::JobId::derive(&crate::helpers::keyring().index, "poison", "good"),
         batch_id: "poison".into(),
         source_row: 2,
         customer_ref: None,
@@ -79,5 +97,10 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_consumption_continu
         !reasons["p-bad-id"].contains("440304199001011231"),
         "the reason leaked an ID number"
     );
+    assert!(
+        reasons["p-key"].contains("p-key-job") && reasons["p-key"].contains("\"retired-2025\""),
+        "{reasons:?}"
+    );
+    assert!(!reasons["p-key"].contains("诸葛亮"), "{reasons:?}");
     app.cleanup().await;
 }

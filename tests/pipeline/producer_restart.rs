@@ -51,6 +51,8 @@ fn produce(csv: &std::path::Path, db: &str, prefix: &str, batch: &str) -> Child 
         ])
         .arg("--rejects")
         .arg(csv.with_extension("rejects.csv"))
+        .env("KYC_DATA_KEYS", crate::helpers::keyring().data.to_config())
+        .env("KYC_INDEX_KEY", crate::helpers::keyring().index.to_base64())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -13,14 +13,15 @@ const DAY_20: i64 = 1_763_632_800_000; // 2025-11-20T10:00:00Z
 const DAY_21: i64 = DAY_20 + 86_400_000;
 
 /// Two batches' worth of every state a report distinguishes. Literal SQL (no binds) so the
-/// fixture reads the same on both backends.
+/// fixture reads the same on both backends. The subjects are in the clear columns, as an
+/// older version wrote them: the masked report must show them (masked) before they are sealed.
 const SEED: &[&str] = &[
     "INSERT INTO batches (batch_id, source, created_at_ms, updated_at_ms) VALUES ('gold', 'jobs.csv', 0, 0)",
-    "INSERT INTO jobs (job_id, batch_id, source_row, dedup_key, customer_ref, vendor, operation, subject_name, subject_id_number, payload, created_at_ms, published_at_ms) VALUES \
-     ('j1', 'gold', 2, 'd1', 'C-1', 'huawei', 'huawei.standard', '张三丰', '11010519491231002X', '{}', 0, 1), \
-     ('j2', 'gold', 3, 'd2', 'C-2', 'huawei', 'huawei.standard', '李四', '440304199001011237', '{}', 0, 1), \
-     ('j3', 'gold', 4, 'd3', 'C-3', 'huawei', 'huawei.idcard_extension', '王五', '440304199001021234', '{}', 0, 1), \
-     ('j4', 'gold', 5, 'd4', NULL, 'huawei', 'huawei.idcard_extension', '赵六', '440304199001031230', '{}', 0, NULL)",
+    "INSERT INTO jobs (job_id, batch_id, source_row, dedup_key, customer_ref, vendor, operation, subject_name, subject_id_number, created_at_ms, published_at_ms) VALUES \
+     ('j1', 'gold', 2, 'd1', 'C-1', 'huawei', 'huawei.standard', '张三丰', '11010519491231002X', 0, 1), \
+     ('j2', 'gold', 3, 'd2', 'C-2', 'huawei', 'huawei.standard', '李四', '440304199001011237', 0, 1), \
+     ('j3', 'gold', 4, 'd3', 'C-3', 'huawei', 'huawei.idcard_extension', '王五', '440304199001021234', 0, 1), \
+     ('j4', 'gold', 5, 'd4', NULL, 'huawei', 'huawei.idcard_extension', '赵六', '440304199001031230', 0, NULL)",
     "INSERT INTO outcomes (job_id, batch_id, vendor, operation, status, reason, vendor_code, vendor_message, similarity, liveness_score, vendor_request_id, vendor_ref, attempts, latency_ms, billed, completed_at_ms) VALUES \
      ('j1', 'gold', 'huawei', 'huawei.standard', 'passed', 'verified', '1000', 'Successful certification', 91.5, NULL, 'r-1', NULL, 1, 120, 1, 1763632800000), \
      ('j2', 'gold', 'huawei', 'huawei.standard', 'failed', 'identity_mismatch', '2001', 'Inconsistent identity information, \"quoted\"', NULL, NULL, 'r-2', NULL, 2, 80, 1, 1763719200000)",
@@ -127,6 +128,7 @@ async fn all_reports(store: &Store) {
         }),
         destination: "standard output".into(),
         excel_bom: true,
+        keys: Some(crate::helpers::keyring().data.clone()),
     };
     kyc_report::write_outcomes(store, &filter, &unmasked, &mut out)
         .await
@@ -151,6 +153,31 @@ async fn all_reports(store: &Store) {
     );
     assert!(a.filter.contains("batch=gold"), "{}", a.filter);
     assert_eq!(a.filter_batch.as_deref(), Some("gold"));
+
+    // After an upgrade, the clear subjects are sealed (`kyc migrate` with a key): the clear
+    // columns are emptied, and both reports read the same as before.
+    assert_eq!(store.legacy_subject_count().await.unwrap(), 4);
+    let keys = &crate::helpers::keyring().data;
+    assert_eq!(store.seal_legacy_subjects(keys).await.unwrap(), 4);
+    assert_eq!(store.seal_legacy_subjects(keys).await.unwrap(), 0);
+    let (clear,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM jobs WHERE subject_name IS NOT NULL OR subject_id_number IS NOT NULL \
+         OR subject_name_sealed LIKE '%张三丰%' OR subject_id_number_sealed LIKE '%1101051949%'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(clear, 0);
+    let mut out = Vec::new();
+    kyc_report::write_outcomes(store, &filter, &opts, &mut out)
+        .await
+        .unwrap();
+    check("outcomes.csv", &out);
+    let mut sealed = Vec::new();
+    kyc_report::write_outcomes(store, &filter, &unmasked, &mut sealed)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(sealed).unwrap(), text);
 }
 
 #[tokio::test]

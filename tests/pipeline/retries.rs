@@ -16,7 +16,7 @@ use crate::helpers::{id_with_seq, spawn_app};
 fn job(seq: &str) -> Job {
     Job {
         schema_version: 1,
-        job_id: JobId::derive("retries", seq),
+        job_id: JobId::derive(&crate::helpers::keyring().index, "retries", seq),
         batch_id: "retries".into(),
         source_row: 2,
         customer_ref: None,
@@ -64,6 +64,7 @@ async fn long_waits_go_through_the_delay_queue_and_spent_jobs_are_dead_lettered(
             max_deferrals: 1,
         },
         metrics: Default::default(),
+        keys: crate::helpers::keyring().data.clone(),
     });
     let (stop, worker) = app.spawn_worker_with(ctx).await;
     let start = Instant::now();
@@ -74,7 +75,7 @@ async fn long_waits_go_through_the_delay_queue_and_spent_jobs_are_dead_lettered(
             OutMessage {
                 vendor: Vendor::Huawei,
                 message_id: j.job_id.to_string(),
-                payload: serde_json::to_vec(&j).unwrap(),
+                payload: crate::helpers::message(&j),
             }
         })
         .collect();

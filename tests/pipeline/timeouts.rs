@@ -40,10 +40,11 @@ async fn a_timed_out_call_is_recorded_as_unknown_and_listed() {
             ..Default::default()
         },
         metrics: Default::default(),
+        keys: crate::helpers::keyring().data.clone(),
     });
     let job = Job {
         schema_version: 1,
-        job_id: JobId::derive("slow", "1"),
+        job_id: JobId::derive(&crate::helpers::keyring().index, "slow", "1"),
         batch_id: "slow".into(),
         source_row: 2,
         customer_ref: None,
@@ -56,7 +57,7 @@ async fn a_timed_out_call_is_recorded_as_unknown_and_listed() {
         materials: Default::default(),
         vendor_refs: Default::default(),
     };
-    let d = process(&ctx, &serde_json::to_vec(&job).unwrap(), 0, 0).await;
+    let d = process(&ctx, &crate::helpers::message(&job), 0, 0).await;
     assert_eq!(d, Disposition::Ack(Some(Status::Passed)));
     tokio::time::sleep(Duration::from_millis(1500)).await; // the late answer lands at the simulator
     let states: Vec<(String, i64)> = app

@@ -110,6 +110,7 @@ async fn alibaba_refuses_bad_signatures_stale_timestamps_and_reused_nonces() {
         limiters: Default::default(),
         retry: base.retry.clone(),
         metrics: Default::default(),
+        keys: crate::helpers::keyring().data.clone(),
     });
     let job: kyc_schemas::Job = serde_json::from_value(serde_json::json!({
         "schema_version": 1, "job_id": "sig-1", "batch_id": "sig", "source_row": 2,
@@ -117,7 +118,7 @@ async fn alibaba_refuses_bad_signatures_stale_timestamps_and_reused_nonces() {
         "subject": {}, "vendor_refs": {"biz_id": "biz-1"},
     }))
     .unwrap();
-    let payload = serde_json::to_vec(&job).unwrap();
+    let payload = crate::helpers::message(&job);
     let d = kyc_worker::process::process(&ctx, &payload, 1, 0).await;
     assert_eq!(
         d,
@@ -179,6 +180,7 @@ async fn each_vendor_throttles_with_its_own_signal_and_every_job_still_passes() 
             ..base.retry.clone()
         },
         metrics: Default::default(),
+        keys: crate::helpers::keyring().data.clone(),
     });
     let (stop, worker) = app.spawn_worker_with(ctx).await;
     app.wait_for_outcomes("quota", 24, Duration::from_secs(120))
@@ -236,6 +238,7 @@ async fn baidu_credentials_the_oauth_endpoint_refuses_end_as_auth_failed() {
         limiters: Default::default(),
         retry: base.retry.clone(),
         metrics: Default::default(),
+        keys: crate::helpers::keyring().data.clone(),
     });
     let job: kyc_schemas::Job = serde_json::from_value(serde_json::json!({
         "schema_version": 1, "job_id": "oauth-1", "batch_id": "oauth", "source_row": 2,
@@ -243,7 +246,7 @@ async fn baidu_credentials_the_oauth_endpoint_refuses_end_as_auth_failed() {
         "subject": {}, "vendor_refs": {"verify_token": "t"},
     }))
     .unwrap();
-    let payload = serde_json::to_vec(&job).unwrap();
+    let payload = crate::helpers::message(&job);
     kyc_worker::process::process(&ctx, &payload, 1, 0).await;
     let outcomes = app.outcomes_by_job("oauth").await;
     assert_eq!(outcomes["oauth-1"].0, "error");

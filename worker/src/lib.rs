@@ -50,6 +50,9 @@ pub struct Context {
     pub limiters: Limiters,
     pub retry: RetryPolicy,
     pub metrics: metrics::Metrics,
+    /// Open the sealed personal fields of job messages (every configured key id, so
+    /// messages sealed before a rotation still open).
+    pub keys: kyc_schemas::DataKeys,
 }
 
 pub type SharedContext = Arc<Context>;

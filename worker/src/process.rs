@@ -2,7 +2,10 @@
 //! already has an outcome, fetch its materials, call the vendor, record the outcome. The
 //! result says what to do with the message; the caller acks only after the commit.
 
-use kyc_schemas::{Job, Outcome, Reason, Status, JOB_SCHEMA_VERSION, OUTCOME_SCHEMA_VERSION};
+use kyc_schemas::{
+    DataKeys, Job, JobMessage, Outcome, Reason, Status, CLEAR_JOB_SCHEMA_VERSION,
+    JOB_SCHEMA_VERSION, OUTCOME_SCHEMA_VERSION,
+};
 use tracing::Instrument;
 
 use crate::call::{CallError, Caller};
@@ -34,8 +37,10 @@ pub enum Disposition {
 }
 
 /// Decodes a message into a job, or says why it is poison. The reason never quotes message
-/// content (it could be a name or an ID number), only positions and kinds.
-pub fn decode(payload: &[u8]) -> Result<Job, String> {
+/// content (it could be a name or an ID number), only positions, kinds and key ids.
+/// Version 2 messages are opened with the data keys; version 1 (personal fields in clear,
+/// written before sealing) is still read so that a queue filled before an upgrade drains.
+pub fn decode(payload: &[u8], keys: &DataKeys) -> Result<Job, String> {
     if payload.len() > MAX_MESSAGE_BYTES {
         return Err(format!(
             "oversized message: {} bytes (limit {MAX_MESSAGE_BYTES})",
@@ -50,16 +55,25 @@ pub fn decode(payload: &[u8]) -> Result<Job, String> {
             e.column()
         )
     })?;
+    let invalid = |e: serde_json::Error| format!("invalid job: {}", scrub(&e.to_string()));
     match value.get("schema_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(JOB_SCHEMA_VERSION) => {}
-        Some(v) => {
-            return Err(format!(
-                "unsupported schema_version {v} (this worker reads {JOB_SCHEMA_VERSION})"
-            ))
+        Some(v) if v == u64::from(JOB_SCHEMA_VERSION) => {
+            let message: JobMessage = serde_json::from_value(value).map_err(invalid)?;
+            let job_id = message.job_id.clone();
+            message
+                .open(keys)
+                .map_err(|e| format!("job {job_id}: {e}"))
         }
-        None => return Err("missing schema_version".into()),
+        Some(v) if v == u64::from(CLEAR_JOB_SCHEMA_VERSION) => {
+            let job: Job = serde_json::from_value(value).map_err(invalid)?;
+            tracing::warn!(job_id = %job.job_id, "version 1 job message (personal fields in clear, from a producer before sealing)");
+            Ok(job)
+        }
+        Some(v) => Err(format!(
+            "unsupported schema_version {v} (this worker reads {CLEAR_JOB_SCHEMA_VERSION} and {JOB_SCHEMA_VERSION})"
+        )),
+        None => Err("missing schema_version".into()),
     }
-    serde_json::from_value(value).map_err(|e| format!("invalid job: {}", scrub(&e.to_string())))
 }
 
 /// Removes quoted fragments from a serde message: they may be field values. Escaped quotes
@@ -91,7 +105,7 @@ pub async fn process(
     delivery_count: u32,
     deferrals: u32,
 ) -> Disposition {
-    let job = match decode(payload) {
+    let job = match decode(payload, &ctx.keys) {
         Ok(j) => j,
         Err(reason) => return Disposition::DeadLetter(reason),
     };
@@ -320,6 +334,8 @@ mod tests {
 
     #[test]
     fn poison_messages_are_named_without_their_content() {
+        let keys = DataKeys::generate("k1").unwrap();
+        let decode = |b: &[u8]| decode(b, &keys);
         assert!(decode(b"not json").unwrap_err().starts_with("not JSON"));
         assert_eq!(decode(br#"{"a":1}"#).unwrap_err(), "missing schema_version");
         assert!(decode(br#"{"schema_version":99}"#)
@@ -332,6 +348,50 @@ mod tests {
         assert!(reason.starts_with("invalid job"), "{reason}");
         assert!(
             !reason.contains("110105194912310021") && !reason.contains("Zhang"),
+            "{reason}"
+        );
+    }
+
+    fn sample_job() -> Job {
+        Job {
+            schema_version: JOB_SCHEMA_VERSION,
+            job_id: kyc_schemas::JobId::from_stored("job-1"),
+            batch_id: "b".into(),
+            source_row: 2,
+            customer_ref: None,
+            operation: kyc_schemas::Operation::HuaweiIdcardExtension,
+            subject: kyc_schemas::Subject {
+                name: Some(kyc_schemas::PersonName::parse("张三").unwrap()),
+                id_number: Some(kyc_schemas::IdNumber::parse("11010519491231002X").unwrap()),
+                ..Default::default()
+            },
+            materials: Default::default(),
+            vendor_refs: Default::default(),
+        }
+    }
+
+    #[test]
+    fn sealed_messages_open_and_clear_version_1_messages_are_still_read() {
+        let keys = DataKeys::generate("k1").unwrap();
+        let job = sample_job();
+        let sealed = JobMessage::seal(&job, &keys).to_bytes();
+        assert_eq!(decode(&sealed, &keys).unwrap(), job);
+        let mut v1 = job.clone();
+        v1.schema_version = CLEAR_JOB_SCHEMA_VERSION;
+        let clear = serde_json::to_vec(&v1).unwrap();
+        assert_eq!(decode(&clear, &keys).unwrap(), v1);
+    }
+
+    #[test]
+    fn a_message_sealed_with_an_unknown_key_is_poison_naming_the_key_not_the_data() {
+        let sealed = JobMessage::seal(&sample_job(), &DataKeys::generate("retired").unwrap());
+        let reason = decode(&sealed.to_bytes(), &DataKeys::generate("k2").unwrap()).unwrap_err();
+        assert!(
+            reason.contains("job-1") && reason.contains("\"retired\""),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains("张三") && !reason.contains("002X"),
             "{reason}"
         );
     }

@@ -90,7 +90,7 @@ mod tests {
     fn job() -> Job {
         Job {
             schema_version: JOB_SCHEMA_VERSION,
-            job_id: JobId::derive("b", "r"),
+            job_id: JobId::from_stored("b-r"),
             batch_id: "b".into(),
             source_row: 2,
             customer_ref: None,
