@@ -10,7 +10,7 @@ use futures::StreamExt;
 use kyc_store::Store;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 
-use crate::helpers::{fresh_pg, service};
+use crate::helpers::{amqp_connection, fresh_pg, service, tls_env};
 
 const ROWS: usize = 30_000;
 const WINDOW: usize = 500;
@@ -51,6 +51,7 @@ fn produce(csv: &std::path::Path, db: &str, prefix: &str, batch: &str) -> Child 
         ])
         .arg("--rejects")
         .arg(csv.with_extension("rejects.csv"))
+        .envs(tls_env())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,9 +77,7 @@ async fn interrupt(child: &mut Child, store: &Store, batch: &str, signal: &str) 
 
 /// All messages in a queue, drained: (total, distinct message ids).
 async fn drain(prefix: &str) -> (usize, usize) {
-    let conn = lapin::Connection::connect(&service("KYC_TEST_AMQP_URL"), Default::default())
-        .await
-        .unwrap();
+    let conn = amqp_connection(&service("KYC_TEST_AMQP_URL")).await;
     let ch = conn.create_channel().await.unwrap();
     let queue = format!("{prefix}.jobs.huawei");
     let declared = ch
