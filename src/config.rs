@@ -279,7 +279,13 @@ pub fn transport_warnings(database: &str, amqp: &str, s3_endpoint: Option<&str>)
 fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         None => true,
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        // postgres:// and amqp:// are not "special" schemes to the URL standard, so their
+        // IPv4 hosts arrive unparsed.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
     }

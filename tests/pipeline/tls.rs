@@ -74,7 +74,8 @@ async fn postgres_is_reached_over_verified_tls_only() {
     .await
     .unwrap_err();
     assert!(
-        matches!(err, sqlx::Error::Tls(_)) && err.to_string().contains("certificate"),
+        err.to_string()
+            .contains("invalid peer certificate: UnknownIssuer"),
         "a server certified by another CA must be refused: {err}"
     );
 
@@ -83,7 +84,8 @@ async fn postgres_is_reached_over_verified_tls_only() {
     let other_name = with_host(&url, "127.0.0.2");
     let err = connect(other_name.clone()).await.unwrap_err();
     assert!(
-        matches!(err, sqlx::Error::Tls(_)) && err.to_string().contains("certificate"),
+        err.to_string()
+            .contains("invalid peer certificate: certificate not valid for name"),
         "{err}"
     );
     connect(with_options(&other_name, &[("sslmode", "verify-ca")]))
