@@ -167,11 +167,8 @@ async fn scratch_store_url(
         .await
         .context("The benchmark creates a scratch database: the role needs CREATEDB")?;
     admin.close().await;
-    let (base, _) = conn
-        .database
-        .rsplit_once('/')
+    let url = crate::config::with_database_name(&conn.database, &name)
         .context("database URL has no path")?;
-    let url = format!("{base}/{name}");
     let store = Store::connect(&url, 8).await?;
     store.migrate().await?;
     Ok((store, Some((conn.database.clone(), name)), url))
@@ -300,16 +297,14 @@ async fn produce(
         "bench{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     ));
-    let broker = Broker::connect_amqp(&conn.amqp, topology.clone())
-        .await
-        .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?;
+    let broker = crate::commands::broker(&conn, topology.clone()).await?;
     let full = stage(&store, &broker, &input, "full", window, false).await?;
     println!(
         "+ RabbitMQ (full path):         {:>9.0} rows/s  ({} published)",
         full.rows_per_s, full.published
     );
     broker.close().await;
-    delete_queues(&conn.amqp, &topology).await;
+    delete_queues(&conn, &topology).await;
     drop_scratch(store, scratch).await?;
 
     let peak = peak_rss_mb().unwrap_or(f64::NAN);
@@ -366,8 +361,11 @@ async fn produce(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn delete_queues(amqp: &str, t: &Topology) {
-    if let Ok(conn) = lapin::Connection::connect(amqp, Default::default()).await {
+async fn delete_queues(conn: &Conn, t: &Topology) {
+    let ca = crate::config::ca_pem(conn.amqp_ca_file.as_deref(), "KYC_AMQP_CA_FILE")
+        .ok()
+        .flatten();
+    if let Ok(conn) = kyc_queue::amqp::connect(&conn.amqp, ca.as_deref()).await {
         if let Ok(ch) = conn.create_channel().await {
             let mut queues = vec![t.dead_letter_queue()];
             for v in Vendor::ALL {
@@ -398,8 +396,7 @@ struct Fleet {
     creds: crate::embedded::SimCredentials,
     dir: tempfile::TempDir,
     /// Passed on to the worker processes (flags given to `kyc bench` are not in their env).
-    amqp: String,
-    s3_endpoint: Option<String>,
+    conn: Conn,
 }
 
 impl Fleet {
@@ -410,9 +407,7 @@ impl Fleet {
             "bench{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ));
-        let broker = Broker::connect_amqp(&conn.amqp, topology.clone())
-            .await
-            .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?;
+        let broker = crate::commands::broker(conn, topology.clone()).await?;
         broker.declare().await?;
         let (mut config, creds) = crate::embedded::simulator_config();
         config.faults = faults;
@@ -428,8 +423,7 @@ impl Fleet {
             sim,
             creds,
             dir,
-            amqp: conn.amqp.clone(),
-            s3_endpoint: crate::config::s3_endpoint(conn.s3_endpoint.as_deref()),
+            conn: conn.clone(),
         })
     }
 
@@ -490,10 +484,18 @@ impl Fleet {
                     .arg("--images")
                     .arg(self.dir.path())
                     .env("KYC_DATABASE_URL", &self.db_url)
-                    .env("KYC_AMQP_URL", &self.amqp)
+                    .env("KYC_AMQP_URL", &self.conn.amqp)
+                    .env(
+                        "KYC_AMQP_CA_FILE",
+                        self.conn.amqp_ca_file.clone().unwrap_or_default(),
+                    )
                     .env(
                         "KYC_S3_ENDPOINT",
-                        self.s3_endpoint.as_deref().unwrap_or_default(),
+                        self.conn.s3_endpoint.as_deref().unwrap_or_default(),
+                    )
+                    .env(
+                        "KYC_S3_CA_FILE",
+                        self.conn.s3_ca_file.clone().unwrap_or_default(),
                     )
                     .env("KYC_QUEUE_PREFIX", &self.topology.prefix)
                     .env(crate::keys::DATA_KEYS, self.keys.data.to_config())
@@ -514,7 +516,7 @@ impl Fleet {
             .collect()
     }
 
-    async fn stop(self, mut workers: Vec<std::process::Child>, amqp: &str) -> anyhow::Result<()> {
+    async fn stop(self, mut workers: Vec<std::process::Child>) -> anyhow::Result<()> {
         for w in &workers {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &w.id().to_string()])
@@ -524,7 +526,7 @@ impl Fleet {
             let _ = w.wait();
         }
         self.broker.close().await;
-        delete_queues(amqp, &self.topology).await;
+        delete_queues(&self.conn, &self.topology).await;
         self.sim.stop().await;
         drop_scratch(self.store, self.scratch).await
     }
@@ -599,7 +601,7 @@ async fn quota(
         println!("{key:<32} quota {q:>5.1}  achieved {achieved:>6.2} QPS  utilisation {util:.3}  throttled {}", t1 - t0);
         apis.insert(key, json!({"quota": q, "achieved_qps": (achieved * 100.0).round() / 100.0, "utilisation": (util * 1000.0).round() / 1000.0, "throttled": t1 - t0}));
     }
-    fleet.stop(children, &conn.amqp).await?;
+    fleet.stop(children).await?;
     let vs = baseline_ratio(
         baseline,
         &format!("quota_{workers}"),
@@ -633,7 +635,7 @@ async fn throughput(
     crate::telemetry::init(false, "warn,sqlx=error,lapin=off");
     let fleet = Fleet::start(&conn, kyc_simulator::FaultConfig::default()).await?;
     // The face comes from the S3 server, as in production.
-    let objects = s3_objects(&conn).await;
+    let objects = crate::commands::objects(&conn, None).await?;
     let bucket = format!(
         "kyc-bench-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -676,7 +678,7 @@ async fn throughput(
         .filter_map(|c| peak_rss_of(c.id()))
         .collect();
     let peak = rss.iter().cloned().fold(0.0, f64::max);
-    fleet.stop(children, &conn.amqp).await?;
+    fleet.stop(children).await?;
     let jobs_per_s = jobs as f64 / took.as_secs_f64();
     println!("{jobs} jobs, {workers} worker process(es): {jobs_per_s:.0} jobs/s end to end ({:.1} s; producing took {:.1} s)", took.as_secs_f64(), produced.as_secs_f64());
     println!("peak worker RSS: {peak:.1} MB");
@@ -689,10 +691,4 @@ async fn throughput(
         json!({"bench": "throughput", "jobs": jobs, "workers": workers, "jobs_per_s": jobs_per_s.round(), "peak_worker_rss_mb": (peak * 10.0).round() / 10.0, "jobs_per_s_vs_baseline": vs})
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The object store the server commands would use.
-async fn s3_objects(conn: &Conn) -> kyc_objects::ObjectStore {
-    let endpoint = crate::config::s3_endpoint(conn.s3_endpoint.as_deref());
-    kyc_objects::ObjectStore::s3(endpoint.as_deref(), None).await
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use kyc_objects::ObjectStore;
 use kyc_producer::{ProduceError, ProduceSettings};
-use kyc_queue::Broker;
+use kyc_queue::{Broker, Topology};
 use kyc_schemas::{Operation, Vendor};
 use kyc_store::Store;
 use kyc_worker::{Clients, Context, Limiters, RetryPolicy, WorkerSettings};
@@ -211,7 +211,7 @@ impl Destination {
             Destination::File(p) => p.display().to_string(),
             Destination::S3 { uri, tmp } => {
                 objects(conn, None)
-                    .await
+                    .await?
                     .put_file(&uri, tmp.path())
                     .await
                     .with_context(|| format!("Failed to upload {uri}"))?;
@@ -233,6 +233,10 @@ pub struct SimulateArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8480")]
     listen: String,
+    /// CA certificate file (PEM) trusted when the simulated vendor downloads images from
+    /// https:// URLs (a private S3's presigned URLs), besides the system's roots.
+    #[arg(long, env = "KYC_S3_CA_FILE")]
+    s3_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +247,13 @@ pub struct MigrateArgs {
 
 fn init_logs(conn: &Conn) {
     telemetry::init(conn.log_format == "json", "info");
+    for warning in config::transport_warnings(
+        &conn.database,
+        &conn.amqp,
+        config::s3_endpoint(conn.s3_endpoint.as_deref()).as_deref(),
+    ) {
+        tracing::warn!("{warning}");
+    }
 }
 
 async fn connect_store(conn: &Conn) -> anyhow::Result<Store> {
@@ -256,9 +267,21 @@ async fn connect_store_sized(conn: &Conn, max_connections: u32) -> anyhow::Resul
     Ok(store)
 }
 
-async fn objects(conn: &Conn, local: Option<PathBuf>) -> ObjectStore {
+/// The S3 store of `conn`, trusting `KYC_S3_CA_FILE` for an https:// endpoint.
+pub async fn objects(conn: &Conn, local: Option<PathBuf>) -> anyhow::Result<ObjectStore> {
     let endpoint = config::s3_endpoint(conn.s3_endpoint.as_deref());
-    ObjectStore::s3(endpoint.as_deref(), local).await
+    let ca = config::ca_pem(conn.s3_ca_file.as_deref(), "KYC_S3_CA_FILE")?;
+    ObjectStore::s3(endpoint.as_deref(), ca.as_deref(), local)
+        .await
+        .context("Failed to set up S3 (KYC_S3_ENDPOINT, KYC_S3_CA_FILE)")
+}
+
+/// The RabbitMQ broker of `conn`, trusting `KYC_AMQP_CA_FILE` for an amqps:// URL.
+pub async fn broker(conn: &Conn, topology: Topology) -> anyhow::Result<Broker> {
+    let ca = config::ca_pem(conn.amqp_ca_file.as_deref(), "KYC_AMQP_CA_FILE")?;
+    Broker::connect_amqp(&conn.amqp, ca.as_deref(), topology)
+        .await
+        .context("Failed to connect to RabbitMQ (KYC_AMQP_URL, KYC_AMQP_CA_FILE)")
 }
 
 pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
@@ -277,16 +300,14 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         .flatten()
         .any(|u| u.starts_with("s3://"));
     let objects = if on_s3 {
-        objects(&a.conn, None).await
+        objects(&a.conn, None).await?
     } else {
         ObjectStore::local(".")
     };
     let broker = if a.dry_run {
         Broker::memory()
     } else {
-        Broker::connect_amqp(&a.conn.amqp, a.conn.topology())
-            .await
-            .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?
+        broker(&a.conn, a.conn.topology()).await?
     };
     let rejects_target = a.rejects.unwrap_or_else(|| {
         if a.input.starts_with("s3://") {
@@ -513,11 +534,9 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
     // Each job in flight makes a few short queries: a connection per two jobs, within reason
     // (several replicas share the server's connection limit).
     let store = connect_store_sized(&a.conn, (a.concurrency as u32 / 2 + 4).min(32)).await?;
-    let broker = Broker::connect_amqp(&a.conn.amqp, a.conn.topology())
-        .await
-        .context("Failed to connect to RabbitMQ (KYC_AMQP_URL)")?;
+    let broker = broker(&a.conn, a.conn.topology()).await?;
     broker.declare().await.context("Failed to declare queues")?;
-    let objects = objects(&a.conn, a.images).await;
+    let objects = objects(&a.conn, a.images).await?;
     let ctx = Arc::new(Context {
         store: store.clone(),
         objects,
@@ -731,7 +750,8 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     telemetry::init(false, "info");
-    let (config, creds) = crate::embedded::simulator_config();
+    let (mut config, creds) = crate::embedded::simulator_config();
+    config.aliyun.trusted_ca_pem = config::ca_pem(a.s3_ca_file.as_deref(), "KYC_S3_CA_FILE")?;
     let sim = kyc_simulator::Simulator::start(config, &a.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", a.listen))?;

@@ -3,7 +3,10 @@
 //! variable the binary reads; a test holds the README and the Kubernetes manifests to it.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use kyc_worker::{AlibabaConfig, BaiduConfig, HuaweiAuth, HuaweiConfig, Quota};
 
@@ -21,7 +24,9 @@ pub enum Kind {
 pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_AMQP_URL", Kind::Secret),
     ("KYC_DATABASE_URL", Kind::Secret),
+    ("KYC_AMQP_CA_FILE", Kind::Config),
     ("KYC_S3_ENDPOINT", Kind::Config),
+    ("KYC_S3_CA_FILE", Kind::Config),
     ("AWS_ACCESS_KEY_ID", Kind::Secret),
     ("AWS_SECRET_ACCESS_KEY", Kind::Secret),
     ("AWS_REGION", Kind::Config),
@@ -244,6 +249,87 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{t:?}: must be above zero and below 500 billion years"))
 }
 
+/// The PEM text of a CA file named by `var` (a flag or its variable), checked to hold at
+/// least one certificate; `None` when unset or empty.
+pub fn ca_pem(path: Option<&Path>, var: &str) -> anyhow::Result<Option<String>> {
+    let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("Failed to read {var} {}", path.display()))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!(
+            "{var} {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            path.display()
+        );
+    }
+    Ok(Some(pem))
+}
+
+/// Connections that would carry names, ID numbers or images unencrypted or to an unverified
+/// server, one warning each. Loopback addresses are exempt (a local broker, a sidecar). Only
+/// variable names and modes are quoted: a URL may hold a password.
+pub fn transport_warnings(database: &str, amqp: &str, s3_endpoint: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(url) = url::Url::parse(database) {
+        if matches!(url.scheme(), "postgres" | "postgresql") && !is_loopback(&url) {
+            let mode = url
+                .query_pairs()
+                .find(|(k, _)| k == "sslmode")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_else(|| "prefer".into());
+            if !matches!(mode.as_str(), "verify-full" | "verify-ca") {
+                out.push(format!(
+                    "KYC_DATABASE_URL has sslmode={mode}: the PostgreSQL server is not verified \
+                     (and `prefer` falls back to plaintext); use sslmode=verify-full&sslrootcert=<CA file>"
+                ));
+            }
+        }
+    }
+    if let Ok(url) = url::Url::parse(amqp) {
+        if url.scheme() == "amqp" && !is_loopback(&url) {
+            out.push(
+                "KYC_AMQP_URL is amqp://: jobs (names, ID numbers) cross the network \
+                 unencrypted; use amqps:// (port 5671)"
+                    .into(),
+            );
+        }
+    }
+    if let Some(Ok(url)) = s3_endpoint.map(url::Url::parse) {
+        if url.scheme() == "http" && !is_loopback(&url) {
+            out.push(
+                "KYC_S3_ENDPOINT is http://: images and CSV files cross the network \
+                 unencrypted; use https://"
+                    .into(),
+            );
+        }
+    }
+    out
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        None => true,
+        // postgres:// and amqp:// are not "special" schemes to the URL standard, so their
+        // IPv4 hosts arrive unparsed.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    }
+}
+
+/// `url` with its database (the path) replaced by `name`; user, host and options such as
+/// `sslmode` and `sslrootcert` stay. `None` if `url` is not a URL.
+pub fn with_database_name(url: &str, name: &str) -> Option<String> {
+    let mut url = url::Url::parse(url).ok()?;
+    url.set_path(&format!("/{name}"));
+    Some(url.into())
+}
+
 /// `S3` endpoint: empty means AWS itself.
 pub fn s3_endpoint(flag: Option<&str>) -> Option<String> {
     flag.map(str::trim)
@@ -338,6 +424,63 @@ mod tests {
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("1.5d").is_err());
         assert!(parse_duration("180天").is_err() && parse_duration("").is_err());
+    }
+
+    #[test]
+    fn unencrypted_or_unverified_connections_to_other_hosts_are_warned_about() {
+        let quiet = transport_warnings(
+            "postgres://u:secret@db.internal/kyc?sslmode=verify-full&sslrootcert=/ca.crt",
+            "amqps://u:secret@mq.internal:5671/%2f",
+            Some("https://s3.internal:9000"),
+        );
+        assert!(quiet.is_empty(), "{quiet:?}");
+        let local = transport_warnings(
+            "postgres://u:secret@127.0.0.1/kyc",
+            "amqp://u:secret@localhost:5672/%2f",
+            Some("http://[::1]:9000"),
+        );
+        assert!(local.is_empty(), "{local:?}");
+        assert!(transport_warnings("sqlite://kyc.db", "amqp://127.0.0.1", None).is_empty());
+        let loud = transport_warnings(
+            "postgres://u:secret@db.internal/kyc?sslmode=require",
+            "amqp://u:secret@mq.internal:5672/%2f",
+            Some("http://s3.internal:9000"),
+        );
+        assert_eq!(loud.len(), 3, "{loud:?}");
+        assert!(loud[0].contains("sslmode=require"));
+        assert!(
+            transport_warnings("postgres://db.internal/kyc", "amqps://x", None)[0]
+                .contains("sslmode=prefer")
+        );
+        assert!(loud.iter().all(|w| !w.contains("secret")), "{loud:?}");
+    }
+
+    #[test]
+    fn a_scratch_database_keeps_the_connection_options() {
+        assert_eq!(
+            with_database_name(
+                "postgres://kyc:p%40ss@127.0.0.1:5433/kyc?sslmode=verify-full&sslrootcert=/s/ca.crt",
+                "kyc_bench_1"
+            )
+            .unwrap(),
+            "postgres://kyc:p%40ss@127.0.0.1:5433/kyc_bench_1?sslmode=verify-full&sslrootcert=/s/ca.crt"
+        );
+    }
+
+    #[test]
+    fn ca_files_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ca_pem(None, "KYC_S3_CA_FILE").unwrap(), None);
+        assert_eq!(ca_pem(Some(Path::new("")), "KYC_S3_CA_FILE").unwrap(), None);
+        let missing = ca_pem(Some(&dir.path().join("nope.crt")), "KYC_S3_CA_FILE").unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("KYC_S3_CA_FILE"),
+            "{missing:#}"
+        );
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let err = ca_pem(Some(&key), "KYC_AMQP_CA_FILE").unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
     }
 
     #[test]

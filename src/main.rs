@@ -49,9 +49,15 @@ pub struct Conn {
     /// Prefix of queue names (`<prefix>.jobs.<vendor>`), to share one broker between environments.
     #[arg(long, env = "KYC_QUEUE_PREFIX", default_value = "kyc")]
     pub queue_prefix: String,
+    /// CA certificate file (PEM) trusted for an amqps:// broker, besides the system's roots.
+    #[arg(long, env = "KYC_AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<PathBuf>,
     /// S3-compatible endpoint (MinIO, s3s…); unset or empty for AWS S3 itself.
     #[arg(long, env = "KYC_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
+    /// CA certificate file (PEM) trusted for an https:// S3 endpoint, besides the system's roots.
+    #[arg(long, env = "KYC_S3_CA_FILE")]
+    pub s3_ca_file: Option<PathBuf>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "KYC_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -35,6 +35,8 @@ pub enum ObjectError {
     S3 { uri: String, message: String },
     #[error("HTTP error on {uri}: {message}")]
     Http { uri: String, message: String },
+    #[error("the S3 CA certificates are unusable: {0}")]
+    CaCertificate(String),
     #[error("I/O error on {uri}: {source}")]
     Io {
         uri: String,
@@ -134,7 +136,13 @@ impl ObjectStore {
     /// A store backed by S3. Credentials and region come from the standard AWS environment
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`); with an explicit
     /// `endpoint` (MinIO, s3s, Ceph…) path-style addressing is used, as those servers expect.
-    pub async fn s3(endpoint: Option<&str>, local_root: Option<PathBuf>) -> Self {
+    /// `ca_pem` (PEM certificates) is trusted for `https://` endpoints on top of the system's
+    /// roots, for a server with a private CA; certificates are always verified.
+    pub async fn s3(
+        endpoint: Option<&str>,
+        ca_pem: Option<&str>,
+        local_root: Option<PathBuf>,
+    ) -> Result<Self> {
         // The region is given, never looked up: the default chain would ask the cloud's
         // metadata service, which is no place for a batch job on a laptop or in CI to call.
         let region = std::env::var("AWS_REGION")
@@ -146,6 +154,9 @@ impl ObjectStore {
         if let Some(ep) = endpoint {
             loader = loader.endpoint_url(ep);
         }
+        if let Some(pem) = ca_pem {
+            loader = loader.http_client(https_client_trusting(pem)?);
+        }
         let shared = loader.load().await;
         let conf = aws_sdk_s3::config::Builder::from(&shared);
         let conf = if endpoint.is_some() {
@@ -153,12 +164,12 @@ impl ObjectStore {
         } else {
             conf
         };
-        Self {
+        Ok(Self {
             s3: Some(aws_sdk_s3::Client::from_conf(conf.build())),
             local_root,
             http: reqwest::Client::new(),
             local_url_base: None,
-        }
+        })
     }
 
     pub fn s3_client(&self) -> Option<&aws_sdk_s3::Client> {
@@ -416,6 +427,37 @@ impl ObjectStore {
     }
 }
 
+/// The SDK's own HTTPS client (rustls on aws-lc-rs, like every other connection of ours) with
+/// `pem` added to the system's roots. The certificates are checked here, at start-up: the SDK
+/// parses them only on its first connection, and panics if they are bad.
+fn https_client_trusting(pem: &str) -> Result<aws_sdk_s3::config::SharedHttpClient> {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+
+    let bad = |why: String| ObjectError::CaCertificate(why);
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate found".into()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+    }
+    let trust = tls::TrustStore::default().with_pem_certificate(pem.as_bytes());
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https())
+}
+
 /// Reads a stream to the end, refusing it as soon as it passes [`MAX_OBJECT_BYTES`].
 async fn read_limited(reader: impl AsyncRead + Unpin, uri: &str) -> Result<Bytes> {
     use tokio::io::AsyncReadExt;
@@ -514,6 +556,26 @@ mod tests {
         assert!(ObjectUri::parse("/etc/passwd").is_err());
         assert!(ObjectUri::parse("s3://bucket-only").is_err());
         assert!(ObjectUri::parse("ftp://x/y").is_err());
+    }
+
+    #[tokio::test]
+    async fn unusable_ca_certificates_are_refused_before_any_connection() {
+        for (pem, why) in [
+            ("", "no PEM certificate"),
+            ("not a certificate", "no PEM certificate"),
+            (
+                "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+                "not a usable CA certificate",
+            ),
+        ] {
+            let err = ObjectStore::s3(Some("https://127.0.0.1:1"), Some(pem), None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ObjectError::CaCertificate(m) if m.contains(why)),
+                "{pem:?}: {err}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -22,6 +22,8 @@ pub use topology::Topology;
 pub enum QueueError {
     #[error("broker error: {0}")]
     Amqp(#[from] lapin::Error),
+    #[error("a CA certificate is configured for the broker, but its URL is not amqps://")]
+    CaWithoutTls,
     #[error("the broker refused message {message_id} (nack or unroutable)")]
     NotConfirmed { message_id: String },
     #[error("the in-process queue is closed")]
@@ -49,9 +51,11 @@ pub enum Broker {
 }
 
 impl Broker {
-    pub async fn connect_amqp(url: &str, topology: Topology) -> Result<Self> {
+    /// Connects to RabbitMQ; `ca_pem` adds trusted CA certificates for an `amqps://` broker
+    /// (see [`amqp::connect`]).
+    pub async fn connect_amqp(url: &str, ca_pem: Option<&str>, topology: Topology) -> Result<Self> {
         Ok(Broker::Amqp(
-            amqp::AmqpBroker::connect(url, topology).await?,
+            amqp::AmqpBroker::connect(url, ca_pem, topology).await?,
         ))
     }
 

@@ -66,6 +66,7 @@ impl Simulator {
     pub async fn start(config: SimConfig, listen: &str) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let aliyun = AliyunState::new(&config.aliyun)?;
         let state = Arc::new(AppState {
             faults: RwLock::new(config.faults.clone()),
             config,
@@ -73,7 +74,7 @@ impl Simulator {
             quotas: Quotas::default(),
             seen: Seen::default(),
             tokens: Mutex::new(Default::default()),
-            aliyun: AliyunState::default(),
+            aliyun,
             baidu: BaiduState::default(),
         });
         let app = router(state.clone());

@@ -359,9 +359,7 @@ async fn no_secret_or_personal_data_reaches_any_output_whatever_the_vendor_does(
     }
 
     // Every dead letter: body and headers.
-    let conn = lapin::Connection::connect(&app.amqp_url, Default::default())
-        .await
-        .unwrap();
+    let conn = helpers::amqp_connection(&app.amqp_url).await;
     let ch = conn.create_channel().await.unwrap();
     let mut dead = 0;
     while let Some(msg) = ch

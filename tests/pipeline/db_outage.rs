@@ -104,6 +104,7 @@ async fn answers_the_vendor_gave_during_a_database_outage_are_kept_and_billed_on
         limiters: Limiters::shared(&quotas, store.clone()),
         retry: kyc_worker::RetryPolicy::default(),
         metrics: Default::default(),
+        keys: crate::helpers::keyring().data.clone(),
     });
 
     let dir = tempfile::tempdir().unwrap();

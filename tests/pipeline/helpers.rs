@@ -33,6 +33,54 @@ pub fn service(var: &str) -> String {
     })
 }
 
+/// The CA file named by `var` (`KYC_TEST_AMQP_CA_FILE`, `KYC_TEST_S3_CA_FILE`), if set: the
+/// services of `scripts/test-all` speak TLS only, with certificates from its throwaway CA.
+pub fn test_ca_file(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
+
+/// The PEM text of the CA file named by `var`, if set.
+pub fn test_ca(var: &str) -> Option<String> {
+    test_ca_file(var)
+        .map(|path| std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{var} {path}: {e}")))
+}
+
+/// A connection to the test broker (`KYC_TEST_AMQP_URL`, trusting `KYC_TEST_AMQP_CA_FILE`).
+pub async fn amqp_connection(url: &str) -> lapin::Connection {
+    kyc_queue::amqp::connect(url, test_ca("KYC_TEST_AMQP_CA_FILE").as_deref())
+        .await
+        .expect("connect RabbitMQ")
+}
+
+/// The test S3 store (`KYC_TEST_S3_ENDPOINT`, trusting `KYC_TEST_S3_CA_FILE`).
+pub async fn test_objects() -> ObjectStore {
+    ObjectStore::s3(
+        Some(&service("KYC_TEST_S3_ENDPOINT")),
+        test_ca("KYC_TEST_S3_CA_FILE").as_deref(),
+        None,
+    )
+    .await
+    .expect("S3 client")
+}
+
+/// `url` with its database replaced by `name`, options (`sslmode`, `sslrootcert`) kept.
+pub fn with_database_name(url: &str, name: &str) -> String {
+    let mut url = url::Url::parse(url).expect("database URL");
+    url.set_path(&format!("/{name}"));
+    url.into()
+}
+
+/// What a `kyc` child process needs to reach the test services over TLS.
+pub fn tls_env() -> Vec<(&'static str, String)> {
+    [
+        ("KYC_AMQP_CA_FILE", "KYC_TEST_AMQP_CA_FILE"),
+        ("KYC_S3_CA_FILE", "KYC_TEST_S3_CA_FILE"),
+    ]
+    .into_iter()
+    .filter_map(|(var, test_var)| test_ca_file(test_var).map(|path| (var, path)))
+    .collect()
+}
+
 pub struct TestApp {
     pub store: Store,
     pub broker: Broker,
@@ -79,8 +127,7 @@ pub async fn fresh_pg() -> (Store, String) {
         .await
         .expect("create test database");
     admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
-    let url = format!("{base}/{db}");
+    let url = with_database_name(&admin_url, &db);
     let store = Store::connect(&url, 8)
         .await
         .expect("connect test database");
@@ -95,12 +142,16 @@ pub async fn spawn_app() -> TestApp {
 
     let amqp_url = service("KYC_TEST_AMQP_URL");
     let topology = Topology::new(format!("test{id}"));
-    let broker = Broker::connect_amqp(&amqp_url, topology.clone())
-        .await
-        .expect("connect RabbitMQ");
+    let broker = Broker::connect_amqp(
+        &amqp_url,
+        test_ca("KYC_TEST_AMQP_CA_FILE").as_deref(),
+        topology.clone(),
+    )
+    .await
+    .expect("connect RabbitMQ");
     broker.declare().await.expect("declare queues");
 
-    let objects = ObjectStore::s3(Some(&service("KYC_TEST_S3_ENDPOINT")), None).await;
+    let objects = test_objects().await;
     let bucket = format!("kyc-test-{id}");
     objects.ensure_bucket(&bucket).await.expect("create bucket");
 
@@ -111,6 +162,8 @@ pub async fn spawn_app() -> TestApp {
     // The same pair serves as Alibaba AccessKey and Baidu API Key / Secret Key.
     config.aliyun.access_keys = vec![(ak.clone(), sk.clone())];
     config.baidu.clients = vec![(ak.clone(), sk.clone())];
+    // The simulated Alibaba downloads presigned URLs from the test S3, over TLS.
+    config.aliyun.trusted_ca_pem = test_ca("KYC_TEST_S3_CA_FILE");
     let sim = Simulator::start(config, "127.0.0.1:0")
         .await
         .expect("start simulator");
@@ -276,6 +329,7 @@ impl TestApp {
             .env("KYC_DATA_KEYS", keyring().data.to_config())
             .env("KYC_DATA_KEY_ID", keyring().data.current_id())
             .env("KYC_INDEX_KEY", keyring().index.to_base64())
+            .envs(tls_env())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         for (k, v) in env {
@@ -447,9 +501,7 @@ impl TestApp {
 
     /// Takes one message from the dead-letter queue: (message id, reason header).
     pub async fn take_dead_letter(&self) -> Option<(String, String)> {
-        let conn = lapin::Connection::connect(&self.amqp_url, Default::default())
-            .await
-            .unwrap();
+        let conn = amqp_connection(&self.amqp_url).await;
         let ch = conn.create_channel().await.unwrap();
         let msg = ch
             .basic_get(
@@ -476,7 +528,8 @@ impl TestApp {
     pub async fn cleanup(self) {
         self.sim.stop().await;
         if let Ok(conn) =
-            lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await
+            kyc_queue::amqp::connect(&self.amqp_url, test_ca("KYC_TEST_AMQP_CA_FILE").as_deref())
+                .await
         {
             if let Ok(ch) = conn.create_channel().await {
                 let mut queues: Vec<String> = kyc_schemas::Vendor::ALL

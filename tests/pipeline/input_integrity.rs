@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use crate::helpers::{service, spawn_app, TestApp};
+use crate::helpers::{amqp_connection, service, spawn_app, tls_env, TestApp};
 
 /// `kyc produce` with this app's database, broker and queue prefix.
 fn produce(app: &TestApp, args: &[&str], s3_endpoint: Option<&str>) -> Output {
@@ -18,7 +18,8 @@ fn produce(app: &TestApp, args: &[&str], s3_endpoint: Option<&str>) -> Output {
         .args(args)
         .env("KYC_DATABASE_URL", &app.db_url)
         .env("KYC_AMQP_URL", &app.amqp_url)
-        .env("KYC_QUEUE_PREFIX", &app.topology.prefix);
+        .env("KYC_QUEUE_PREFIX", &app.topology.prefix)
+        .envs(tls_env());
     if let Some(ep) = s3_endpoint {
         cmd.env("KYC_S3_ENDPOINT", ep);
     }
@@ -59,9 +60,7 @@ async fn finished(app: &TestApp, batch: &str) -> Option<bool> {
 }
 
 async fn queued(app: &TestApp) -> u32 {
-    let conn = lapin::Connection::connect(&app.amqp_url, Default::default())
-        .await
-        .unwrap();
+    let conn = amqp_connection(&app.amqp_url).await;
     let ch = conn.create_channel().await.unwrap();
     let q = ch
         .queue_declare(
@@ -232,10 +231,6 @@ async fn cutting_proxy(upstream: String, cut: usize) -> (u16, tokio::task::JoinH
                 let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                     return;
                 };
-                // Closing with a zero linger sends a reset, not a clean end of stream (tokio
-                // deprecates it because a non-zero linger blocks on drop; zero does not).
-                #[allow(deprecated)]
-                let _ = client.set_linger(Some(Duration::ZERO));
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
                 let up = tokio::spawn(async move {
@@ -257,8 +252,14 @@ async fn cutting_proxy(upstream: String, cut: usize) -> (u16, tokio::task::JoinH
                         break;
                     }
                 }
-                // Both halves of the client socket go now: the reset.
-                up.abort();
+                // The body ends early with a FIN, in order: everything passed reaches the
+                // client, which then finds the response short (plain HTTP: fewer bytes than
+                // Content-Length; TLS: no close_notify either). A reset instead would make the
+                // client's kernel drop what it had received but not yet read, so how much
+                // arrives would depend on timing. The socket stays open until the client
+                // closes it, for the same reason.
+                let _ = cw.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_secs(30), up).await;
                 drop(cw);
             });
         }

@@ -1,6 +1,7 @@
 //! Integration tests of the whole pipeline on real services: RabbitMQ, PostgreSQL and an
-//! S3-compatible server, started by `scripts/test-all` (which exports `KYC_TEST_*`), plus the
-//! vendor simulator on port 0. Each test gets its own database, queue prefix and bucket.
+//! S3-compatible server, all three over verified TLS, started by `scripts/test-all` (which
+//! exports `KYC_TEST_*`), plus the vendor simulator on port 0. Each test gets its own
+//! database, queue prefix and bucket.
 
 mod all_vendors;
 mod credentials;
@@ -17,5 +18,6 @@ mod reports;
 mod retries;
 mod server_mode;
 mod timeouts;
+mod tls;
 mod vendor_protocols;
 mod worker_processes;

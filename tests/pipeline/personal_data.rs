@@ -412,7 +412,13 @@ fn quorum_args(ttl_ms: Option<i64>) -> FieldTable {
 async fn dead_letters_expire_after_the_configured_ttl() {
     let url = service("KYC_TEST_AMQP_URL");
     let t = fresh_topology(Duration::from_millis(1500));
-    let broker = Broker::connect_amqp(&url, t.clone()).await.unwrap();
+    let broker = Broker::connect_amqp(
+        &url,
+        crate::helpers::test_ca("KYC_TEST_AMQP_CA_FILE").as_deref(),
+        t.clone(),
+    )
+    .await
+    .unwrap();
     broker.declare().await.unwrap();
     let conn = lapin::Connection::connect(&url, Default::default())
         .await
@@ -492,7 +498,13 @@ async fn a_dead_letter_queue_from_before_the_ttl_is_named_with_what_to_do() {
     )
     .await
     .unwrap();
-    let broker = Broker::connect_amqp(&url, t.clone()).await.unwrap();
+    let broker = Broker::connect_amqp(
+        &url,
+        crate::helpers::test_ca("KYC_TEST_AMQP_CA_FILE").as_deref(),
+        t.clone(),
+    )
+    .await
+    .unwrap();
     match broker.declare().await {
         Err(e @ QueueError::QueueArguments { .. }) => {
             let text = e.to_string();
@@ -507,7 +519,13 @@ async fn a_dead_letter_queue_from_before_the_ttl_is_named_with_what_to_do() {
     ch.queue_delete(t.dead_letter_queue().as_str().into(), Default::default())
         .await
         .unwrap();
-    let broker = Broker::connect_amqp(&url, t.clone()).await.unwrap();
+    let broker = Broker::connect_amqp(
+        &url,
+        crate::helpers::test_ca("KYC_TEST_AMQP_CA_FILE").as_deref(),
+        t.clone(),
+    )
+    .await
+    .unwrap();
     broker.declare().await.unwrap();
     let _ = conn.close(200, "bye".into()).await;
     broker.close().await;

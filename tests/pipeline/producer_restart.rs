@@ -10,7 +10,7 @@ use futures::StreamExt;
 use kyc_store::Store;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 
-use crate::helpers::{fresh_pg, service};
+use crate::helpers::{amqp_connection, fresh_pg, service, tls_env};
 
 const ROWS: usize = 30_000;
 const WINDOW: usize = 500;
@@ -53,6 +53,7 @@ fn produce(csv: &std::path::Path, db: &str, prefix: &str, batch: &str) -> Child 
         .arg(csv.with_extension("rejects.csv"))
         .env("KYC_DATA_KEYS", crate::helpers::keyring().data.to_config())
         .env("KYC_INDEX_KEY", crate::helpers::keyring().index.to_base64())
+        .envs(tls_env())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -78,9 +79,7 @@ async fn interrupt(child: &mut Child, store: &Store, batch: &str, signal: &str) 
 
 /// All messages in a queue, drained: (total, distinct message ids).
 async fn drain(prefix: &str) -> (usize, usize) {
-    let conn = lapin::Connection::connect(&service("KYC_TEST_AMQP_URL"), Default::default())
-        .await
-        .unwrap();
+    let conn = amqp_connection(&service("KYC_TEST_AMQP_URL")).await;
     let ch = conn.create_channel().await.unwrap();
     let queue = format!("{prefix}.jobs.huawei");
     let declared = ch

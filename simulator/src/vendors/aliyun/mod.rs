@@ -48,10 +48,13 @@ pub struct AliyunSim {
     /// Answer VerifyMaterial in the seed document's form (`ResultObject`, values as strings)
     /// instead of the SDKs' (top level, native numbers).
     pub seed_shapes: bool,
+    /// CA certificates (PEM) trusted, besides the system's, when downloading image URLs over
+    /// https: the CA of a private S3 whose presigned URLs the jobs carry. Never "trust all".
+    pub trusted_ca_pem: Option<String>,
 }
 
 /// What Alibaba remembers between calls.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AliyunState {
     /// Nonce → when first seen (ms); a nonce is good once within the window.
     nonces: Mutex<HashMap<String, i64>>,
@@ -60,6 +63,26 @@ pub struct AliyunState {
     /// (Biz, TicketId) → last StatusCode, for `Error.DuplicatedTicketId`.
     tickets: Mutex<HashMap<(String, String), i64>>,
     http: reqwest::Client,
+}
+
+impl AliyunState {
+    /// Fresh state; image downloads trust `config.trusted_ca_pem` besides the system's roots.
+    pub fn new(config: &AliyunSim) -> std::io::Result<Self> {
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = &config.trusted_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            http = http.tls_certs_merge(certs);
+        }
+        Ok(Self {
+            nonces: Default::default(),
+            results: Default::default(),
+            tickets: Default::default(),
+            http: http
+                .build()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
