@@ -9,11 +9,13 @@
 //! - [`vendor`]: `Vendor` and `Operation`, the `vendor.api` values a CSV row may ask for
 //! - [`job`]: `Job`, the queue message (schema version [`JOB_SCHEMA_VERSION`])
 //! - [`outcome`]: `Outcome`, `Status`, `Reason`: one normalized result per job
+//! - [`codes`]: every vendor code → (status, reason, retry class, source), one table per vendor
 //! - [`mask`]: how PII is shown when it must be shown at all (reports, `Debug`)
 //! - [`redact`]: `scrub` for text that leaves the process, `Secret` and `redact_url` for `Debug`
 //! - [`safe_csv`]: the CSV writer of every file we hand to people: no cell runs as a formula
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod codes;
 pub mod id_number;
 pub mod job;
 pub mod mask;
