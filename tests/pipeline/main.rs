@@ -6,6 +6,7 @@ mod all_vendors;
 mod credentials;
 mod csv_safety;
 mod embedded;
+mod fidelity;
 mod helpers;
 mod huawei_auth;
 mod input_integrity;
