@@ -237,6 +237,73 @@ pub struct SimulateArgs {
     /// https:// URLs (a private S3's presigned URLs), besides the system's roots.
     #[arg(long, env = "KYC_S3_CA_FILE")]
     s3_ca_file: Option<PathBuf>,
+    /// Latency added to every answer of every vendor, in ms (`latency_ms` of `/admin/faults`).
+    #[arg(long, value_name = "MS")]
+    latency: Option<u64>,
+    /// QPS quota per API of every vendor, answered with each vendor's throttle signal (`qps`
+    /// of `/admin/faults`).
+    #[arg(long, value_name = "QPS")]
+    quota: Option<f64>,
+    /// Start-up faults: the JSON body `POST /admin/faults` takes, inline or as `@FILE`;
+    /// `--latency` and `--quota` apply on top of it.
+    #[arg(long, value_name = "JSON|@FILE")]
+    faults: Option<String>,
+}
+
+/// The fault configuration the flags describe.
+pub fn simulate_faults(a: &SimulateArgs) -> anyhow::Result<kyc_simulator::FaultConfig> {
+    let mut faults: kyc_simulator::FaultConfig = match a.faults.as_deref() {
+        None => Default::default(),
+        Some(arg) => {
+            let text = match arg.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("Failed to read --faults file {path}"))?,
+                None => arg.to_string(),
+            };
+            serde_json::from_str(&text)
+                .context("--faults is not the JSON that POST /admin/faults takes")?
+        }
+    };
+    for v in [&mut faults.huawei, &mut faults.aliyun, &mut faults.baidu] {
+        if let Some(ms) = a.latency {
+            v.latency_ms = ms;
+        }
+        if let Some(q) = a.quota {
+            v.qps = Some(q);
+        }
+    }
+    Ok(faults)
+}
+
+/// What `kyc simulate` prints about its credentials: everything for fresh ones (they exist
+/// only for this process), only the key ids for the ones from the environment.
+pub fn credentials_banner(
+    creds: &crate::embedded::SimCredentials,
+    from: crate::embedded::FromEnv,
+) -> String {
+    let secret = |from_env: bool, var: &str, value: &str| {
+        if from_env {
+            format!("{var}=<from the environment>")
+        } else {
+            format!("{var}={value}")
+        }
+    };
+    format!(
+        "          HUAWEICLOUD_SDK_AK={} {} HUAWEICLOUD_SDK_PROJECT_ID={}\n\
+         ALIBABA_CLOUD_ACCESS_KEY_ID={} {}\n\
+         BAIDU_API_KEY={} {}\n",
+        creds.huawei_ak,
+        secret(from.huawei, "HUAWEICLOUD_SDK_SK", &creds.huawei_sk),
+        creds.project_id,
+        creds.aliyun_ak,
+        secret(
+            from.alibaba,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            &creds.aliyun_secret
+        ),
+        creds.baidu_api_key,
+        secret(from.baidu, "BAIDU_SECRET_KEY", &creds.baidu_secret_key),
+    )
 }
 
 #[derive(Debug, Args)]
@@ -750,42 +817,33 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     telemetry::init(false, "info");
-    let (mut config, creds) = crate::embedded::simulator_config();
+    let (mut config, creds, from) = crate::embedded::simulator_config_from(|name| {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    });
     config.aliyun.trusted_ca_pem = config::ca_pem(a.s3_ca_file.as_deref(), "KYC_S3_CA_FILE")?;
+    config.faults = simulate_faults(&a)?;
     let sim = kyc_simulator::Simulator::start(config, &a.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", a.listen))?;
-    println!("vendor simulator listening on {}", sim.base_url());
-    println!(
-        "  Huawei: KYC_HUAWEI_ENDPOINT={0} KYC_HUAWEI_IAM_ENDPOINT={0}",
-        sim.base_url()
+    let url = sim.base_url();
+    println!("vendor simulator listening on {url}");
+    println!("  endpoints: KYC_HUAWEI_ENDPOINT={url} KYC_HUAWEI_IAM_ENDPOINT={url}");
+    println!("             KYC_ALIYUN_ENDPOINT={url} KYC_ALIYUN_BIZ_TYPE=RPBasic");
+    println!("             KYC_BAIDU_ENDPOINT={url} KYC_BAIDU_PLAN_ID=sim-authority");
+    println!("  credentials it accepts:");
+    print!(
+        "{}",
+        credentials_banner(&creds, from)
+            .replace("\n", "\n          ")
+            .trim_end()
     );
-    println!(
-        "          HUAWEICLOUD_SDK_AK={} HUAWEICLOUD_SDK_SK={} HUAWEICLOUD_SDK_PROJECT_ID={}",
-        creds.huawei_ak, creds.huawei_sk, creds.project_id
-    );
-    println!(
-        "  Alibaba: KYC_ALIYUN_ENDPOINT={} KYC_ALIYUN_BIZ_TYPE=RPBasic",
-        sim.base_url()
-    );
-    println!(
-        "          ALIBABA_CLOUD_ACCESS_KEY_ID={} ALIBABA_CLOUD_ACCESS_KEY_SECRET={}",
-        creds.aliyun_ak, creds.aliyun_secret
-    );
-    println!(
-        "  Baidu:  KYC_BAIDU_ENDPOINT={} KYC_BAIDU_PLAN_ID=sim-authority",
-        sim.base_url()
-    );
-    println!(
-        "          BAIDU_API_KEY={} BAIDU_SECRET_KEY={}",
-        creds.baidu_api_key, creds.baidu_secret_key
-    );
-    println!("  (fresh simulator-only credentials, valid for this process)");
-    println!(
-        "  ledger: GET {}/admin/ledger   faults: POST {}/admin/faults",
-        sim.base_url(),
-        sim.base_url()
-    );
+    println!();
+    if from == crate::embedded::FromEnv::default() {
+        println!("  (fresh simulator-only credentials, valid for this process)");
+    } else {
+        println!("  (secrets marked <from the environment> are the standard variables' values)");
+    }
+    println!("  ledger: GET {url}/admin/ledger   faults: GET/POST {url}/admin/faults");
     shutdown_signal().await;
     sim.stop().await;
     Ok(ExitCode::SUCCESS)
@@ -859,4 +917,116 @@ pub async fn purge(a: PurgeArgs) -> anyhow::Result<ExitCode> {
         kyc_store::day_of(before)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::{simulator_config_from, FromEnv};
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn standard_variables_set_the_credentials_and_only_key_ids_are_printed() {
+        let vars = [
+            ("HUAWEICLOUD_SDK_AK", "HWSTAGINGAK"),
+            ("HUAWEICLOUD_SDK_SK", "hw-secret-value"),
+            ("BAIDU_API_KEY", "bd-key"),
+            ("BAIDU_SECRET_KEY", "bd-secret-value"),
+        ];
+        let (config, creds, from) = simulator_config_from(env(&vars));
+        assert_eq!(
+            from,
+            FromEnv {
+                huawei: true,
+                alibaba: false,
+                baidu: true
+            }
+        );
+        assert_eq!(
+            config.huawei.ak_sk,
+            vec![("HWSTAGINGAK".to_string(), "hw-secret-value".to_string())]
+        );
+        assert_eq!(config.baidu.clients[0].0, "bd-key");
+        let banner = credentials_banner(&creds, from);
+        assert!(banner.contains("HWSTAGINGAK") && banner.contains("bd-key"));
+        assert!(!banner.contains("hw-secret-value") && !banner.contains("bd-secret-value"));
+        // Alibaba's were generated for this process: shown in full, to be copied.
+        assert!(banner.contains(&creds.aliyun_secret));
+    }
+
+    #[test]
+    fn the_fault_flags_are_the_admin_faults_body() {
+        let a = SimulateArgs {
+            listen: "127.0.0.1:0".into(),
+            s3_ca_file: None,
+            latency: Some(20),
+            quota: Some(5.0),
+            faults: Some(r#"{"huawei":{"error_rate":0.5},"clock_offset_secs":3}"#.into()),
+        };
+        let f = simulate_faults(&a).unwrap();
+        assert_eq!((f.huawei.error_rate, f.clock_offset_secs), (0.5, 3));
+        assert_eq!((f.baidu.latency_ms, f.aliyun.qps), (20, Some(5.0)));
+        let bad = SimulateArgs {
+            faults: Some("{not json".into()),
+            ..a
+        };
+        assert!(simulate_faults(&bad).is_err());
+    }
+
+    /// `kyc simulate` with fixed credentials serves an official SDK call: the request the
+    /// Huawei SDK signed for `tests/vectors/huawei-sdk-hmac-sha256.json`, replayed byte for
+    /// byte at its own X-Sdk-Date (the simulator's clock moved there), gets past the signature
+    /// check to the vendor's own answer.
+    #[tokio::test]
+    async fn a_simulator_with_the_sdk_vectors_credentials_serves_the_sdks_request() {
+        const VECTORS: &str = include_str!("../tests/vectors/huawei-sdk-hmac-sha256.json");
+        let file: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let v = file["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["url"].as_str().unwrap().ends_with("/v2.0/ivs-standard"))
+            .expect("an ivs-standard vector");
+        let (ak, sk) = (v["ak"].as_str().unwrap(), v["sk"].as_str().unwrap());
+        let vars = [("HUAWEICLOUD_SDK_AK", ak), ("HUAWEICLOUD_SDK_SK", sk)];
+        let (mut config, _, _) = simulator_config_from(env(&vars));
+        let date = v["headers"]["X-Sdk-Date"].as_str().unwrap();
+        let when = chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ")
+            .unwrap()
+            .and_utc();
+        config.faults.clock_offset_secs = (when - chrono::Utc::now()).num_seconds();
+        let sim = kyc_simulator::Simulator::start(config, "127.0.0.1:0")
+            .await
+            .unwrap();
+        let path = v["url"].as_str().unwrap().splitn(4, '/').nth(3).unwrap();
+        let mut req = reqwest::Client::new().post(format!("{}/{path}", sim.base_url()));
+        for (name, value) in v["headers"].as_object().unwrap() {
+            if name != "Host" {
+                req = req.header(name.as_str(), value.as_str().unwrap());
+            }
+        }
+        // The vector was signed for the vendor's host; the simulator checks the Host it is
+        // sent, so the replay keeps the signed value.
+        req = req
+            .header("Host", v["headers"]["Host"].as_str().unwrap())
+            .header("Authorization", v["authorization"].as_str().unwrap());
+        let resp = req
+            .body(v["body"].as_str().unwrap().to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert_ne!(status, 401, "signature refused: {body}");
+        assert_ne!(body["error_code"], "APIG.0301", "{body}");
+        assert_eq!(sim.ledger().entries.len(), 1);
+        sim.stop().await;
+    }
 }

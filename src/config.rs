@@ -47,8 +47,11 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_HUAWEI_IAM_USER", Kind::Config),
     ("KYC_HUAWEI_IAM_DOMAIN", Kind::Config),
     ("KYC_HUAWEI_IAM_PASSWORD", Kind::Secret),
+    ("KYC_HUAWEI_ENTERPRISE_PROJECT_ID", Kind::Config),
+    ("KYC_HUAWEI_RETRY_UNCROPPED", Kind::Config),
     ("KYC_ALIYUN_ENDPOINT", Kind::Config),
     ("KYC_ALIYUN_BIZ_TYPE", Kind::Config),
+    ("KYC_ALIYUN_PENDING_WINDOW_SECS", Kind::Config),
     ("ALIBABA_CLOUD_ACCESS_KEY_ID", Kind::Secret),
     ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", Kind::Secret),
     ("KYC_BAIDU_ENDPOINT", Kind::Config),
@@ -89,6 +92,11 @@ pub fn huawei_from_env() -> Option<HuaweiConfig> {
         project_id: env("HUAWEICLOUD_SDK_PROJECT_ID").unwrap_or_default(),
         auth,
         timeout: Duration::from_secs(15),
+        enterprise_project_id: env("KYC_HUAWEI_ENTERPRISE_PROJECT_ID"),
+        retry_uncropped: !matches!(
+            env("KYC_HUAWEI_RETRY_UNCROPPED").as_deref(),
+            Some("false" | "0" | "no")
+        ),
     })
 }
 
@@ -104,6 +112,10 @@ pub fn alibaba_from_env() -> Option<AlibabaConfig> {
         biz_type: env("KYC_ALIYUN_BIZ_TYPE"),
         timeout: Duration::from_secs(15),
         url_ttl: Duration::from_secs(600),
+        pending_window: env("KYC_ALIYUN_PENDING_WINDOW_SECS")
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(kyc_worker::vendors::alibaba::DEFAULT_PENDING_WINDOW),
     })
 }
 

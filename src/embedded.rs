@@ -73,6 +73,53 @@ pub struct SimCredentials {
 pub const SIM_BIZ_TYPE: &str = "RPBasic";
 pub const SIM_PLAN_ID: &str = "sim-authority";
 
+/// Which vendors' simulator credentials came from the standard variables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FromEnv {
+    pub huawei: bool,
+    pub alibaba: bool,
+    pub baidu: bool,
+}
+
+/// A simulator configuration whose credentials are the standard variables' where a vendor's
+/// pair is set (`HUAWEICLOUD_SDK_AK`/`_SK` [+ `_PROJECT_ID`], `ALIBABA_CLOUD_ACCESS_KEY_ID`/
+/// `_SECRET`, `BAIDU_API_KEY`/`BAIDU_SECRET_KEY`), fresh ones otherwise: a staging cluster, a
+/// second team or an official SDK can then be pointed at it with stable keys.
+pub fn simulator_config_from(
+    env: impl Fn(&str) -> Option<String>,
+) -> (SimConfig, SimCredentials, FromEnv) {
+    let (_, mut creds) = simulator_config();
+    let mut from = FromEnv::default();
+    if let (Some(ak), Some(sk)) = (env("HUAWEICLOUD_SDK_AK"), env("HUAWEICLOUD_SDK_SK")) {
+        (creds.huawei_ak, creds.huawei_sk) = (ak, sk);
+        if let Some(p) = env("HUAWEICLOUD_SDK_PROJECT_ID") {
+            creds.project_id = p;
+        }
+        from.huawei = true;
+    }
+    if let (Some(id), Some(secret)) = (
+        env("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+        env("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+    ) {
+        (creds.aliyun_ak, creds.aliyun_secret) = (id, secret);
+        from.alibaba = true;
+    }
+    if let (Some(key), Some(secret)) = (env("BAIDU_API_KEY"), env("BAIDU_SECRET_KEY")) {
+        (creds.baidu_api_key, creds.baidu_secret_key) = (key, secret);
+        from.baidu = true;
+    }
+    (config_for(&creds), creds, from)
+}
+
+fn config_for(creds: &SimCredentials) -> SimConfig {
+    let mut config = SimConfig::default();
+    config.huawei.ak_sk = vec![(creds.huawei_ak.clone(), creds.huawei_sk.clone())];
+    config.huawei.project_id = creds.project_id.clone();
+    config.aliyun.access_keys = vec![(creds.aliyun_ak.clone(), creds.aliyun_secret.clone())];
+    config.baidu.clients = vec![(creds.baidu_api_key.clone(), creds.baidu_secret_key.clone())];
+    config
+}
+
 /// A simulator configuration with freshly generated credentials.
 pub fn simulator_config() -> (SimConfig, SimCredentials) {
     let creds = SimCredentials {
@@ -87,12 +134,7 @@ pub fn simulator_config() -> (SimConfig, SimCredentials) {
         baidu_api_key: uuid::Uuid::new_v4().simple().to_string()[..24].to_string(),
         baidu_secret_key: uuid::Uuid::new_v4().simple().to_string(),
     };
-    let mut config = SimConfig::default();
-    config.huawei.ak_sk = vec![(creds.huawei_ak.clone(), creds.huawei_sk.clone())];
-    config.huawei.project_id = creds.project_id.clone();
-    config.aliyun.access_keys = vec![(creds.aliyun_ak.clone(), creds.aliyun_secret.clone())];
-    config.baidu.clients = vec![(creds.baidu_api_key.clone(), creds.baidu_secret_key.clone())];
-    (config, creds)
+    (config_for(&creds), creds)
 }
 
 /// Fills every vendor without a client with one that talks to the simulator at `base_url`.
@@ -115,6 +157,8 @@ pub fn simulated_clients(
                     sk: creds.huawei_sk.clone(),
                 },
                 timeout: Duration::from_secs(15),
+                enterprise_project_id: None,
+                retry_uncropped: true,
             }
             .build(commands::http_client()),
         );
@@ -130,6 +174,7 @@ pub fn simulated_clients(
                 biz_type: Some(SIM_BIZ_TYPE.into()),
                 timeout: Duration::from_secs(15),
                 url_ttl: Duration::from_secs(600),
+                pending_window: kyc_worker::vendors::alibaba::DEFAULT_PENDING_WINDOW,
             }
             .build(commands::http_client()),
         );

@@ -12,7 +12,7 @@ use kyc_schemas::{
 use kyc_store::NewJob;
 
 /// Every column the producer reads. Unknown columns are ignored (exports often carry more).
-pub const COLUMNS: [&str; 18] = [
+pub const COLUMNS: [&str; 19] = [
     "customer_ref",
     "operation",
     "name",
@@ -24,6 +24,7 @@ pub const COLUMNS: [&str; 18] = [
     "id_card_front",
     "id_card_back",
     "video",
+    "id_chip_photo",
     "actions",
     "nod_threshold",
     "biz_type",
@@ -300,6 +301,7 @@ pub fn to_job(
         id_card_front: row.get("id_card_front").map(|c| resolve(c, images)),
         id_card_back: row.get("id_card_back").map(|c| resolve(c, images)),
         video: row.get("video").map(|c| resolve(c, images)),
+        id_chip_photo: row.get("id_chip_photo").map(|c| resolve(c, images)),
     };
     let vendor_refs = VendorRefs {
         biz_type: row.get("biz_type").map(str::to_string),
@@ -313,10 +315,11 @@ pub fn to_job(
 
     // What each operation needs, named by column.
     let by_text = name.is_some() && id_number.is_some();
-    let by_card = materials.id_card_front.is_some() && materials.id_card_back.is_some();
     match operation {
         Operation::HuaweiStandard | Operation::HuaweiIdcardExtension => {
-            if !by_text && !by_card {
+            // Huawei reads the identity off the front (人像面); the back is optional (IVS
+            // seed tables 4-5, 4-26, 4-61).
+            if !by_text && materials.id_card_front.is_none() {
                 let missing = if name.is_none() && id_number.is_some() {
                     "name"
                 } else {
@@ -324,7 +327,7 @@ pub fn to_job(
                 };
                 return Err(row.reject(
                     missing,
-                    "name and id_number (or id_card_front and id_card_back) are required",
+                    "name and id_number (or id_card_front) are required",
                 ));
             }
             if operation == Operation::HuaweiStandard {
@@ -406,7 +409,7 @@ pub fn to_job(
     let customer_ref = row.get("customer_ref").map(str::to_string);
     // The job id hashes everything the job will carry, so an edited row is a new job while
     // an unchanged row, read again, is the same job.
-    let canonical = [
+    let mut canonical = [
         operation.as_str(),
         customer_ref.as_deref().unwrap_or_default(),
         name.as_ref().map(|n| n.as_str()).unwrap_or_default(),
@@ -420,6 +423,11 @@ pub fn to_job(
         &serde_json::to_string(&vendor_refs).unwrap_or_default(),
     ]
     .join("\u{1f}");
+    // Appended only when present, so that rows without it keep the job ids they always had.
+    if let Some(chip) = &materials.id_chip_photo {
+        canonical.push('\u{1f}');
+        canonical.push_str(chip);
+    }
     // "The same person asking for the same operation": the ID number when there is one,
     // else the vendor reference or the ID-card images.
     let person = id_number

@@ -100,6 +100,9 @@ pub struct Materials {
     pub id_card_back: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<String>,
+    /// The portrait stored in the ID card's chip (Alibaba SubmitVerification `IDPic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_chip_photo: Option<String>,
 }
 
 impl Materials {
@@ -108,6 +111,7 @@ impl Materials {
             && self.id_card_front.is_none()
             && self.id_card_back.is_none()
             && self.video.is_none()
+            && self.id_chip_photo.is_none()
     }
 }
 

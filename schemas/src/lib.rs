@@ -12,11 +12,13 @@
 //! - [`crypto`]: AES-256-GCM envelopes with rotating data keys, and the keyed hash (blind
 //!   index) behind job ids and duplicate checks
 //! - [`outcome`]: `Outcome`, `Status`, `Reason`: one normalized result per job
+//! - [`codes`]: every vendor code → (status, reason, retry class, source), one table per vendor
 //! - [`mask`]: how PII is shown when it must be shown at all (reports, `Debug`)
 //! - [`redact`]: `scrub` for text that leaves the process, `Secret` and `redact_url` for `Debug`
 //! - [`safe_csv`]: the CSV writer of every file we hand to people: no cell runs as a formula
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod codes;
 pub mod crypto;
 pub mod id_number;
 pub mod job;

@@ -81,6 +81,9 @@ pub enum Reason {
     LivenessFailed,
     /// The person has not completed the vendor session yet.
     AwaitingUser,
+    /// The person never completed the vendor session, and it can no longer complete (Alibaba
+    /// DescribeVerifyResult still −1 after the pending window).
+    Abandoned,
     /// The ID-card image does not match the name or number given.
     IdCardMismatch,
     /// The ID-card image is not an original ID card.
@@ -120,7 +123,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 29] = [
+    pub const ALL: [Reason; 30] = [
         Reason::Verified,
         Reason::IdentityMismatch,
         Reason::FaceMismatch,
@@ -132,6 +135,7 @@ impl Reason {
         Reason::ImageQuality,
         Reason::LivenessFailed,
         Reason::AwaitingUser,
+        Reason::Abandoned,
         Reason::IdCardMismatch,
         Reason::IdCardInvalid,
         Reason::RiskRejected,
@@ -166,6 +170,7 @@ impl Reason {
             Reason::ImageQuality => "image_quality",
             Reason::LivenessFailed => "liveness_failed",
             Reason::AwaitingUser => "awaiting_user",
+            Reason::Abandoned => "abandoned",
             Reason::IdCardMismatch => "id_card_mismatch",
             Reason::IdCardInvalid => "id_card_invalid",
             Reason::RiskRejected => "risk_rejected",

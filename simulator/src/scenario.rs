@@ -16,6 +16,9 @@ pub enum Scenario {
     LivenessError,
     FaceDetectError,
     FaceCompareError,
+    /// Huawei IVS.0009 only with `crop=true` on a face image over 90 KB of base64 (seed
+    /// tables 4-5, 4-16); `crop=false` passes.
+    FaceDetectCropped,
     /// Call-level faults, per request id (`meta.uuid` for Huawei).
     ThrottledOnce,
     InternalErrorOnce,
@@ -62,6 +65,7 @@ impl Scenario {
             "913" => Scenario::LivenessError,
             "914" => Scenario::FaceDetectError,
             "915" => Scenario::FaceCompareError,
+            "916" => Scenario::FaceDetectCropped,
             "951" => Scenario::ThrottledOnce,
             "952" => Scenario::InternalErrorOnce,
             "953" => Scenario::AlwaysThrottled,

@@ -148,6 +148,19 @@ impl Store {
         .await?)
     }
 
+    /// When an outcome first named this vendor reference (an Alibaba BizId or TicketId): the
+    /// submission we made, or the first query about it. `None` if no outcome has.
+    pub async fn first_reference_ms(&self, vendor: &str, reference: &str) -> Result<Option<i64>> {
+        let (ms,): (Option<i64>,) = sqlx::query_as(
+            "SELECT MIN(completed_at_ms) FROM outcomes WHERE vendor = $1 AND vendor_ref = $2",
+        )
+        .bind(vendor)
+        .bind(reference)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(ms)
+    }
+
     pub async fn outcome_count(&self, batch_id: &str) -> Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outcomes WHERE batch_id = $1")
             .bind(batch_id)

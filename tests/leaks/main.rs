@@ -103,6 +103,8 @@ fn context_for(app: &TestApp, endpoint: &str, secret: &str) -> Arc<Context> {
             other => other,
         },
         timeout,
+        enterprise_project_id: None,
+        retry_uncropped: true,
     };
     let mut alibaba = app.alibaba_config();
     alibaba.endpoint = endpoint.into();

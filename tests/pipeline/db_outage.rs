@@ -96,6 +96,8 @@ async fn answers_the_vendor_gave_during_a_database_outage_are_kept_and_billed_on
                     project_id: "test-project".into(),
                     auth: app.huawei_auth(),
                     timeout: Duration::from_secs(10),
+                    enterprise_project_id: None,
+                    retry_uncropped: true,
                 }
                 .build(reqwest::Client::new()),
             ),

@@ -195,6 +195,8 @@ impl TestApp {
                 sk: self.sk.clone(),
             },
             timeout: Duration::from_secs(10),
+            enterprise_project_id: None,
+            retry_uncropped: true,
         };
         let quotas: HashMap<String, Quota> = kyc_worker::vendors::APIS
             .iter()
@@ -230,6 +232,7 @@ impl TestApp {
             biz_type: Some("RPBasic".into()),
             timeout: Duration::from_secs(10),
             url_ttl: Duration::from_secs(300),
+            pending_window: kyc_worker::vendors::alibaba::DEFAULT_PENDING_WINDOW,
         }
     }
 

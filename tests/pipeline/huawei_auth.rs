@@ -43,6 +43,8 @@ fn context(
         project_id: "p".into(),
         auth,
         timeout: Duration::from_secs(5),
+        enterprise_project_id: None,
+        retry_uncropped: true,
     };
     Arc::new(Context {
         store,

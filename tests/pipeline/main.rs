@@ -8,6 +8,7 @@ mod credentials;
 mod csv_safety;
 mod db_outage;
 mod embedded;
+mod fidelity;
 mod helpers;
 mod huawei_auth;
 mod input_integrity;

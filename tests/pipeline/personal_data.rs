@@ -236,6 +236,8 @@ async fn rotated_keys_keep_old_values_readable_and_a_missing_key_is_named() {
                     project_id: "test-project".into(),
                     auth: app.huawei_auth(),
                     timeout: Duration::from_secs(10),
+                    enterprise_project_id: None,
+                    retry_uncropped: true,
                 }
                 .build(reqwest::Client::new()),
             ),

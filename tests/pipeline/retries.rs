@@ -50,6 +50,8 @@ async fn long_waits_go_through_the_delay_queue_and_spent_jobs_are_dead_lettered(
                     project_id: "test-project".into(),
                     auth: app.huawei_auth(),
                     timeout: Duration::from_secs(5),
+                    enterprise_project_id: None,
+                    retry_uncropped: true,
                 }
                 .build(reqwest::Client::new()),
             ),

@@ -24,6 +24,8 @@ async fn a_timed_out_call_is_recorded_as_unknown_and_listed() {
         project_id: "test-project".into(),
         auth: app.huawei_auth(),
         timeout: Duration::from_millis(500),
+        enterprise_project_id: None,
+        retry_uncropped: true,
     };
     let ctx = Arc::new(Context {
         store: base.store.clone(),

@@ -240,6 +240,16 @@ impl<'a> Caller<'a> {
         Ok(())
     }
 
+    /// When an outcome first named `reference` for `vendor` (see
+    /// [`Store::first_reference_ms`]).
+    pub async fn first_reference_ms(
+        &self,
+        vendor: &str,
+        reference: &str,
+    ) -> Result<Option<i64>, CallError> {
+        Ok(self.store.first_reference_ms(vendor, reference).await?)
+    }
+
     pub fn attempts(&self) -> u32 {
         self.attempts
     }

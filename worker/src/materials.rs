@@ -12,6 +12,7 @@ pub struct Loaded {
     pub id_card_front: Option<Bytes>,
     pub id_card_back: Option<Bytes>,
     pub video: Option<Bytes>,
+    pub id_chip_photo: Option<Bytes>,
 }
 
 /// Which material failed, named by field (never by content).
@@ -48,16 +49,18 @@ pub async fn load(
             None => Ok(None),
         }
     }
-    let (face_image, id_card_front, id_card_back, video) = tokio::try_join!(
+    let (face_image, id_card_front, id_card_back, video, id_chip_photo) = tokio::try_join!(
         one(objects, local_only, "face_image", &m.face_image),
         one(objects, local_only, "id_card_front", &m.id_card_front),
         one(objects, local_only, "id_card_back", &m.id_card_back),
         one(objects, local_only, "video", &m.video),
+        one(objects, local_only, "id_chip_photo", &m.id_chip_photo),
     )?;
     Ok(Loaded {
         face_image,
         id_card_front,
         id_card_back,
         video,
+        id_chip_photo,
     })
 }

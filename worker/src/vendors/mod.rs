@@ -8,6 +8,7 @@
 
 pub mod alibaba;
 pub mod baidu;
+mod classify;
 pub mod huawei;
 
 use std::time::Duration;

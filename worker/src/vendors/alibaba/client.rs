@@ -33,6 +33,12 @@ pub(crate) const DESCRIBE_VERIFY_RESULT: Api = Api {
 /// vendor cannot fetch twice will not work the third time either.
 const MAX_UPLOAD_ERRORS: u32 = 2;
 
+/// Whether a verification first seen at `since` (ms; `None`: never before, so now) can no
+/// longer complete at `now`.
+fn past_window(since: Option<i64>, now: i64, window: std::time::Duration) -> bool {
+    since.is_some_and(|s| now - s > window.as_millis() as i64)
+}
+
 #[derive(Debug)]
 pub struct AlibabaClient {
     config: AlibabaConfig,
@@ -130,6 +136,16 @@ impl AlibabaClient {
                 }
             })
             .await?;
+        // DescribeVerifyResult −1 (未认证): the person may still be on their way, or may have
+        // quit (the seed's own examples). Pending while it can still complete, then abandoned.
+        if api == DESCRIBE_VERIFY_RESULT && verdict.vendor_code.as_deref() == Some("-1") {
+            let since = caller
+                .first_reference_ms(Vendor::Aliyun.as_str(), reference)
+                .await?;
+            if past_window(since, kyc_store::now_ms(), self.config.pending_window) {
+                (verdict.status, verdict.reason) = response::abandoned();
+            }
+        }
         // What reconciliation needs later: the BizId (or TicketId) under the scene.
         verdict.vendor_ref = Some(reference.clone());
         Ok(verdict)
@@ -224,6 +240,11 @@ impl AlibabaClient {
                 &m.id_card_front,
             ),
             (&mut pics.back, &job.materials.id_card_back, &m.id_card_back),
+            (
+                &mut pics.chip,
+                &job.materials.id_chip_photo,
+                &m.id_chip_photo,
+            ),
         ] {
             *slot = match (uri, bytes) {
                 (_, Some(b)) => Some(Picture::Bytes(b.clone())),
@@ -332,5 +353,18 @@ impl AlibabaClient {
             answer_lost: false,
             result,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minus_one_is_pending_until_the_window_from_the_first_sighting_has_passed() {
+        let hour = std::time::Duration::from_secs(3600);
+        assert!(!past_window(None, 10_000_000, hour));
+        assert!(!past_window(Some(10_000_000 - 3_600_000), 10_000_000, hour));
+        assert!(past_window(Some(10_000_000 - 3_600_001), 10_000_000, hour));
     }
 }

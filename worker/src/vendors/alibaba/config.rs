@@ -7,6 +7,12 @@ use std::time::Duration;
 
 use super::client::AlibabaClient;
 
+/// How long DescribeVerifyResult's −1 (未认证) stays `pending/awaiting_user` after the BizId
+/// was first seen: the seed gives a VerifyToken 30 minutes (VerifyMaterial, 返回数据), after
+/// which the person can no longer finish. The first sighting is never earlier than the real
+/// start, so the window is never cut short.
+pub const DEFAULT_PENDING_WINDOW: Duration = Duration::from_secs(30 * 60);
+
 /// HTTPS (the legacy SDK would default to HTTP for 2019-03-07).
 pub const DEFAULT_ENDPOINT: &str = "https://cloudauth.aliyuncs.com";
 
@@ -25,6 +31,9 @@ pub struct AlibabaConfig {
     /// Lifetime of the presigned image URLs handed to VerifyMaterial: long enough for the
     /// vendor's download, short enough to be useless afterwards.
     pub url_ttl: Duration,
+    /// DescribeVerifyResult −1 is `pending/awaiting_user` this long after the BizId was first
+    /// seen (our submission, or our first query), then `failed/abandoned`.
+    pub pending_window: Duration,
 }
 
 /// The secret never reaches a log through `Debug`.
@@ -38,6 +47,7 @@ impl fmt::Debug for AlibabaConfig {
             .field("biz_type", &self.biz_type)
             .field("timeout", &self.timeout)
             .field("url_ttl", &self.url_ttl)
+            .field("pending_window", &self.pending_window)
             .finish()
     }
 }

@@ -11,4 +11,4 @@ pub mod sign;
 
 pub use client::AlibabaClient;
 pub(crate) use client::{DESCRIBE_VERIFY_RESULT, SUBMIT_VERIFICATION, VERIFY_MATERIAL};
-pub use config::{AlibabaConfig, DEFAULT_ENDPOINT};
+pub use config::{AlibabaConfig, DEFAULT_ENDPOINT, DEFAULT_PENDING_WINDOW};

@@ -90,10 +90,13 @@ pub struct Pictures {
     pub face: Option<Picture>,
     pub front: Option<Picture>,
     pub back: Option<Picture>,
+    /// The ID card chip's portrait (`IDPic`).
+    pub chip: Option<Picture>,
 }
 
 /// The form body of SubmitVerification: `Biz`, `TicketId`, then `Material.N.*` in a fixed
-/// order (N from 1; at most 7 of the 10 allowed).
+/// order (N from 1; at most 8 of the 10 allowed). Material types: the seed's list (Name,
+/// IdentificationNumber, FacePic, IdCardFrontPic, IdCardBackPic, IDPic, Mobile).
 pub fn submit(job: &Job, biz: &str, ticket_id: &str, pics: &Pictures) -> Vec<(String, String)> {
     use base64::Engine;
     let mut materials: Vec<(&str, String)> = Vec::new();
@@ -107,6 +110,7 @@ pub fn submit(job: &Job, biz: &str, ticket_id: &str, pics: &Pictures) -> Vec<(St
         ("FacePic", &pics.face),
         ("IdCardFrontPic", &pics.front),
         ("IdCardBackPic", &pics.back),
+        ("IDPic", &pics.chip),
     ] {
         match pic {
             Some(Picture::Url(u)) => materials.push((ty, u.clone())),
@@ -157,6 +161,7 @@ mod tests {
             face: Some(Picture::Bytes(bytes::Bytes::from_static(b"\xff\xd8ab"))),
             front: Some(Picture::Url("https://x/f.jpg".into())),
             back: None,
+            chip: None,
         };
         let p = submit(&job, "RPBasic", "t-1", &pics);
         let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -166,5 +171,25 @@ mod tests {
         assert_eq!(get("Material.4.MaterialType"), Some("IdCardFrontPic"));
         assert_eq!(get("Material.5.MaterialType"), None);
         assert_eq!(reference(None, &job), "j1");
+    }
+
+    /// SubmitVerification seed, Material.n.MaterialType: `IDPic` is 二代身份证芯片中存储的头像照片.
+    #[test]
+    fn the_chip_portrait_goes_as_idpic_as_the_seed_lists_it() {
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "job_id": "j1", "batch_id": "b", "source_row": 2,
+            "operation": "aliyun.submit_verification",
+            "subject": {"name": "张三", "id_number": "11010519491231002X"},
+            "materials": {"id_chip_photo": "https://x/chip.jpg"},
+        }))
+        .unwrap();
+        let pics = Pictures {
+            chip: Some(Picture::Url("https://x/chip.jpg".into())),
+            ..Default::default()
+        };
+        let p = submit(&job, "RPBasic", "t-1", &pics);
+        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("Material.3.MaterialType"), Some("IDPic"));
+        assert_eq!(get("Material.3.Value"), Some("https://x/chip.jpg"));
     }
 }

@@ -1,4 +1,5 @@
-//! Cloudauth answers → verdicts or classified errors: Alibaba's rows of `docs/outcomes.md`.
+//! Cloudauth answers → verdicts or classified errors, by looking codes up in Alibaba's table
+//! (`kyc_schemas::codes::alibaba`, rendered in `docs/outcomes.md`).
 //!
 //! The SDKs read `VerifyStatus`, scores and `VerifyToken` at the top level of the body; the
 //! seed documentation wraps them in `ResultObject` and writes numbers as strings. Both shapes
@@ -7,28 +8,28 @@
 
 use std::time::Duration;
 
+use kyc_schemas::codes::alibaba::{CODE, STATUS_CODE, TABLE, VERIFY_STATUS, VERIFY_STATUS_LATE};
+use kyc_schemas::codes::{find, CodeRow};
 use kyc_schemas::{Reason, Status};
 use serde_json::Value;
 
+use crate::vendors::classify::classify;
 use crate::vendors::{VendorError, Verdict};
+
+fn row(field: &str, code: &str) -> &'static CodeRow {
+    find(TABLE, field, code, "").expect("the Alibaba table has an `other` row for each field")
+}
 
 /// What a `VerifyStatus` of VerifyMaterial (or DescribeVerifyResult) means.
 pub fn normalize_verify_status(code: i64) -> (Status, Reason) {
-    match code {
-        1 => (Status::Passed, Reason::Verified),
-        2 => (Status::Failed, Reason::IdentityMismatch),
-        3 | 4 => (Status::Failed, Reason::IdCardMismatch),
-        5 => (Status::Failed, Reason::IdExpired),
-        6 => (Status::Failed, Reason::FaceMismatchIdPhoto),
-        7 => (Status::Failed, Reason::FaceMismatchAuthority),
-        8 => (Status::Failed, Reason::IdCardInvalid),
-        9 => (Status::Failed, Reason::RiskRejected),
-        11 | 12 => (Status::Error, Reason::AuthorityUnavailable),
-        // DescribeVerifyResult: nothing submitted yet.
-        -1 => (Status::Pending, Reason::AwaitingUser),
-        // "2~n 不通过": any other failure the documentation does not name (10 included).
-        _ => (Status::Failed, Reason::RejectedUnspecified),
-    }
+    let r = row(VERIFY_STATUS, &code.to_string());
+    (r.status, r.reason)
+}
+
+/// DescribeVerifyResult's −1 once the verification can no longer complete.
+pub fn abandoned() -> (Status, Reason) {
+    let r = row(VERIFY_STATUS_LATE, "-1");
+    (r.status, r.reason)
 }
 
 /// A number that may arrive as a JSON number or a string ("97", "true").
@@ -59,42 +60,28 @@ pub fn parse_verify(body: &[u8]) -> Result<Verdict, VendorError> {
         &v["ResultObject"]
     };
     let code = number(&fields["VerifyStatus"]).ok_or_else(|| unexpected("no VerifyStatus"))? as i64;
-    if code == 12 {
-        // The authority's system failed: the same BizId may be submitted again.
-        return Err(VendorError::Transient {
-            code: "12".into(),
-            message: "authority system error".into(),
-            retry_after: None,
-            reason: Reason::AuthorityUnavailable,
-        });
-    }
-    let (status, reason) = normalize_verify_status(code);
-    let similarity = ["AuthorityComparisionScore", "AuthorityComparisonScore"]
-        .iter()
-        .find_map(|k| number(&fields[*k]));
-    Ok(Verdict {
-        status,
-        reason,
-        vendor_code: Some(code.to_string()),
-        vendor_message: None,
-        similarity,
-        liveness_score: None,
-        vendor_ref: fields["VerifyToken"].as_str().map(str::to_string),
-        charges: Vec::new(),
-    })
+    let mut verdict = classify(
+        row(VERIFY_STATUS, &code.to_string()),
+        code.to_string(),
+        String::new(),
+        None,
+    )?;
+    // Status 6 compares the face with the ID-card portrait: its score is
+    // IdCardFaceComparisonScore; every other status reports the authority comparison.
+    let keys: &[&str] = if code == 6 {
+        &["IdCardFaceComparisonScore"]
+    } else {
+        &["AuthorityComparisionScore", "AuthorityComparisonScore"]
+    };
+    verdict.similarity = keys.iter().find_map(|k| number(&fields[*k]));
+    verdict.vendor_ref = fields["VerifyToken"].as_str().map(str::to_string);
+    Ok(verdict)
 }
 
 /// What SubmitVerification's `VerifyStatus.StatusCode` means (a different enum from
 /// VerifyMaterial's `VerifyStatus`; see `docs/vendors/alibaba.md` A14).
 pub fn normalize_status_code(code: i64) -> Option<(Status, Reason)> {
-    match code {
-        1 => Some((Status::Passed, Reason::Verified)),
-        // Free text in AuditConclusions says why; no code to map.
-        2 => Some((Status::Failed, Reason::RejectedUnspecified)),
-        0 => Some((Status::Pending, Reason::InReview)),
-        // −1: nothing recorded, resubmit (same TicketId): retryable.
-        _ => None,
-    }
+    find(TABLE, STATUS_CODE, &code.to_string(), "").map(|r| (r.status, r.reason))
 }
 
 /// Parses a SubmitVerification answer with HTTP 200: `Data.VerifyStatus` (or top-level
@@ -107,29 +94,39 @@ pub fn parse_submit(body: &[u8]) -> Result<Verdict, VendorError> {
         &v["VerifyStatus"]
     };
     let code = number(&vs["StatusCode"]).ok_or_else(|| unexpected("no StatusCode"))? as i64;
-    let Some((status, reason)) = normalize_status_code(code) else {
-        return Err(VendorError::Transient {
-            code: code.to_string(),
-            message: "no submission recorded".into(),
-            retry_after: None,
-            reason: Reason::VendorInternal,
-        });
-    };
-    Ok(Verdict {
-        status,
-        reason,
-        vendor_code: Some(code.to_string()),
-        vendor_message: vs["AuditConclusions"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        similarity: ["SimilarityScore", "MaterialScore"]
-            .iter()
-            .find_map(|k| number(&vs[*k])),
-        liveness_score: None,
-        vendor_ref: None,
-        charges: Vec::new(),
-    })
+    let r = find(TABLE, STATUS_CODE, &code.to_string(), "")
+        .ok_or_else(|| unexpected("unknown StatusCode"))?;
+    let message = vs["AuditConclusions"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let mut verdict = classify(
+        r,
+        code.to_string(),
+        message.unwrap_or_else(|| {
+            if code == -1 {
+                "no submission recorded".into()
+            } else {
+                String::new()
+            }
+        }),
+        None,
+    )?;
+    verdict.similarity = ["SimilarityScore", "MaterialScore"]
+        .iter()
+        .find_map(|k| number(&vs[*k]));
+    Ok(verdict)
+}
+
+/// The row of an error answer: any answer with `x-acs-retry-after` is a throttle (the Tea
+/// SDK's rule); else its `Code`; else its HTTP status.
+fn error_row(status: u16, code: Option<&str>, retry_after: bool) -> &'static CodeRow {
+    if retry_after {
+        return row("x-acs-retry-after header", "*");
+    }
+    code.and_then(|c| find(TABLE, CODE, c, ""))
+        .filter(|r| r.code != "other")
+        .unwrap_or_else(|| row(CODE, if status >= 500 { "5xx" } else { "other" }))
 }
 
 /// What a non-200 answer means. `retry_after_ms` is the `x-acs-retry-after` header.
@@ -139,10 +136,7 @@ pub fn parse_error(
     retry_after_ms: Option<&str>,
 ) -> Result<Verdict, VendorError> {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let code = v["Code"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("HTTP {status}"));
+    let given = v["Code"].as_str();
     // A signature refusal quotes the server's string to sign, which holds every parameter
     // (name, ID number): cut it off before the message reaches the outcome or a report.
     let message: String = v["Message"]
@@ -157,96 +151,70 @@ pub fn parse_error(
     let retry_after = retry_after_ms
         .and_then(|ms| ms.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
-    let permanent = |reason| VendorError::Permanent {
-        code: code.clone(),
-        message: message.clone(),
-        reason,
-    };
-    Err(match code.as_str() {
-        "Throttling" | "Throttling.User" | "Throttling.Api" => {
-            VendorError::Throttled { code, retry_after }
-        }
-        _ if retry_after.is_some() => VendorError::Throttled { code, retry_after },
-        "NoFaceDetected" => {
-            return Ok(Verdict {
-                status: Status::Failed,
-                reason: Reason::ImageQuality,
-                vendor_code: Some(code),
-                vendor_message: Some(message),
-                similarity: None,
-                liveness_score: None,
-                vendor_ref: None,
-                charges: Vec::new(),
-            })
-        }
-        // An earlier submission of this TicketId is in review or passed: never resubmit,
-        // reconcile with DescribeVerifyResult.
-        "Error.DuplicatedTicketId" => {
-            return Ok(Verdict {
-                status: Status::Pending,
-                reason: Reason::DuplicateSubmission,
-                vendor_code: Some(code),
-                vendor_message: Some(message),
-                similarity: None,
-                liveness_score: None,
-                vendor_ref: None,
-                charges: Vec::new(),
-            })
-        }
-        "InvalidParam.VerifyTokenExpired" => permanent(Reason::SessionExpired),
-        // Our clock is off by more than the vendor's window: no retry can fix that.
-        "InvalidTimeStamp.Expired" | "InvalidTimeStamp.Format" => permanent(Reason::AuthFailed),
-        // A fresh nonce is made for every attempt.
-        "SignatureNonceUsed" => VendorError::Transient {
-            code,
-            message,
-            retry_after: None,
-            reason: Reason::VendorInternal,
-        },
-        "Error.MaterialsUploadError" => VendorError::Transient {
-            code,
-            message,
-            retry_after: None,
-            reason: Reason::MaterialUnavailable,
-        },
-        "SignatureDoesNotMatch" | "InvalidAccessKeyId.NotFound" | "IncompleteSignature" => {
-            permanent(Reason::AuthFailed)
-        }
-        "NoPermission"
-        | "NoSubscribeService"
-        | "InDebt"
-        | "Forbidden"
-        | "Error.NoPermissionAccess" => permanent(Reason::AccountBlocked),
-        // Alibaba could not fetch an image in its 3 s window.
-        "DownloadTimedOut" => VendorError::Transient {
-            code,
-            message,
-            retry_after: None,
-            reason: Reason::MaterialUnavailable,
-        },
-        "SystemError"
-        | "InternalError"
-        | "ServiceUnavailable"
-        | "Error.InternalError"
-        | "Error.SubmitMaterialsError" => VendorError::Transient {
-            code,
-            message,
-            retry_after: None,
-            reason: Reason::VendorInternal,
-        },
-        _ if status >= 500 => VendorError::Transient {
-            code,
-            message,
-            retry_after: None,
-            reason: Reason::VendorInternal,
-        },
-        _ => permanent(Reason::InvalidRequest),
-    })
+    let r = error_row(status, given, retry_after.is_some());
+    let code = given
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    classify(r, code, message, retry_after)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vendors::classify::class_of;
+
+    /// Every row of the table, sent as the vendor would send it, classifies as the row says.
+    #[test]
+    fn every_row_of_the_alibaba_table_is_what_the_parser_does() {
+        for r in TABLE {
+            let got = match (r.field, r.code) {
+                (VERIFY_STATUS, "other") => parse_verify(br#"{"VerifyStatus":10}"#),
+                (VERIFY_STATUS, c) => parse_verify(format!(r#"{{"VerifyStatus":{c}}}"#).as_bytes()),
+                // The window is the client's decision; the row is what it picks.
+                (VERIFY_STATUS_LATE, _) => Ok(Verdict::of(abandoned().0, abandoned().1)),
+                (STATUS_CODE, c) => parse_submit(
+                    format!(r#"{{"Data":{{"VerifyStatus":{{"StatusCode":{c}}}}}}}"#).as_bytes(),
+                ),
+                ("x-acs-retry-after header", _) => {
+                    parse_error(400, br#"{"Code":"Anything"}"#, Some("250"))
+                }
+                (CODE, "5xx") => parse_error(502, br#"{"Code":"Gateway.Oops"}"#, None),
+                (CODE, "other") => parse_error(400, br#"{"Code":"No.Such.Code"}"#, None),
+                (CODE, c) => parse_error(
+                    r.http.unwrap(),
+                    serde_json::json!({"Code": c, "Message": r.message})
+                        .to_string()
+                        .as_bytes(),
+                    None,
+                ),
+                (f, c) => panic!("no test input for {f} {c}"),
+            };
+            assert_eq!(
+                class_of(&got),
+                (r.status, r.reason, r.retry),
+                "{} {}",
+                r.field,
+                r.code
+            );
+        }
+    }
+
+    /// VerifyMaterial seed, 返回数据: `IdCardFaceComparisonScore` compares the face with the
+    /// ID-card portrait, the score status 6 (人脸与身份证头像不一致) is about.
+    #[test]
+    fn status_6_reports_the_id_card_face_score_as_the_seed_defines_it() {
+        let body = br#"{"RequestId":"r","VerifyStatus":6,"AuthorityComparisionScore":97,"IdCardFaceComparisonScore":35,"VerifyToken":"t"}"#;
+        let v = parse_verify(body).unwrap();
+        assert_eq!(
+            (v.reason, v.similarity),
+            (Reason::FaceMismatchIdPhoto, Some(35.0))
+        );
+        let seed = br#"{"ResultObject":{"VerifyStatus":"6","AuthorityComparisionScore":"97","IdCardFaceComparisonScore":"35"}}"#;
+        assert_eq!(parse_verify(seed).unwrap().similarity, Some(35.0));
+        let seven =
+            br#"{"VerifyStatus":7,"AuthorityComparisionScore":41,"IdCardFaceComparisonScore":97}"#;
+        assert_eq!(parse_verify(seven).unwrap().similarity, Some(41.0));
+    }
 
     #[test]
     fn every_documented_verify_status_is_normalized() {

@@ -5,45 +5,31 @@
 //! the *request* failed (auth, quota, parameters); `code` / `message` (detail, simple) and an
 //! attempt's `code` (getall) say the *person's verification* failed.
 
+use kyc_schemas::codes::baidu::{ATTEMPT_CODE, ERROR_CODE, GETALL_FIELD, TABLE};
+use kyc_schemas::codes::{find, CodeRow};
 use kyc_schemas::{Reason, Status};
 use kyc_store::ChargeEntry;
 use serde_json::Value;
 
+use crate::vendors::classify::classify;
 use crate::vendors::{VendorError, Verdict};
 
 /// The message Baidu gives for an unknown, expired or used-up verify_token (no code is
 /// documented for it).
 pub const TOKEN_INVALID: &str = "Token无效或者已过期";
 
-/// Per-attempt verdict codes. Only "0" and the text "身份证姓名不匹配" are in the seed; the
-/// 2223xx/2166xx/223120 codes are Baidu FACE codes from its public error page (unverified
-/// here), 9909xx are the simulator's stand-ins for the two failures Baidu documents no code
-/// for (score below threshold, risk control). One table, so a correction touches no logic.
-const ATTEMPT_CODES: [(&str, Status, Reason); 12] = [
-    ("0", Status::Passed, Reason::Verified),
-    ("222360", Status::Failed, Reason::IdentityMismatch),
-    ("222354", Status::NotFound, Reason::NoRecord),
-    ("222355", Status::Error, Reason::IdPhotoMissing),
-    ("216607", Status::Error, Reason::IdPhotoMissing),
-    ("222356", Status::Failed, Reason::ImageQuality),
-    ("216605", Status::Failed, Reason::ImageQuality),
-    ("216606", Status::Failed, Reason::ImageQuality),
-    ("223120", Status::Failed, Reason::LivenessFailed),
-    ("222361", Status::Error, Reason::AuthorityUnavailable),
-    ("990902", Status::Failed, Reason::FaceMismatchAuthority),
-    ("990909", Status::Failed, Reason::RiskRejected),
-];
+fn attempt_row(code: &str, message: &str) -> &'static CodeRow {
+    find(TABLE, ATTEMPT_CODE, code, message).expect("the Baidu table has an `other` attempt row")
+}
+
+fn getall_row(fact: &str) -> &'static CodeRow {
+    find(TABLE, GETALL_FIELD, fact, "").expect("the Baidu table has the getall rows")
+}
 
 /// What an attempt's `code` (and `message`) mean.
 pub fn normalize_attempt_code(code: &str, message: &str) -> (Status, Reason) {
-    if message.contains("姓名不匹配") {
-        return (Status::Failed, Reason::IdentityMismatch);
-    }
-    ATTEMPT_CODES
-        .iter()
-        .find(|(c, _, _)| *c == code)
-        .map(|(_, s, r)| (*s, *r))
-        .unwrap_or((Status::Failed, Reason::RejectedUnspecified))
+    let r = attempt_row(code, message);
+    (r.status, r.reason)
 }
 
 /// A JSON value that may be a number or a string (`"0"`, `93.78`, `""`).
@@ -70,34 +56,9 @@ pub fn api_error(v: &Value) -> Option<VendorError> {
         .map(|c| c as i64)
         .filter(|c| *c != 0)?;
     let message: String = text(&v["error_msg"]).chars().take(300).collect();
-    let c = code.to_string();
-    let permanent = |reason| VendorError::Permanent {
-        code: c.clone(),
-        message: message.clone(),
-        reason,
-    };
-    let transient = || VendorError::Transient {
-        code: c.clone(),
-        message: message.clone(),
-        retry_after: None,
-        reason: Reason::VendorInternal,
-    };
-    if message.contains(TOKEN_INVALID) {
-        return Some(permanent(Reason::SessionExpired));
-    }
-    Some(match code {
-        100 | 110 | 111 => VendorError::AuthExpired { code: c },
-        14 => permanent(Reason::AuthFailed),
-        6 => permanent(Reason::AccountBlocked),
-        4 | 18 => VendorError::Throttled {
-            code: c,
-            retry_after: None,
-        },
-        17 | 19 => permanent(Reason::QuotaExhausted),
-        1 | 2 | 282000 | 283512 => transient(),
-        216100 | 216101 | 216102 | 283513 | 283435 | 283520 => permanent(Reason::InvalidRequest),
-        _ => permanent(Reason::UnexpectedResponse),
-    })
+    let row = find(TABLE, ERROR_CODE, &code.to_string(), &message)
+        .expect("the Baidu table has an `other` error_code row");
+    classify(row, code.to_string(), message, None).err()
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, VendorError> {
@@ -146,16 +107,7 @@ pub fn parse_ack(body: &[u8]) -> Result<(), VendorError> {
 }
 
 fn verdict(status: Status, reason: Reason) -> Verdict {
-    Verdict {
-        status,
-        reason,
-        vendor_code: None,
-        vendor_message: None,
-        similarity: None,
-        liveness_score: None,
-        vendor_ref: None,
-        charges: Vec::new(),
-    }
+    Verdict::of(status, reason)
 }
 
 /// `result/detail` and `result/simple`: `success` true = passed; false with `code` = the
@@ -175,7 +127,10 @@ pub fn parse_detail(body: &[u8]) -> Result<Verdict, VendorError> {
         });
     }
     match v.get("code").filter(|c| !c.is_null()) {
-        None => Ok(verdict(Status::Pending, Reason::AwaitingUser)),
+        None => {
+            let r = getall_row("success:false, no code");
+            Ok(verdict(r.status, r.reason))
+        }
         Some(code) => {
             let (code, message) = (text(code), text(&v["message"]));
             let (status, reason) = normalize_attempt_code(&code, &message);
@@ -196,6 +151,45 @@ pub fn utc_day(vendor_time: &str) -> Option<String> {
             .format("%Y-%m-%d")
             .to_string(),
     )
+}
+
+/// getall's top-level totals must agree with its attempts (seed §二.5: `verify_count` =
+/// number of `verify_result` objects; `*_charge_count` = the attempts charged for that
+/// product): the per-attempt entries are what the billing tables record, so a disagreement
+/// means one of the two is wrong and a person must look.
+fn check_totals(r: &Value, attempts: &[&Value]) -> Result<(), VendorError> {
+    let count = |pred: &dyn Fn(&Value) -> bool| attempts.iter().filter(|a| pred(a)).count() as i64;
+    let charged = |ty: &str| {
+        let ty = ty.to_string();
+        count(&move |a: &Value| {
+            a["is_charged"] == Value::Bool(true)
+                && a["charge_type"].as_str().unwrap_or("verify") == ty
+        })
+    };
+    let checks = [
+        ("verify_count", attempts.len() as i64),
+        ("verify_charge_count", charged("verify")),
+        ("match_charge_count", charged("match")),
+        (
+            "ocr_charge_count",
+            count(&|a: &Value| a["is_ocr_charge"] == Value::Bool(true)),
+        ),
+    ];
+    let wrong: Vec<String> = checks
+        .iter()
+        .filter_map(|(field, want)| {
+            let got = number(&r[*field]).map(|n| n as i64)?;
+            (got != *want).then(|| format!("{field} {got} ≠ {want} from the attempts"))
+        })
+        .collect();
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(VendorError::Permanent {
+        code: "unexpected_response".into(),
+        message: format!("result/getall totals disagree: {}", wrong.join(", ")),
+        reason: Reason::UnexpectedResponse,
+    })
 }
 
 /// `result/getall`: the outcome is the last attempt (highest `order`), the charges are every
@@ -247,10 +241,12 @@ pub fn parse_getall(body: &[u8], verify_token: &str) -> Result<Verdict, VendorEr
             });
         }
     }
+    check_totals(r, &attempts)?;
     let Some(last) = attempts.last() else {
+        let none = getall_row("verify_count 0");
         return Ok(Verdict {
             charges,
-            ..verdict(Status::Pending, Reason::AwaitingUser)
+            ..verdict(none.status, none.reason)
         });
     };
     let detail = &last["verify_detail"];
@@ -259,17 +255,20 @@ pub fn parse_getall(body: &[u8], verify_token: &str) -> Result<Verdict, VendorEr
     let code = text(&last["code"]);
     let message = text(&last["message"]);
     let matches = last["charge_type"].as_str() == Some("match");
+    let fact = |f: &str| {
+        let r = getall_row(f);
+        (r.status, r.reason)
+    };
     let (status, reason) = if last["is_verify_passed"] == Value::Bool(true) {
-        (Status::Passed, Reason::Verified)
+        normalize_attempt_code("0", "")
     } else if matches!(detail["risk_level"].as_str(), Some("1" | "2")) {
-        (Status::Failed, Reason::RiskRejected)
+        fact("risk_level 1|2")
     } else if matches!((score, threshold), (Some(s), Some(t)) if s < t) {
-        let reason = if matches {
-            Reason::FaceMismatch
+        fact(if matches {
+            "score < threshold, match"
         } else {
-            Reason::FaceMismatchAuthority
-        };
-        (Status::Failed, reason)
+            "score < threshold"
+        })
     } else {
         normalize_attempt_code(&code, &message)
     };
@@ -332,19 +331,143 @@ mod tests {
         );
     }
 
+    /// Independent expectations, written from `docs/outcomes.md`'s reading of each code (not
+    /// read back from the table): a wrong row in the table fails here.
     #[test]
-    fn every_attempt_code_is_normalized() {
-        for (code, status, reason) in ATTEMPT_CODES {
-            assert_eq!(normalize_attempt_code(code, ""), (status, reason), "{code}");
+    fn attempt_codes_mean_what_the_outcomes_document_says() {
+        let expected = [
+            ("0", "", Status::Passed, Reason::Verified),
+            (
+                "12345",
+                "身份证姓名不匹配",
+                Status::Failed,
+                Reason::IdentityMismatch,
+            ),
+            ("222360", "", Status::Failed, Reason::IdentityMismatch),
+            ("222354", "", Status::NotFound, Reason::NoRecord),
+            ("222355", "", Status::Error, Reason::IdPhotoMissing),
+            ("216607", "", Status::Error, Reason::IdPhotoMissing),
+            ("222356", "", Status::Failed, Reason::ImageQuality),
+            ("216605", "", Status::Failed, Reason::ImageQuality),
+            ("216606", "", Status::Failed, Reason::ImageQuality),
+            ("223120", "", Status::Failed, Reason::LivenessFailed),
+            ("222361", "", Status::Error, Reason::AuthorityUnavailable),
+            ("12345", "?", Status::Failed, Reason::RejectedUnspecified),
+        ];
+        for (code, message, status, reason) in expected {
+            assert_eq!(
+                normalize_attempt_code(code, message),
+                (status, reason),
+                "{code} {message}"
+            );
         }
+    }
+
+    /// Every row of the table, sent as the vendor would send it, classifies as the row says.
+    #[test]
+    fn every_row_of_the_baidu_table_is_what_the_parser_does() {
+        use crate::vendors::classify::class_of;
+        use kyc_schemas::codes::Retry;
+        let attempt = |detail: Value, code: &str, message: &str, ty: &str| {
+            let body = serde_json::json!({"success": true, "result": {"verify_count": 1, "verify_result": [
+                {"order": 1, "is_verify_passed": code == "0", "code": code, "message": message,
+                 "verify_time": "", "is_charged": false, "charge_type": ty, "charge_time": "",
+                 "verify_detail": detail}]}});
+            parse_getall(body.to_string().as_bytes(), "t")
+        };
+        for r in TABLE {
+            let got = match (r.field, r.code) {
+                (GETALL_FIELD, "verify_count 0") => parse_getall(
+                    br#"{"success":true,"result":{"verify_count":0,"verify_result":[]}}"#,
+                    "t",
+                ),
+                (GETALL_FIELD, "risk_level 1|2") => attempt(
+                    serde_json::json!({"score": 90, "threshold": 80, "risk_level": "2"}),
+                    "1",
+                    "",
+                    "verify",
+                ),
+                (GETALL_FIELD, "score < threshold") => attempt(
+                    serde_json::json!({"score": 45, "threshold": 80}),
+                    "1",
+                    "",
+                    "verify",
+                ),
+                (GETALL_FIELD, "score < threshold, match") => attempt(
+                    serde_json::json!({"score": 45, "threshold": 80}),
+                    "1",
+                    "",
+                    "match",
+                ),
+                (GETALL_FIELD, _) => parse_detail(br#"{"success":false,"log_id":"1"}"#),
+                (ATTEMPT_CODE, c) => {
+                    let code = if c == "*" || c == "other" { "54321" } else { c };
+                    let message = r.when.unwrap_or_default();
+                    let detail = parse_detail(
+                        serde_json::json!({"success": code == "0", "code": code, "message": message})
+                            .to_string()
+                            .as_bytes(),
+                    );
+                    let getall = attempt(serde_json::json!({}), code, message, "verify");
+                    assert_eq!(class_of(&detail), class_of(&getall), "{c}");
+                    getall
+                }
+                ("error_code, 5 in a row over 60 s", _) => {
+                    // The client's run of 18s decides; the row is what it writes.
+                    Err(VendorError::Permanent {
+                        code: "18".into(),
+                        message: String::new(),
+                        reason: Reason::QuotaExhausted,
+                    })
+                }
+                (ERROR_CODE, c) => {
+                    let code = if c == "*" {
+                        "216100"
+                    } else if c == "other" {
+                        "999999"
+                    } else {
+                        c
+                    };
+                    let v = serde_json::json!({"error_code": code.parse::<i64>().unwrap(),
+                        "error_msg": r.when.unwrap_or(r.message)});
+                    Err(api_error(&v).expect("an error"))
+                }
+                ("HTTP status", _) | ("OAuth error", _) => continue, // client.rs, tested there
+                (f, c) => panic!("no test input for {f} {c}"),
+            };
+            assert_eq!(
+                class_of(&got),
+                (r.status, r.reason, r.retry),
+                "{} {}",
+                r.field,
+                r.code
+            );
+            assert!(r.retry != Retry::RefreshAuth || r.field == ERROR_CODE);
+        }
+    }
+
+    /// Seed §二.5: `verify_count` says how many `verify_result` objects follow and the
+    /// `*_charge_count` totals count the charged attempts; a getall that contradicts itself is
+    /// not taken at its word.
+    #[test]
+    fn getall_totals_that_disagree_with_the_attempts_are_refused() {
+        let body = |verify_count: i64, verify_charge_count: i64| {
+            serde_json::json!({"success": true, "result": {
+                "verify_count": verify_count, "ocr_charge_count": 0, "match_charge_count": 0,
+                "verify_charge_count": verify_charge_count,
+                "verify_result": [{"order": 1, "is_verify_passed": true, "code": "0", "message": "",
+                    "verify_time": "2026-1-2 7:05:09", "is_charged": true, "charge_type": "verify",
+                    "charge_time": "2026-1-2 7:05:09", "verify_detail": {"score": 93.0, "threshold": 80}}]}})
+            .to_string()
+        };
         assert_eq!(
-            normalize_attempt_code("12345", "身份证姓名不匹配"),
-            (Status::Failed, Reason::IdentityMismatch)
+            parse_getall(body(1, 1).as_bytes(), "t").unwrap().status,
+            Status::Passed
         );
-        assert_eq!(
-            normalize_attempt_code("12345", "?"),
-            (Status::Failed, Reason::RejectedUnspecified)
-        );
+        for (n, c) in [(2, 1), (1, 0), (1, 2)] {
+            let e = parse_getall(body(n, c).as_bytes(), "t").unwrap_err();
+            assert_eq!(e.final_reason(), Reason::UnexpectedResponse, "{n} {c}");
+        }
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl HuaweiClient {
         caller: &mut Caller<'_>,
     ) -> Result<Verdict, CallError> {
         let (api, body) = match job.operation {
-            Operation::HuaweiStandard => (STANDARD, request::standard(job, m)),
+            Operation::HuaweiStandard => (STANDARD, request::standard(job, m, true)),
             Operation::HuaweiIdcardExtension => (EXTENSION, request::extension(job, m)),
             other => {
                 return Err(CallError::Vendor(VendorError::Permanent {
@@ -78,7 +78,29 @@ impl HuaweiClient {
             })
         })?;
         let detail = api == STANDARD;
-        caller.call(api, || self.post(api, &body, detail)).await
+        let verdict = caller.call(api, || self.post(api, &body, detail)).await?;
+        // The seed: a face image over 90 KB of base64 with crop=true may get IVS.0009 (no face
+        // found); crop=false is the remedy. One resend, then the answer stands.
+        let risky = m
+            .face_image
+            .as_ref()
+            .is_some_and(|f| request::b64_len(f.len()) > request::CROP_RISK_B64_BYTES);
+        if api == STANDARD
+            && risky
+            && self.config.retry_uncropped
+            && verdict.vendor_code.as_deref() == Some("IVS.0009")
+        {
+            tracing::info!("IVS.0009 with crop=true on a large image; resending with crop=false");
+            let body = request::standard(job, m, false).map_err(|e| {
+                CallError::Vendor(VendorError::Permanent {
+                    code: "missing_material".into(),
+                    message: e.to_string(),
+                    reason: Reason::InvalidRequest,
+                })
+            })?;
+            return caller.call(api, || self.post(api, &body, detail)).await;
+        }
+        Ok(verdict)
     }
 
     async fn post(&self, api: Api, body: &[u8], detail: bool) -> Exchange<Verdict> {
@@ -95,6 +117,9 @@ impl HuaweiClient {
             ("Content-Type".into(), "application/json".into()),
             ("X-Project-Id".into(), self.config.project_id.clone()),
         ];
+        if let Some(eps) = &self.config.enterprise_project_id {
+            headers.push(("Enterprise-Project-Id".into(), eps.clone()));
+        }
         let mut req = self.http.post(parsed.clone()).timeout(self.config.timeout);
         match &self.config.auth {
             HuaweiAuth::AkSk { ak, sk } => {
@@ -231,17 +256,7 @@ impl HuaweiClient {
                 });
                 Ok(value)
             }
-            (s, _) if s >= 500 => Err(VendorError::Transient {
-                code: format!("IAM HTTP {s}"),
-                message: "IAM token endpoint failed".into(),
-                retry_after: None,
-                reason: Reason::VendorInternal,
-            }),
-            (s, _) => Err(VendorError::Permanent {
-                code: format!("IAM HTTP {s}"),
-                message: "IAM refused the credentials".into(),
-                reason: Reason::AuthFailed,
-            }),
+            (s, _) => Err(response::iam_error(s)),
         }
     }
 }

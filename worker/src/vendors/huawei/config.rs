@@ -48,6 +48,13 @@ pub struct HuaweiConfig {
     pub auth: HuaweiAuth,
     /// Per-request timeout; a timed-out call is retried (and may have been billed).
     pub timeout: Duration,
+    /// `Enterprise-Project-Id` (tables 4-1, 4-12, …): bills the calls to an enterprise
+    /// project; `None` sends no header (the account's "default" project).
+    pub enterprise_project_id: Option<String>,
+    /// On `IVS.0009` for a face image over 90 KB of base64 sent with `crop=true`, resend once
+    /// with `crop=false`, as the seed advises (tables 4-5, 4-16). The resend is a second,
+    /// billable call and has its own ledger row.
+    pub retry_uncropped: bool,
 }
 
 impl HuaweiConfig {

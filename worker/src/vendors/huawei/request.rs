@@ -34,28 +34,36 @@ fn identity(job: &Job, m: &Loaded, item: &mut Map<String, Value>) -> Result<(), 
         }
         _ => {
             // The official SDK sends `idcard_image1`/`idcard_image2`; the docs' tables say
-            // `idcard_image_1`, which the service does not read.
+            // `idcard_image_1`, which the service does not read. The back (国徽面) is optional
+            // in every ID-image variant (tables 4-5, 4-26, 4-61).
             let front = m
                 .id_card_front
                 .as_ref()
                 .ok_or(BuildError::Missing("name and id_number, or id_card_front"))?;
-            let back = m
-                .id_card_back
-                .as_ref()
-                .ok_or(BuildError::Missing("id_card_back"))?;
             item.insert("idcard_image1".into(), B64.encode(front).into());
-            item.insert("idcard_image2".into(), B64.encode(back).into());
+            if let Some(back) = &m.id_card_back {
+                item.insert("idcard_image2".into(), B64.encode(back).into());
+            }
         }
     }
     Ok(())
 }
 
-/// ivs-standard: identity plus a face image or a video.
-pub(crate) fn standard(job: &Job, m: &Loaded) -> Result<Vec<u8>, BuildError> {
+/// Above this much base64, `crop=true` may make the vendor miss the face (tables 4-5, 4-16).
+pub(crate) const CROP_RISK_B64_BYTES: usize = 90 * 1024;
+
+/// The base64 length of `n` bytes.
+pub(crate) fn b64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// ivs-standard: identity plus a face image (with `crop`) or a video (which has no `crop`).
+pub(crate) fn standard(job: &Job, m: &Loaded, crop: bool) -> Result<Vec<u8>, BuildError> {
     let mut item = Map::new();
     identity(job, m, &mut item)?;
     if let Some(face) = &m.face_image {
         item.insert("face_image".into(), B64.encode(face).into());
+        item.insert("crop".into(), crop.into());
     } else if let Some(video) = &m.video {
         item.insert("video".into(), B64.encode(video).into());
         let actions = job
@@ -111,11 +119,14 @@ mod tests {
             face_image: Some(vec![0xFF, 0xD8, 1].into()),
             ..Default::default()
         };
-        let body: Value = serde_json::from_slice(&standard(&job(), &m).unwrap()).unwrap();
+        let body: Value = serde_json::from_slice(&standard(&job(), &m, true).unwrap()).unwrap();
         let item = &body["data"]["req_data"][0];
         assert_eq!(item["verification_name"], "张三");
         assert_eq!(item["face_image"], "/9gB");
         assert_eq!(item["detail"], true);
+        assert_eq!(item["crop"], true);
+        let body: Value = serde_json::from_slice(&standard(&job(), &m, false).unwrap()).unwrap();
+        assert_eq!(body["data"]["req_data"][0]["crop"], false);
         assert_eq!(body["meta"]["uuid"], job().job_id.as_str());
     }
 
@@ -134,15 +145,38 @@ mod tests {
         assert!(item.get("idcard_image_1").is_none());
     }
 
+    /// Seed tables 4-5, 4-26 and 4-61: `idcard_image2` (国徽面) is 否 (optional).
     #[test]
-    fn a_video_needs_actions() {
+    fn the_id_card_back_is_optional_as_in_seed_tables_4_5_4_26_4_61() {
+        let mut j = job();
+        j.subject = Subject::default();
+        let m = Loaded {
+            id_card_front: Some(vec![1].into()),
+            face_image: Some(vec![3].into()),
+            ..Default::default()
+        };
+        for body in [extension(&j, &m).unwrap(), standard(&j, &m, true).unwrap()] {
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            let item = &body["data"]["req_data"][0];
+            assert!(item.get("idcard_image1").is_some());
+            assert!(item.get("idcard_image2").is_none());
+        }
+    }
+
+    #[test]
+    fn a_video_needs_actions_and_carries_no_crop() {
         let m = Loaded {
             video: Some(vec![1].into()),
             ..Default::default()
         };
         assert_eq!(
-            standard(&job(), &m),
+            standard(&job(), &m, true),
             Err(BuildError::Missing("actions (for a video)"))
         );
+        let mut j = job();
+        j.vendor_refs.actions = Some("5".into());
+        let body: Value = serde_json::from_slice(&standard(&j, &m, true).unwrap()).unwrap();
+        assert!(body["data"]["req_data"][0].get("crop").is_none());
+        assert_eq!(body["data"]["req_data"][0]["actions"], "5");
     }
 }
