@@ -58,7 +58,9 @@ async fn run(
         dry_run: false,
         window: 4,
         encoding: Encoding::Auto,
-        max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
+        // Above the corpus's 1 MB cell: that row tests the per-cell rule (a reject), not
+        // the record bound (which stops the run; see tests/pipeline/input_integrity.rs).
+        max_record_bytes: 4 << 20,
         // One keyring for every run: job ids are keyed, and runs are compared.
         keys: keys().clone(),
     };

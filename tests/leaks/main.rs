@@ -343,6 +343,7 @@ async fn no_secret_or_personal_data_reaches_any_output_whatever_the_vendor_does(
                 .arg("--out")
                 .arg(&out)
                 .env("KYC_DATABASE_URL", &app.db_url)
+                .envs(helpers::child_env())
                 .status()
                 .unwrap();
             assert!(status.code().is_some(), "kyc report {args:?} died");

@@ -225,7 +225,8 @@ fn kyc(dir: &Path) -> Command {
     c.current_dir(dir)
         .env("KYC_DATABASE_URL", sqlite_url(dir))
         .env_remove("KYC_OPERATOR")
-        .env("RUST_LOG", "error");
+        .env("RUST_LOG", "error")
+        .envs(crate::helpers::child_env());
     c
 }
 

@@ -81,6 +81,16 @@ pub fn tls_env() -> Vec<(&'static str, String)> {
     .collect()
 }
 
+/// Everything a `kyc` child process needs beyond its database and broker URLs: the test CA
+/// files (the services speak TLS only) and the test keys (names are sealed).
+pub fn child_env() -> Vec<(&'static str, String)> {
+    let mut env = tls_env();
+    env.push(("KYC_DATA_KEYS", keyring().data.to_config()));
+    env.push(("KYC_DATA_KEY_ID", keyring().data.current_id().to_string()));
+    env.push(("KYC_INDEX_KEY", keyring().index.to_base64()));
+    env
+}
+
 pub struct TestApp {
     pub store: Store,
     pub broker: Broker,
