@@ -484,9 +484,7 @@ impl TestApp {
     /// Every message in a queue as the broker holds it: (message id, body, headers). The
     /// messages stay in the queue (they are returned when the channel closes).
     pub async fn peek_queue(&self, queue: &str) -> Vec<(String, Vec<u8>, String)> {
-        let conn = lapin::Connection::connect(&self.amqp_url, Default::default())
-            .await
-            .unwrap();
+        let conn = amqp_connection(&self.amqp_url).await;
         let ch = conn.create_channel().await.unwrap();
         let mut out = Vec::new();
         while let Some(msg) = ch

@@ -381,9 +381,7 @@ fn fresh_topology(ttl: Duration) -> Topology {
 }
 
 async fn delete_queues(url: &str, t: &Topology) {
-    let conn = lapin::Connection::connect(url, Default::default())
-        .await
-        .unwrap();
+    let conn = crate::helpers::amqp_connection(url).await;
     let ch = conn.create_channel().await.unwrap();
     let mut queues = vec![t.dead_letter_queue()];
     for v in kyc_schemas::Vendor::ALL {
@@ -422,9 +420,7 @@ async fn dead_letters_expire_after_the_configured_ttl() {
     .await
     .unwrap();
     broker.declare().await.unwrap();
-    let conn = lapin::Connection::connect(&url, Default::default())
-        .await
-        .unwrap();
+    let conn = crate::helpers::amqp_connection(&url).await;
     let ch = conn.create_channel().await.unwrap();
     // The queue carries exactly this TTL: the same declaration is accepted, another refused.
     ch.queue_declare(
@@ -489,9 +485,7 @@ async fn a_dead_letter_queue_from_before_the_ttl_is_named_with_what_to_do() {
     let url = service("KYC_TEST_AMQP_URL");
     let t = fresh_topology(Duration::from_secs(14 * 86_400));
     // As an older version declared it: no TTL.
-    let conn = lapin::Connection::connect(&url, Default::default())
-        .await
-        .unwrap();
+    let conn = crate::helpers::amqp_connection(&url).await;
     let ch = conn.create_channel().await.unwrap();
     ch.queue_declare(
         t.dead_letter_queue().as_str().into(),
