@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{amqp_connection, id_with_seq, spawn_app, tls_env};
+use crate::helpers::{amqp_connection, id_with_seq, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_baidu_credentials_leaves_baidu_jobs_in_the_queue() {
@@ -72,7 +72,7 @@ async fn a_worker_without_baidu_credentials_leaves_baidu_jobs_in_the_queue() {
         .env("KYC_AMQP_URL", &app.amqp_url)
         .env("KYC_QUEUE_PREFIX", &app.topology.prefix)
         .env("KYC_HTTP_LISTEN", "127.0.0.1:0")
-        .envs(tls_env())
+        .envs(crate::helpers::child_env())
         .env_remove("BAIDU_API_KEY")
         .env_remove("BAIDU_SECRET_KEY")
         .output()

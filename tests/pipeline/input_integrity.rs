@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use crate::helpers::{amqp_connection, service, spawn_app, tls_env, TestApp};
+use crate::helpers::{amqp_connection, service, spawn_app, TestApp};
 
 /// `kyc produce` with this app's database, broker and queue prefix.
 fn produce(app: &TestApp, args: &[&str], s3_endpoint: Option<&str>) -> Output {
@@ -19,7 +19,7 @@ fn produce(app: &TestApp, args: &[&str], s3_endpoint: Option<&str>) -> Output {
         .env("KYC_DATABASE_URL", &app.db_url)
         .env("KYC_AMQP_URL", &app.amqp_url)
         .env("KYC_QUEUE_PREFIX", &app.topology.prefix)
-        .envs(tls_env());
+        .envs(crate::helpers::child_env());
     if let Some(ep) = s3_endpoint {
         cmd.env("KYC_S3_ENDPOINT", ep);
     }
