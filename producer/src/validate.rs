@@ -675,6 +675,7 @@ mod tests {
             .unwrap();
         let job = |face: &str| {
             to_job(
+                &key(),
                 "b",
                 4,
                 &fields(["huawei.standard", "张三", "11010519491231002X", face]),

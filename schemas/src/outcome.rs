@@ -125,7 +125,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 31] = [
         Reason::Verified,
         Reason::IdentityMismatch,
         Reason::FaceMismatch,

@@ -168,8 +168,8 @@ pub async fn spawn_app() -> TestApp {
     // (and from the host the simulated Alibaba answers "download timed out" for; it is
     // never fetched by us, Alibaba downloads images itself).
     let objects = test_objects().await.with_material_sources(
-            MaterialSources::parse(&format!("s3://{bucket}/,{SIM_TIMEOUT_SOURCE}")).unwrap(),
-        );
+        MaterialSources::parse(&format!("s3://{bucket}/,{SIM_TIMEOUT_SOURCE}")).unwrap(),
+    );
     objects.ensure_bucket(&bucket).await.expect("create bucket");
 
     let (ak, sk) = (format!("AK{id}"), format!("SK{id}secret"));

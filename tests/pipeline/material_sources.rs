@@ -21,7 +21,7 @@ const FACE: &[u8] = include_bytes!("../../examples/images/faces/face01.jpg");
 fn job(batch: &str, row: u64, operation: Operation, face: &str) -> Job {
     Job {
         schema_version: 1,
-        job_id: JobId::derive(batch, &row.to_string()),
+        job_id: JobId::derive(&crate::helpers::keyring().index, batch, &row.to_string()),
         batch_id: batch.into(),
         source_row: row,
         customer_ref: None,
@@ -144,7 +144,7 @@ async fn the_worker_refuses_jobs_published_around_the_producer_without_fetching_
         .map(|j| OutMessage {
             vendor: j.vendor(),
             message_id: j.job_id.to_string(),
-            payload: serde_json::to_vec(j).unwrap(),
+            payload: crate::helpers::message(j),
         })
         .collect();
     let (stop, w) = app.spawn_worker().await;
@@ -218,7 +218,7 @@ async fn materials_that_cannot_heal_fail_at_once_and_only_transient_ones_are_red
     let mut ctx = Arc::into_inner(app.context()).unwrap();
     ctx.objects = ctx.objects.with_material_sources(sources);
     let run = |j: Job| {
-        let payload = serde_json::to_vec(&j).unwrap();
+        let payload = crate::helpers::message(&j);
         let ctx = &ctx;
         async move { kyc_worker::process::process(ctx, &payload, 1, 0).await }
     };
@@ -253,13 +253,12 @@ async fn materials_that_cannot_heal_fail_at_once_and_only_transient_ones_are_red
         objects: ctx.objects.clone().with_s3_client(refused),
         ..Arc::into_inner(app.context()).unwrap()
     };
-    let payload = serde_json::to_vec(&job(
+    let payload = crate::helpers::message(&job(
         "heal",
         5,
         Operation::HuaweiStandard,
         &format!("s3://{}/faces/face01.jpg", app.bucket),
-    ))
-    .unwrap();
+    ));
     assert_eq!(
         kyc_worker::process::process(&denied, &payload, 1, 0).await,
         Disposition::Ack(Some(Status::Error))
@@ -268,7 +267,8 @@ async fn materials_that_cannot_heal_fail_at_once_and_only_transient_ones_are_red
     let outcomes = app.outcomes_by_job("heal").await;
     for row in [2, 3, 5] {
         assert_eq!(
-            outcomes[&JobId::derive("heal", &row.to_string()).to_string()],
+            outcomes[&JobId::derive(&crate::helpers::keyring().index, "heal", &row.to_string())
+                .to_string()],
             ("error".to_string(), "material_unavailable".to_string(), 0)
         );
     }
