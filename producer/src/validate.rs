@@ -225,6 +225,9 @@ fn resolve(cell: &str, images: Option<&str>) -> String {
 
 /// Validates one record into a job. `key` makes the job id and the duplicate key keyed
 /// hashes: both are derived from the name and ID number and must not reveal them.
+/// `images` and `sources` say where material cells point and where they may point.
+// Every argument is one independent input of a row's validation; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn to_job(
     key: &IndexKey,
     batch_id: &str,
