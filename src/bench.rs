@@ -218,6 +218,7 @@ async fn stage(
         batch_id: batch.into(),
         input: input.display().to_string(),
         images: None,
+        material_sources: Default::default(),
         default_operation: None,
         rejects_path: input.with_extension(format!("{batch}.rejects.csv")),
         dry_run,
@@ -428,7 +429,8 @@ impl Fleet {
     }
 
     /// Publishes `n` jobs: two thirds three-factor with `face` as the image, one third two-factor.
-    async fn produce(&self, n: usize, face: &str) -> anyhow::Result<()> {
+    /// `sources`: the material allowlist `face` is on (empty for a local file).
+    async fn produce(&self, n: usize, face: &str, sources: &str) -> anyhow::Result<()> {
         let input = self.dir.path().join("jobs.csv");
         let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
         writeln!(w, "operation,name,id_number,face_image")?;
@@ -450,6 +452,7 @@ impl Fleet {
             batch_id: "bench".into(),
             input: input.display().to_string(),
             images: None,
+            material_sources: kyc_objects::MaterialSources::parse(sources)?,
             default_operation: None,
             rejects_path: self.dir.path().join("rejects.csv"),
             dry_run: false,
@@ -475,6 +478,7 @@ impl Fleet {
         n: usize,
         quotas: &str,
         concurrency: usize,
+        sources: &str,
     ) -> anyhow::Result<Vec<std::process::Child>> {
         let exe = std::env::current_exe()?;
         (0..n)
@@ -502,6 +506,7 @@ impl Fleet {
                     .env(crate::keys::DATA_KEY_ID, self.keys.data.current_id())
                     .env("KYC_HTTP_LISTEN", "127.0.0.1:0")
                     .env("KYC_QUOTAS", quotas)
+                    .env("KYC_MATERIAL_SOURCES", sources)
                     .env("KYC_WORKER_CONCURRENCY", concurrency.to_string())
                     .env("KYC_PREFETCH", (concurrency * 2).to_string())
                     .env("RUST_LOG", "error")
@@ -567,6 +572,7 @@ async fn quota(
         .produce(
             ((total * (seconds + warmup + 5) as f64) * 1.5) as usize,
             "face.jpg",
+            "",
         )
         .await?;
     let spec = quotas
@@ -574,7 +580,7 @@ async fn quota(
         .map(|(api, q)| format!("huawei.{api}={q}/1"))
         .collect::<Vec<_>>()
         .join(",");
-    let children = fleet.spawn_workers(workers, &spec, 32)?;
+    let children = fleet.spawn_workers(workers, &spec, 32, "")?;
     tokio::time::sleep(Duration::from_secs(warmup)).await;
     let count =
         |sim: &kyc_simulator::LedgerSummary| -> std::collections::BTreeMap<String, (u64, u64)> {
@@ -647,12 +653,14 @@ async fn throughput(
     let face = format!("s3://{bucket}/face.jpg");
     objects.put(&face, bytes::Bytes::from_static(FACE)).await?;
     let start = Instant::now();
-    fleet.produce(jobs, &face).await?;
+    let sources = format!("s3://{bucket}/");
+    fleet.produce(jobs, &face, &sources).await?;
     let produced = start.elapsed();
     let children = fleet.spawn_workers(
         workers,
         "huawei.ivs-standard=100000/1000,huawei.ivs-idcard-extention=100000/1000",
         64,
+        &sources,
     )?;
     let mut children = children;
     let deadline = Instant::now() + Duration::from_secs(600);

@@ -45,6 +45,8 @@ pub struct ProduceArgs {
     /// Validate and report without publishing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    material: config::MaterialArgs,
     /// Input encoding: auto (BOM, else UTF-8 if valid, else GB18030), utf-8 or gb18030.
     #[arg(long, default_value = "auto")]
     encoding: kyc_producer::Encoding,
@@ -72,6 +74,8 @@ pub struct WorkArgs {
     /// Local folder for materials given as relative paths.
     #[arg(long)]
     images: Option<PathBuf>,
+    #[command(flatten)]
+    material: config::MaterialArgs,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "KYC_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
     http_listen: String,
@@ -355,6 +359,8 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
     init_logs(&a.conn);
     // Before anything else: without keys nothing may be written.
     let keys = keys::require_keyring("kyc produce")?;
+    // A bad allowlist stops the run before anything is read or published.
+    let material_sources = a.material.sources()?;
     let store = connect_store(&a.conn).await?;
     store
         .migrate()
@@ -409,6 +415,7 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         rejects_path,
         input: a.input,
         images: a.images,
+        material_sources,
         default_operation: a.operation,
         dry_run: a.dry_run,
         window: 500,
@@ -598,12 +605,20 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
         "kyc work",
         "to open the sealed names and ID numbers of job messages",
     )?;
+    let sources = a.material.sources()?;
     // Each job in flight makes a few short queries: a connection per two jobs, within reason
     // (several replicas share the server's connection limit).
     let store = connect_store_sized(&a.conn, (a.concurrency as u32 / 2 + 4).min(32)).await?;
     let broker = broker(&a.conn, a.conn.topology()).await?;
     broker.declare().await.context("Failed to declare queues")?;
-    let objects = objects(&a.conn, a.images).await?;
+    tracing::info!(
+        material_sources = %sources.entries().iter().map(|e| e.to_string()).collect::<Vec<_>>().join(","),
+        local_folder = a.images.is_some(),
+        "materials are read from these sources only"
+    );
+    let objects = objects(&a.conn, a.images)
+        .await?
+        .with_material_sources(sources);
     let ctx = Arc::new(Context {
         store: store.clone(),
         objects,

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-
+use clap::Args;
+use kyc_objects::{AddressPolicy, MaterialSources};
 use kyc_worker::{AlibabaConfig, BaiduConfig, HuaweiAuth, HuaweiConfig, Quota};
 
 /// Where a variable belongs in a deployment.
@@ -31,6 +32,8 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("AWS_SECRET_ACCESS_KEY", Kind::Secret),
     ("AWS_REGION", Kind::Config),
     ("KYC_QUEUE_PREFIX", Kind::Config),
+    ("KYC_MATERIAL_SOURCES", Kind::Config),
+    ("KYC_MATERIAL_ALLOW_PRIVATE_ADDRESSES", Kind::Config),
     ("KYC_HTTP_LISTEN", Kind::Config),
     ("KYC_LOG_FORMAT", Kind::Config),
     ("RUST_LOG", Kind::Config),
@@ -67,6 +70,32 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_DEAD_LETTER_TTL", Kind::Config),
     ("KYC_RETENTION", Kind::Config),
 ];
+
+/// Where materials may come from: the flags of every command that reads CSV material cells
+/// (`produce`, `work`, `run`).
+#[derive(Debug, Args, Clone)]
+pub struct MaterialArgs {
+    /// Where material cells may point besides --images, comma-separated:
+    /// s3://bucket/prefix/, https://host[:port]/prefix/, or http://host:port/prefix/ to allow
+    /// plain HTTP there. Relative paths always mean the --images folder.
+    #[arg(long, env = "KYC_MATERIAL_SOURCES", default_value = "")]
+    pub material_sources: String,
+    /// Non-public address classes material downloads may connect to: loopback, private,
+    /// link-local, shared (comma-separated). Default: none.
+    #[arg(long, env = "KYC_MATERIAL_ALLOW_PRIVATE_ADDRESSES", default_value = "")]
+    pub material_allow_private_addresses: String,
+}
+
+impl MaterialArgs {
+    /// The allowlist, parsed once; a bad entry stops the command before it reads anything.
+    pub fn sources(&self) -> anyhow::Result<MaterialSources> {
+        let addresses = AddressPolicy::parse(&self.material_allow_private_addresses)
+            .context("KYC_MATERIAL_ALLOW_PRIVATE_ADDRESSES")?;
+        Ok(MaterialSources::parse(&self.material_sources)
+            .context("KYC_MATERIAL_SOURCES")?
+            .with_addresses(addresses))
+    }
+}
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())

@@ -55,6 +55,8 @@ pub struct RunArgs {
     /// Exit with code 3 when any row was refused.
     #[arg(long)]
     fail_on_rejects: bool,
+    #[command(flatten)]
+    material: config::MaterialArgs,
 }
 
 /// Credentials the in-process simulator accepts; generated fresh for each run.
@@ -247,6 +249,9 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| a.csv.parent().map(Path::to_path_buf).unwrap_or_default());
 
+    // Materials: the image folder, plus whatever KYC_MATERIAL_SOURCES adds.
+    let sources = a.material.sources()?;
+
     // Real endpoints for vendors with credentials, the simulator for the rest. The first line
     // says which is which, whatever the mix: nobody should believe a simulated answer is real,
     // or call a real (billing) vendor without knowing.
@@ -298,7 +303,9 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .context("Failed to serve the image folder")?;
     let ctx = Arc::new(Context {
         store: store.clone(),
-        objects: local.with_local_url_base(served),
+        objects: local
+            .with_local_url_base(served)
+            .with_material_sources(sources.clone()),
         clients,
         limiters: Limiters::new(&config::quotas()?),
         retry: RetryPolicy::default(),
@@ -330,6 +337,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| crate::default_rejects_path(&input)),
         input,
         images: None,
+        material_sources: sources,
         default_operation: a.operation,
         dry_run: false,
         window: 200,

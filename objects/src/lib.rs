@@ -1,13 +1,27 @@
 //! Where images, videos and CSV input live: an S3-compatible server, a local folder (embedded
-//! mode), or plain HTTPS. A material URI's scheme picks the backend:
-//! `s3://bucket/key`, `https://…` / `http://…`, or a relative path under the local folder.
+//! mode), or HTTPS. A URI's scheme picks the backend: `s3://bucket/key`, `https://…` /
+//! `http://…`, or a relative path under the local folder.
 //!
-//! [`private_file`] creates the local files we write for people (reports, rejects) as 0600.
+//! # Layout
+//! - [`sources`]: the material allowlist (`KYC_MATERIAL_SOURCES`) and the check every
+//!   material passes before it is read or presigned
+//! - [`address`]: which IP addresses a material download may connect to
+//! - [`fetch`]: the download client: a resolver that refuses those addresses at connection
+//!   time, redirects held to the allowlist
+//! - [`error`]: `ObjectError`, classified into what heals and what does not, without paths
+//!   or query strings
+//! - [`private_file`]: creates the local files we write for people (reports, rejects) as 0600
+//! - this file: [`ObjectStore`], reading and writing by URI
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod address;
+pub mod error;
+pub mod fetch;
 pub mod private_file;
+pub mod sources;
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -15,46 +29,21 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use tokio::io::AsyncRead;
 
+pub use address::{AddressClass, AddressPolicy, AddressPolicyError};
+pub use error::ObjectError;
+use error::{http_error, http_status, io_error, s3_error};
+pub use sources::{
+    origin, AllowedSource, Checked, Material, MaterialSources, NotAllowed, SourceError,
+};
+
 /// No material the vendors accept is larger (Huawei video ≤ 10 MB base64); anything bigger
 /// is refused before it is read into memory.
 pub const MAX_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ObjectError {
-    #[error("invalid material URI {0:?}: {1}")]
-    InvalidUri(String, &'static str),
-    #[error("object {0} not found")]
-    NotFound(String),
-    #[error("object {uri} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit")]
-    TooLarge { uri: String, size: u64 },
-    #[error("{0} needs S3, which is not configured (set KYC_S3_ENDPOINT or AWS_REGION)")]
-    NoS3(String),
-    #[error("{0} is a local path, but no local image folder is configured (--images)")]
-    NoLocalFolder(String),
-    #[error("S3 error on {uri}: {message}")]
-    S3 { uri: String, message: String },
-    #[error("HTTP error on {uri}: {message}")]
-    Http { uri: String, message: String },
-    #[error("the S3 CA certificates are unusable: {0}")]
-    CaCertificate(String),
-    #[error("I/O error on {uri}: {source}")]
-    Io {
-        uri: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl ObjectError {
-    /// Whether trying again later could help (network trouble, server errors).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ObjectError::S3 { .. } | ObjectError::Http { .. })
-    }
-}
-
 pub type Result<T, E = ObjectError> = std::result::Result<T, E>;
 
-/// A parsed material URI.
+/// A parsed URI of an object the operator named (CSV input, report output). Materials
+/// named by CSV rows go through [`MaterialSources::check`] instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectUri {
     S3 { bucket: String, key: String },
@@ -65,16 +54,16 @@ pub enum ObjectUri {
 impl ObjectUri {
     pub fn parse(uri: &str) -> Result<Self> {
         let uri = uri.trim();
+        let invalid = |why| ObjectError::InvalidUri {
+            at: origin(uri),
+            why,
+        };
         if let Some(rest) = uri.strip_prefix("s3://") {
-            let (bucket, key) = rest.split_once('/').ok_or(ObjectError::InvalidUri(
-                uri.into(),
-                "s3 URI needs a bucket and a key",
-            ))?;
+            let (bucket, key) = rest
+                .split_once('/')
+                .ok_or(invalid("s3 URI needs a bucket and a key"))?;
             if bucket.is_empty() || key.is_empty() {
-                return Err(ObjectError::InvalidUri(
-                    uri.into(),
-                    "s3 URI needs a bucket and a key",
-                ));
+                return Err(invalid("s3 URI needs a bucket and a key"));
             }
             return Ok(ObjectUri::S3 {
                 bucket: bucket.into(),
@@ -85,10 +74,7 @@ impl ObjectUri {
             return Ok(ObjectUri::Http(uri.into()));
         }
         if uri.is_empty() || uri.contains("://") {
-            return Err(ObjectError::InvalidUri(
-                uri.into(),
-                "expected s3://, https:// or a relative path",
-            ));
+            return Err(invalid("expected s3://, https:// or a relative path"));
         }
         let path = PathBuf::from(uri);
         // A CSV must not reach outside the image folder it was given.
@@ -96,35 +82,59 @@ impl ObjectUri {
             .components()
             .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
         {
-            return Err(ObjectError::InvalidUri(
-                uri.into(),
-                "local paths must be relative, without '..'",
-            ));
+            return Err(invalid("local paths must be relative, without '..'"));
         }
         Ok(ObjectUri::Local(path))
     }
 }
 
-/// Reads materials by URI. Cheap to clone.
+/// Reads materials by URI, within the allowlist it was given. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
     s3: Option<aws_sdk_s3::Client>,
     local_root: Option<PathBuf>,
+    sources: Arc<MaterialSources>,
+    dns: Dns,
     http: reqwest::Client,
     /// Where local files can be fetched over HTTP (embedded mode serves its image folder
     /// so that a vendor that downloads images itself can reach them).
     local_url_base: Option<String>,
 }
 
+/// The resolver under the address guard (the system's, or a test's).
+#[derive(Clone)]
+struct Dns(Arc<dyn reqwest::dns::Resolve>);
+
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dns")
+    }
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns(Arc::new(fetch::SystemResolver))
+    }
+}
+
 impl ObjectStore {
-    /// A store that reads local paths under `root` and nothing from S3 (embedded mode).
-    pub fn local(root: impl Into<PathBuf>) -> Self {
+    fn new(s3: Option<aws_sdk_s3::Client>, local_root: Option<PathBuf>) -> Self {
+        let sources = Arc::new(MaterialSources::default());
+        let dns = Dns::default();
         Self {
-            s3: None,
-            local_root: Some(root.into()),
-            http: reqwest::Client::new(),
+            s3,
+            local_root,
+            http: fetch::client(&sources, dns.0.clone()),
+            sources,
+            dns,
             local_url_base: None,
         }
+    }
+
+    /// A store that reads local paths under `root` and nothing from S3 (embedded mode).
+    /// Materials: local paths only, until [`ObjectStore::with_material_sources`].
+    pub fn local(root: impl Into<PathBuf>) -> Self {
+        Self::new(None, Some(root.into()))
     }
 
     /// Local paths get URLs under `base` from [`ObjectStore::presign_get`] (`base/<path>`).
@@ -133,11 +143,31 @@ impl ObjectStore {
         self
     }
 
+    /// Where materials may come from ([`ObjectStore::get`], [`ObjectStore::presign_get`]).
+    pub fn with_material_sources(mut self, sources: MaterialSources) -> Self {
+        self.sources = Arc::new(sources);
+        self.http = fetch::client(&self.sources, self.dns.0.clone());
+        self
+    }
+
+    /// Resolves material hosts with `dns` instead of the system resolver; the address guard
+    /// still filters what it returns (tests map names to special addresses this way).
+    pub fn with_dns(mut self, dns: Arc<dyn reqwest::dns::Resolve>) -> Self {
+        self.dns = Dns(dns);
+        self.http = fetch::client(&self.sources, self.dns.0.clone());
+        self
+    }
+
+    pub fn material_sources(&self) -> &MaterialSources {
+        &self.sources
+    }
+
     /// A store backed by S3. Credentials and region come from the standard AWS environment
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`); with an explicit
     /// `endpoint` (MinIO, s3s, Ceph…) path-style addressing is used, as those servers expect.
     /// `ca_pem` (PEM certificates) is trusted for `https://` endpoints on top of the system's
     /// roots, for a server with a private CA; certificates are always verified.
+    /// Materials: local paths only, until [`ObjectStore::with_material_sources`].
     pub async fn s3(
         endpoint: Option<&str>,
         ca_pem: Option<&str>,
@@ -164,100 +194,119 @@ impl ObjectStore {
         } else {
             conf
         };
-        Ok(Self {
-            s3: Some(aws_sdk_s3::Client::from_conf(conf.build())),
+        Ok(Self::new(
+            Some(aws_sdk_s3::Client::from_conf(conf.build())),
             local_root,
-            http: reqwest::Client::new(),
-            local_url_base: None,
-        })
+        ))
+    }
+
+    /// The same store, reading S3 through `client` (other credentials or settings).
+    pub fn with_s3_client(mut self, client: aws_sdk_s3::Client) -> Self {
+        self.s3 = Some(client);
+        self
     }
 
     pub fn s3_client(&self) -> Option<&aws_sdk_s3::Client> {
         self.s3.as_ref()
     }
 
-    fn s3_for(&self, uri: &str) -> Result<&aws_sdk_s3::Client> {
+    fn s3_for(&self, at: &str) -> Result<&aws_sdk_s3::Client> {
         self.s3
             .as_ref()
-            .ok_or_else(|| ObjectError::NoS3(uri.into()))
+            .ok_or_else(|| ObjectError::NoS3 { at: at.into() })
     }
 
-    fn local_path(&self, uri: &str, rel: &Path) -> Result<PathBuf> {
-        let root = self
-            .local_root
-            .as_ref()
-            .ok_or_else(|| ObjectError::NoLocalFolder(uri.into()))?;
+    fn local_path(&self, rel: &Path) -> Result<PathBuf> {
+        let root = self.local_root.as_ref().ok_or(ObjectError::NoLocalFolder)?;
         Ok(root.join(rel))
     }
 
-    /// Reads a whole object (an image or a video), refusing anything over [`MAX_OBJECT_BYTES`].
+    /// Checks a material URI against the allowlist without reading it. A local path also
+    /// needs this store to have a local folder.
+    pub fn check_material(&self, uri: &str) -> Result<Checked> {
+        let checked = self
+            .sources
+            .check(uri)
+            .map_err(|why| ObjectError::NotAllowed {
+                at: origin(uri),
+                why,
+            })?;
+        if let Material::Local(_) = checked.material {
+            self.local_root.as_ref().ok_or(ObjectError::NoLocalFolder)?;
+        }
+        Ok(checked)
+    }
+
+    /// Reads a whole material (an image or a video) from an allowed source, refusing
+    /// anything over [`MAX_OBJECT_BYTES`].
     pub async fn get(&self, uri: &str) -> Result<Bytes> {
-        match ObjectUri::parse(uri)? {
-            ObjectUri::S3 { bucket, key } => {
+        let Checked { material, source } = self.check_material(uri)?;
+        let at = source.as_str();
+        match material {
+            Material::S3 { bucket, key } => {
                 let out = self
-                    .s3_for(uri)?
+                    .s3_for(at)?
                     .get_object()
                     .bucket(&bucket)
                     .key(&key)
                     .send()
                     .await
-                    .map_err(|e| s3_error(uri, e))?;
+                    .map_err(|e| s3_error(at, e))?;
                 let size = out.content_length().unwrap_or(0).max(0) as u64;
                 if size > MAX_OBJECT_BYTES {
                     return Err(ObjectError::TooLarge {
-                        uri: uri.into(),
+                        at: at.into(),
                         size,
                     });
                 }
                 // Read at most one byte past the limit: a server that sent no length must not
                 // make us hold an unbounded body.
-                read_limited(out.body.into_async_read(), uri).await
+                read_limited(out.body.into_async_read(), at).await
             }
-            ObjectUri::Http(url) => {
+            Material::Url(url) => {
                 let resp = self
                     .http
-                    .get(&url)
+                    .get(url)
                     .timeout(Duration::from_secs(30))
                     .send()
                     .await
-                    .map_err(|e| http_error(uri, e))?;
-                if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                    return Err(ObjectError::NotFound(uri.into()));
+                    .map_err(|e| http_error(at, e))?;
+                if !resp.status().is_success() {
+                    return Err(http_status(at, resp.status()));
                 }
-                let resp = resp.error_for_status().map_err(|e| http_error(uri, e))?;
                 if let Some(size) = resp.content_length().filter(|s| *s > MAX_OBJECT_BYTES) {
                     return Err(ObjectError::TooLarge {
-                        uri: uri.into(),
+                        at: at.into(),
                         size,
                     });
                 }
                 let mut body = Vec::new();
                 let mut stream = resp;
-                while let Some(chunk) = stream.chunk().await.map_err(|e| http_error(uri, e))? {
+                while let Some(chunk) = stream.chunk().await.map_err(|e| http_error(at, e))? {
                     body.extend_from_slice(&chunk);
                     if body.len() as u64 > MAX_OBJECT_BYTES {
                         return Err(ObjectError::TooLarge {
-                            uri: uri.into(),
+                            at: at.into(),
                             size: body.len() as u64,
                         });
                     }
                 }
                 Ok(body.into())
             }
-            ObjectUri::Local(rel) => {
-                let path = self.local_path(uri, &rel)?;
+            Material::Local(rel) => {
+                let path = self.local_path(&rel)?;
                 let meta = tokio::fs::metadata(&path)
                     .await
-                    .map_err(|e| io_error(uri, e))?;
+                    .map_err(|e| io_error(at, e))?;
                 if meta.len() > MAX_OBJECT_BYTES {
                     return Err(ObjectError::TooLarge {
-                        uri: uri.into(),
+                        at: at.into(),
                         size: meta.len(),
                     });
                 }
                 Ok(tokio::fs::read(&path)
                     .await
-                    .map_err(|e| io_error(uri, e))?
+                    .map_err(|e| io_error(at, e))?
                     .into())
             }
         }
@@ -265,28 +314,29 @@ impl ObjectStore {
 
     /// Opens an object as a byte stream (CSV input): never read whole into memory.
     pub async fn reader(&self, uri: &str) -> Result<Box<dyn AsyncRead + Send + Unpin>> {
+        let at = origin(uri);
         match ObjectUri::parse(uri)? {
             ObjectUri::S3 { bucket, key } => {
                 let out = self
-                    .s3_for(uri)?
+                    .s3_for(&at)?
                     .get_object()
                     .bucket(&bucket)
                     .key(&key)
                     .send()
                     .await
-                    .map_err(|e| s3_error(uri, e))?;
+                    .map_err(|e| s3_error(&at, e))?;
                 Ok(Box::new(out.body.into_async_read()))
             }
-            ObjectUri::Http(_) => Err(ObjectError::InvalidUri(
-                uri.into(),
-                "CSV input must be a file or s3:// URI",
-            )),
+            ObjectUri::Http(_) => Err(ObjectError::InvalidUri {
+                at,
+                why: "CSV input must be a file or s3:// URI",
+            }),
             ObjectUri::Local(rel) => {
-                let path = self.local_path(uri, &rel)?;
+                let path = self.local_path(&rel)?;
                 Ok(Box::new(
                     tokio::fs::File::open(&path)
                         .await
-                        .map_err(|e| io_error(uri, e))?,
+                        .map_err(|e| io_error(&at, e))?,
                 ))
             }
         }
@@ -296,17 +346,21 @@ impl ObjectStore {
     /// bucket keeps versions, else its ETag. Two reads with the same identity read the same
     /// bytes, which is what makes a re-run of the same input a no-op.
     pub async fn s3_identity(&self, uri: &str) -> Result<String> {
+        let at = origin(uri);
         let ObjectUri::S3 { bucket, key } = ObjectUri::parse(uri)? else {
-            return Err(ObjectError::InvalidUri(uri.into(), "not an s3:// URI"));
+            return Err(ObjectError::InvalidUri {
+                at,
+                why: "not an s3:// URI",
+            });
         };
         let head = self
-            .s3_for(uri)?
+            .s3_for(&at)?
             .head_object()
             .bucket(&bucket)
             .key(&key)
             .send()
             .await
-            .map_err(|e| s3_error(uri, e))?;
+            .map_err(|e| s3_error(&at, e))?;
         Ok(match (head.version_id(), head.e_tag()) {
             (Some(v), _) if v != "null" => format!("version:{v}"),
             (_, Some(etag)) => format!("etag:{etag}"),
@@ -316,85 +370,90 @@ impl ObjectStore {
 
     /// Writes an object (report upload, test fixtures).
     pub async fn put(&self, uri: &str, data: Bytes) -> Result<()> {
+        let at = origin(uri);
         match ObjectUri::parse(uri)? {
             ObjectUri::S3 { bucket, key } => {
-                self.s3_for(uri)?
+                self.s3_for(&at)?
                     .put_object()
                     .bucket(&bucket)
                     .key(&key)
                     .body(ByteStream::from(data))
                     .send()
                     .await
-                    .map_err(|e| s3_error(uri, e))?;
+                    .map_err(|e| s3_error(&at, e))?;
                 Ok(())
             }
-            ObjectUri::Http(_) => Err(ObjectError::InvalidUri(
-                uri.into(),
-                "cannot write to an https URI",
-            )),
+            ObjectUri::Http(_) => Err(ObjectError::InvalidUri {
+                at,
+                why: "cannot write to an https URI",
+            }),
             ObjectUri::Local(rel) => {
-                let path = self.local_path(uri, &rel)?;
+                let path = self.local_path(&rel)?;
                 if let Some(dir) = path.parent() {
                     tokio::fs::create_dir_all(dir)
                         .await
-                        .map_err(|e| io_error(uri, e))?;
+                        .map_err(|e| io_error(&at, e))?;
                 }
                 tokio::fs::write(&path, &data)
                     .await
-                    .map_err(|e| io_error(uri, e))
+                    .map_err(|e| io_error(&at, e))
             }
         }
     }
 
     /// Uploads a local file (a report, a rejects file) without reading it into memory.
     pub async fn put_file(&self, uri: &str, path: &Path) -> Result<()> {
+        let at = origin(uri);
         match ObjectUri::parse(uri)? {
             ObjectUri::S3 { bucket, key } => {
                 let body = ByteStream::from_path(path)
                     .await
-                    .map_err(|e| ObjectError::Io {
-                        uri: uri.into(),
-                        source: std::io::Error::other(e.to_string()),
+                    .map_err(|_| ObjectError::Io {
+                        at: "the local file to upload".into(),
+                        kind: std::io::ErrorKind::Other,
                     })?;
-                self.s3_for(uri)?
+                self.s3_for(&at)?
                     .put_object()
                     .bucket(&bucket)
                     .key(&key)
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| s3_error(uri, e))?;
+                    .map_err(|e| s3_error(&at, e))?;
                 Ok(())
             }
-            _ => Err(ObjectError::InvalidUri(
-                uri.into(),
-                "put_file uploads to s3:// only",
-            )),
+            _ => Err(ObjectError::InvalidUri {
+                at,
+                why: "put_file uploads to s3:// only",
+            }),
         }
     }
 
-    /// A presigned GET URL for an `s3://` object, valid for `expires_in`, so a vendor can
-    /// fetch the image itself without our credentials and without it passing through us.
+    /// A URL a vendor can download an allowed material from: presigned for `s3://`, valid
+    /// for `expires_in`, so the vendor fetches the image without our credentials and
+    /// without it passing through us; as given for `https://`.
     pub async fn presign_get(&self, uri: &str, expires_in: Duration) -> Result<String> {
-        match ObjectUri::parse(uri)? {
-            ObjectUri::S3 { bucket, key } => {
+        let Checked { material, source } = self.check_material(uri)?;
+        let at = source.as_str();
+        match material {
+            Material::S3 { bucket, key } => {
                 let cfg =
-                    PresigningConfig::expires_in(expires_in).map_err(|e| ObjectError::S3 {
-                        uri: uri.into(),
-                        message: e.to_string(),
+                    PresigningConfig::expires_in(expires_in).map_err(|_| ObjectError::Refused {
+                        at: at.into(),
+                        detail: "invalid presigning lifetime".into(),
                     })?;
                 let req = self
-                    .s3_for(uri)?
+                    .s3_for(at)?
                     .get_object()
                     .bucket(&bucket)
                     .key(&key)
                     .presigned(cfg)
                     .await
-                    .map_err(|e| s3_error(uri, e))?;
+                    .map_err(|e| s3_error(at, e))?;
                 Ok(req.uri().to_string())
             }
-            ObjectUri::Http(url) => Ok(url),
-            ObjectUri::Local(rel) => match &self.local_url_base {
+            Material::Url(url) => Ok(url.into()),
+            Material::Local(rel) => match &self.local_url_base {
                 Some(base) => Ok(format!(
                     "{}/{}",
                     base.trim_end_matches('/'),
@@ -403,17 +462,18 @@ impl ObjectStore {
                         .collect::<Vec<_>>()
                         .join("/")
                 )),
-                None => Err(ObjectError::InvalidUri(
-                    uri.into(),
-                    "a local path has no URL a vendor can fetch",
-                )),
+                None => Err(ObjectError::InvalidUri {
+                    at: at.into(),
+                    why: "a local path has no URL a vendor can fetch",
+                }),
             },
         }
     }
 
     /// Creates a bucket if it does not exist (tests, the local demo).
     pub async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
-        let client = self.s3_for(bucket)?;
+        let at = format!("s3://{bucket}");
+        let client = self.s3_for(&at)?;
         if client.head_bucket().bucket(bucket).send().await.is_ok() {
             return Ok(());
         }
@@ -422,7 +482,7 @@ impl ObjectStore {
             .bucket(bucket)
             .send()
             .await
-            .map_err(|e| s3_error(bucket, e))?;
+            .map_err(|e| s3_error(&at, e))?;
         Ok(())
     }
 }
@@ -459,60 +519,24 @@ fn https_client_trusting(pem: &str) -> Result<aws_sdk_s3::config::SharedHttpClie
 }
 
 /// Reads a stream to the end, refusing it as soon as it passes [`MAX_OBJECT_BYTES`].
-async fn read_limited(reader: impl AsyncRead + Unpin, uri: &str) -> Result<Bytes> {
+async fn read_limited(reader: impl AsyncRead + Unpin, at: &str) -> Result<Bytes> {
     use tokio::io::AsyncReadExt;
     let mut body = Vec::new();
     reader
         .take(MAX_OBJECT_BYTES + 1)
         .read_to_end(&mut body)
         .await
-        .map_err(|e| ObjectError::S3 {
-            uri: uri.into(),
-            message: e.to_string(),
+        .map_err(|_| ObjectError::S3 {
+            at: at.into(),
+            message: "the body could not be read".into(),
         })?;
     if body.len() as u64 > MAX_OBJECT_BYTES {
         return Err(ObjectError::TooLarge {
-            uri: uri.into(),
+            at: at.into(),
             size: body.len() as u64,
         });
     }
     Ok(body.into())
-}
-
-fn s3_error<E, R>(uri: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> ObjectError
-where
-    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let code = e
-        .as_service_error()
-        .and_then(|s| s.code())
-        .map(str::to_string);
-    match code.as_deref() {
-        Some("NoSuchKey") | Some("NotFound") => ObjectError::NotFound(uri.into()),
-        _ => ObjectError::S3 {
-            uri: uri.into(),
-            message: code.unwrap_or_else(|| aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
-        },
-    }
-}
-
-fn http_error(uri: &str, e: reqwest::Error) -> ObjectError {
-    ObjectError::Http {
-        uri: uri.into(),
-        message: e.without_url().to_string(),
-    }
-}
-
-fn io_error(uri: &str, e: std::io::Error) -> ObjectError {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        ObjectError::NotFound(uri.into())
-    } else {
-        ObjectError::Io {
-            uri: uri.into(),
-            source: e,
-        }
-    }
 }
 
 /// Percent-encodes one path segment (RFC 3986 unreserved characters kept).
@@ -592,11 +616,17 @@ mod tests {
         );
         assert!(matches!(
             store.get("a/c.jpg").await,
-            Err(ObjectError::NotFound(_))
+            Err(ObjectError::NotFound { .. })
         ));
+        // Not on the allowlist: refused before S3 (absent here) is even asked for.
         assert!(matches!(
             store.get("s3://b/k").await,
-            Err(ObjectError::NoS3(_))
+            Err(ObjectError::NotAllowed { .. })
+        ));
+        let store = store.with_material_sources(MaterialSources::parse("s3://b/").unwrap());
+        assert!(matches!(
+            store.get("s3://b/k").await,
+            Err(ObjectError::NoS3 { .. })
         ));
     }
 }

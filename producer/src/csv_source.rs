@@ -114,7 +114,9 @@ pub async fn open(
     let reader: Box<dyn Read + Send> = if input.starts_with("s3://") {
         let objects = objects.ok_or_else(|| SourceError::Open {
             uri: input.into(),
-            source: kyc_objects::ObjectError::NoS3(input.into()),
+            source: kyc_objects::ObjectError::NoS3 {
+                at: kyc_objects::origin(input),
+            },
         })?;
         let stream = objects
             .reader(input)

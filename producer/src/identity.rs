@@ -22,7 +22,9 @@ pub async fn default_batch_id(
     let identity = if input.starts_with("s3://") {
         let objects = objects.ok_or_else(|| SourceError::Open {
             uri: input.into(),
-            source: kyc_objects::ObjectError::NoS3(input.into()),
+            source: kyc_objects::ObjectError::NoS3 {
+                at: kyc_objects::origin(input),
+            },
         })?;
         let id = objects
             .s3_identity(input)

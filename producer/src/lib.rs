@@ -37,6 +37,9 @@ pub struct ProduceSettings {
     /// Base for image cells that are keys rather than full URIs: `s3://bucket/prefix/`, or
     /// `None` to keep keys relative (resolved by the worker's local image folder).
     pub images: Option<String>,
+    /// Where material cells may point besides `images` (`KYC_MATERIAL_SOURCES`); a row
+    /// naming anything else is refused.
+    pub material_sources: kyc_objects::MaterialSources,
     /// The operation for rows without an `operation` column or with an empty cell.
     pub default_operation: Option<Operation>,
     pub rejects_path: PathBuf,

@@ -22,6 +22,8 @@ pub enum ProduceError {
     Source(#[from] csv_source::SourceError),
     #[error("{0}")]
     Header(String),
+    #[error("--images: {0}")]
+    Images(#[from] kyc_objects::SourceError),
     #[error("database: {0}")]
     Store(#[from] kyc_store::StoreError),
     #[error("queue: {0}")]
@@ -63,6 +65,11 @@ pub async fn produce(
     stop: &CancellationToken,
     mut on_progress: impl FnMut(&Summary),
 ) -> Result<Summary, ProduceError> {
+    // The `--images` prefix is always a source: keys joined to it must be readable.
+    let sources = settings
+        .material_sources
+        .clone()
+        .with_images(settings.images.as_deref())?;
     let mut source = csv_source::open(
         &settings.input,
         objects,
@@ -156,6 +163,7 @@ pub async fn produce(
                         &cols,
                         settings.default_operation,
                         settings.images.as_deref(),
+                        &sources,
                     )
                 });
             match result {

@@ -1,9 +1,12 @@
 //! CSV record → `Job`, through the domain types: a row either becomes a job whose fields
 //! are proof of their own validity, or a `Reject` that names the row, the column and the
-//! reason. The documented columns are listed in [`COLUMNS`].
+//! reason. The documented columns are listed in [`COLUMNS`]. Material cells must name a
+//! location on the allowlist ([`MaterialSources`]); a refused one is shown in the rejects
+//! file by its scheme and host (or bucket) only, never its path or query string.
 
 use std::collections::HashMap;
 
+use kyc_objects::MaterialSources;
 use kyc_schemas::mask::{mask_middle, mask_name};
 use kyc_schemas::{
     IdNumber, IdType, IndexKey, Job, JobId, Materials, Mobile, Operation, PersonName, Subject,
@@ -32,6 +35,15 @@ pub const COLUMNS: [&str; 19] = [
     "ticket_id",
     "verify_token",
     "plan_id",
+];
+
+/// The columns that name a material (an image or a video) the worker will read.
+pub const MATERIAL_COLUMNS: [&str; 5] = [
+    "face_image",
+    "id_card_front",
+    "id_card_back",
+    "video",
+    "id_chip_photo",
 ];
 
 /// The longest cell accepted, in bytes (URIs and names are far shorter).
@@ -120,6 +132,7 @@ impl Row<'_> {
             "id_number" => mask_middle(raw, 3, 4),
             "name" => mask_name(raw),
             "mobile" => mask_middle(raw, 3, 4),
+            c if MATERIAL_COLUMNS.contains(&c) && !raw.is_empty() => kyc_objects::origin(raw),
             _ => raw.chars().take(64).collect(),
         };
         Reject {
@@ -212,6 +225,9 @@ fn resolve(cell: &str, images: Option<&str>) -> String {
 
 /// Validates one record into a job. `key` makes the job id and the duplicate key keyed
 /// hashes: both are derived from the name and ID number and must not reveal them.
+/// `images` and `sources` say where material cells point and where they may point.
+// Every argument is one independent input of a row's validation; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn to_job(
     key: &IndexKey,
     batch_id: &str,
@@ -220,6 +236,7 @@ pub fn to_job(
     cols: &Columns,
     default_operation: Option<Operation>,
     images: Option<&str>,
+    sources: &MaterialSources,
 ) -> Result<NewJob, Reject> {
     let row = Row {
         n: row_number,
@@ -303,6 +320,18 @@ pub fn to_job(
         video: row.get("video").map(|c| resolve(c, images)),
         id_chip_photo: row.get("id_chip_photo").map(|c| resolve(c, images)),
     };
+    // One reject per row: the first material outside the allowlist names its column.
+    for (column, uri) in [
+        ("face_image", &materials.face_image),
+        ("id_card_front", &materials.id_card_front),
+        ("id_card_back", &materials.id_card_back),
+        ("video", &materials.video),
+        ("id_chip_photo", &materials.id_chip_photo),
+    ] {
+        if let Some(Err(why)) = uri.as_deref().map(|u| sources.check(u)) {
+            return Err(row.reject(column, format!("{column}: {why}")));
+        }
+    }
     let vendor_refs = VendorRefs {
         biz_type: row.get("biz_type").map(str::to_string),
         biz_id: row.get("biz_id").map(str::to_string),
@@ -484,6 +513,9 @@ mod tests {
             &cols(),
             None,
             Some("s3://img/p/"),
+            &MaterialSources::default()
+                .with_images(Some("s3://img/p/"))
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(nj.job.subject.name.unwrap().as_str(), "张三");
@@ -507,6 +539,7 @@ mod tests {
             &cols(),
             None,
             None,
+            &MaterialSources::default(),
         )
         .unwrap();
         let b = to_job(
@@ -517,6 +550,7 @@ mod tests {
             &cols(),
             None,
             None,
+            &MaterialSources::default(),
         )
         .unwrap();
         assert_eq!(a.job.job_id, b.job.job_id);
@@ -533,6 +567,7 @@ mod tests {
             &cols(),
             None,
             None,
+            &MaterialSources::default(),
         )
         .unwrap_err();
         assert_eq!((r.row, r.column.as_str()), (7, "id_number"));
@@ -550,6 +585,7 @@ mod tests {
             &cols(),
             None,
             None,
+            &MaterialSources::default(),
         )
         .unwrap_err();
         assert!(r.reason.contains("15-digit"), "{}", r.reason);
@@ -565,6 +601,7 @@ mod tests {
             &cols(),
             None,
             None,
+            &MaterialSources::default(),
         )
         .unwrap_err();
         assert_eq!(r.column, "face_image");
@@ -576,6 +613,7 @@ mod tests {
             &cols(),
             None,
             None,
+            &MaterialSources::default(),
         )
         .unwrap_err();
         assert_eq!(r.column, "face_image");
@@ -587,6 +625,7 @@ mod tests {
             &cols(),
             None,
             None,
+            &MaterialSources::default(),
         )
         .unwrap_err();
         assert_eq!(r.column, "verify_token");
@@ -598,6 +637,7 @@ mod tests {
             &cols(),
             None,
             None,
+            &MaterialSources::default(),
         )
         .unwrap_err();
         assert_eq!(r.column, "operation");
@@ -609,6 +649,7 @@ mod tests {
             &cols(),
             None,
             None,
+            &MaterialSources::default(),
         )
         .unwrap_err();
         assert!(r.reason.contains("expected 4 fields"));
@@ -623,9 +664,65 @@ mod tests {
             &fields(["huawei.idcard_extension", "张三", "11010519491231002X", ""]),
             &cols(),
             None,
-            None
+            None,
+            &MaterialSources::default(),
         )
         .is_ok());
+    }
+
+    #[test]
+    fn materials_outside_the_allowlist_are_refused_by_column_without_their_query() {
+        let sources = MaterialSources::parse("s3://img/faces/,https://img.example.com/kyc/")
+            .unwrap()
+            .with_images(Some("s3://img/p/"))
+            .unwrap();
+        let job = |face: &str| {
+            to_job(
+                &key(),
+                "b",
+                4,
+                &fields(["huawei.standard", "张三", "11010519491231002X", face]),
+                &cols(),
+                None,
+                Some("s3://img/p/"),
+                &sources,
+            )
+        };
+        assert!(job("s3://img/faces/1.jpg").is_ok());
+        assert!(job("https://img.example.com/kyc/1.jpg?sig=ok").is_ok());
+        assert!(job("relative/key.jpg").is_ok(), "joined to --images");
+        for (face, origin) in [
+            ("s3://secrets/db.dump", "s3://secrets"),
+            (
+                "https://evil.example/kyc/1.jpg?X-Amz-Signature=SECRET",
+                "https://evil.example",
+            ),
+            (
+                "https://169.254.169.254/latest/meta-data/iam?token=SECRET",
+                "https://169.254.169.254",
+            ),
+            ("http://img.example.com/kyc/1.jpg", "http://img.example.com"),
+            ("s3://img/faces/../../secrets/1.jpg", "s3://img"),
+            (
+                "https://img.example.com/kyc/%2e%2e/admin?SECRET",
+                "https://img.example.com",
+            ),
+            (
+                "https://img.example.com@evil.example/kyc/1.jpg",
+                "https://evil.example",
+            ),
+        ] {
+            let r = job(face).unwrap_err();
+            assert_eq!((r.row, r.column.as_str()), (4, "face_image"), "{face}");
+            assert!(
+                r.reason
+                    .starts_with("face_image: not an allowed material source"),
+                "{face}: {}",
+                r.reason
+            );
+            assert_eq!(r.value, origin);
+            assert!(!format!("{r:?}").contains("SECRET"), "{r:?}");
+        }
     }
 
     #[test]

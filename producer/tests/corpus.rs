@@ -53,6 +53,7 @@ async fn run(
         batch_id: batch.into(),
         input: input.display().to_string(),
         images: Some("s3://faces/".into()),
+        material_sources: Default::default(),
         default_operation: None,
         rejects_path: rejects_path.clone(),
         dry_run: false,

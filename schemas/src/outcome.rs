@@ -116,6 +116,8 @@ pub enum Reason {
     Timeout,
     /// A material (image, video) could not be fetched from storage.
     MaterialUnavailable,
+    /// A material's location is outside the configured material sources; nothing was fetched.
+    MaterialNotAllowed,
     /// This build cannot drive the requested operation.
     UnsupportedOperation,
     /// The vendor answered something this code does not understand.
@@ -123,7 +125,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 31] = [
         Reason::Verified,
         Reason::IdentityMismatch,
         Reason::FaceMismatch,
@@ -152,6 +154,7 @@ impl Reason {
         Reason::VendorInternal,
         Reason::Timeout,
         Reason::MaterialUnavailable,
+        Reason::MaterialNotAllowed,
         Reason::UnsupportedOperation,
         Reason::UnexpectedResponse,
     ];
@@ -187,6 +190,7 @@ impl Reason {
             Reason::VendorInternal => "vendor_internal",
             Reason::Timeout => "timeout",
             Reason::MaterialUnavailable => "material_unavailable",
+            Reason::MaterialNotAllowed => "material_not_allowed",
             Reason::UnsupportedOperation => "unsupported_operation",
             Reason::UnexpectedResponse => "unexpected_response",
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kyc_objects::ObjectStore;
+use kyc_objects::{MaterialSources, ObjectStore};
 use kyc_queue::{Broker, Topology};
 use kyc_schemas::{IdNumber, Job, JobMessage, Keyring, Status};
 use kyc_simulator::{SimConfig, Simulator};
@@ -80,6 +80,8 @@ pub fn tls_env() -> Vec<(&'static str, String)> {
     .filter_map(|(var, test_var)| test_ca_file(test_var).map(|path| (var, path)))
     .collect()
 }
+/// A material host the simulated Alibaba never manages to download from.
+pub const SIM_TIMEOUT_SOURCE: &str = "https://sim-timeout.example/";
 
 /// Everything a `kyc` child process needs beyond its database and broker URLs: the test CA
 /// files (the services speak TLS only) and the test keys (names are sealed).
@@ -161,8 +163,13 @@ pub async fn spawn_app() -> TestApp {
     .expect("connect RabbitMQ");
     broker.declare().await.expect("declare queues");
 
-    let objects = test_objects().await;
     let bucket = format!("kyc-test-{id}");
+    // Materials may come from this test's bucket only, as KYC_MATERIAL_SOURCES would say
+    // (and from the host the simulated Alibaba answers "download timed out" for; it is
+    // never fetched by us, Alibaba downloads images itself).
+    let objects = test_objects().await.with_material_sources(
+        MaterialSources::parse(&format!("s3://{bucket}/,{SIM_TIMEOUT_SOURCE}")).unwrap(),
+    );
     objects.ensure_bucket(&bucket).await.expect("create bucket");
 
     let (ak, sk) = (format!("AK{id}"), format!("SK{id}secret"));
@@ -343,6 +350,7 @@ impl TestApp {
             .env("KYC_DATA_KEY_ID", keyring().data.current_id())
             .env("KYC_INDEX_KEY", keyring().index.to_base64())
             .envs(tls_env())
+            .env("KYC_MATERIAL_SOURCES", format!("s3://{}/", self.bucket))
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         for (k, v) in env {
@@ -387,6 +395,7 @@ impl TestApp {
             batch_id: batch.into(),
             input: input.display().to_string(),
             images: None,
+            material_sources: self.objects.material_sources().clone(),
             default_operation: None,
             rejects_path: dir.join(format!("{batch}.rejects.csv")),
             dry_run: false,

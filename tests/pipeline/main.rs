@@ -12,6 +12,7 @@ mod fidelity;
 mod helpers;
 mod huawei_auth;
 mod input_integrity;
+mod material_sources;
 mod personal_data;
 mod poison;
 mod producer_restart;

@@ -185,6 +185,7 @@ async fn rotated_keys_keep_old_values_readable_and_a_missing_key_is_named() {
             batch_id: batch.into(),
             input: input.display().to_string(),
             images: None,
+            material_sources: Default::default(),
             default_operation: None,
             rejects_path: dir.path().join(format!("{batch}.rejects.csv")),
             dry_run: false,

@@ -1,5 +1,7 @@
 //! Fetches a job's materials before any vendor call, so that a missing image never costs
-//! a (billable) call and never opens a ledger row.
+//! a (billable) call and never opens a ledger row. Every material is checked against the
+//! allowlist first, all of them and for every vendor (also those the vendor downloads
+//! itself): a job the producer would have refused is refused again here, before any read.
 
 use bytes::Bytes;
 use kyc_objects::{ObjectError, ObjectStore, ObjectUri};
@@ -15,9 +17,10 @@ pub struct Loaded {
     pub id_chip_photo: Option<Bytes>,
 }
 
-/// Which material failed, named by field (never by content).
+/// Which material failed, named by field and by the source it failed against (never by
+/// its key, path or query).
 #[derive(Debug, thiserror::Error)]
-#[error("material {field} could not be read: {source}")]
+#[error("material {field}: {source}")]
 pub struct MaterialError {
     pub field: &'static str,
     #[source]
@@ -47,6 +50,19 @@ pub async fn load(
                 .map(Some)
                 .map_err(|source| MaterialError { field, source }),
             None => Ok(None),
+        }
+    }
+    for (field, uri) in [
+        ("face_image", &m.face_image),
+        ("id_card_front", &m.id_card_front),
+        ("id_card_back", &m.id_card_back),
+        ("video", &m.video),
+        ("id_chip_photo", &m.id_chip_photo),
+    ] {
+        if let Some(u) = uri {
+            objects
+                .check_material(u)
+                .map_err(|source| MaterialError { field, source })?;
         }
     }
     let (face_image, id_card_front, id_card_back, video, id_chip_photo) = tokio::try_join!(

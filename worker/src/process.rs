@@ -187,6 +187,15 @@ async fn decide(
                 e.field
             ));
         }
+        Err(e) if e.source.is_not_allowed() => {
+            tracing::warn!(field = e.field, "material not allowed");
+            Err(VendorError::Permanent {
+                code: "material_not_allowed".into(),
+                message: e.to_string(),
+                reason: Reason::MaterialNotAllowed,
+            })
+        }
+        // Not found, refused, too large, or transient for too long: no retry helps now.
         Err(e) => {
             tracing::warn!(field = e.field, "material unavailable");
             Err(VendorError::Permanent {

@@ -197,15 +197,23 @@ impl AlibabaClient {
         }
     }
 
-    /// A URL the vendor can download: presigned for `s3://`, as given for `http(s)://`.
+    /// A URL the vendor can download: presigned for `s3://`, as given for `http(s)://`; the
+    /// allowlist is checked again here (the vendor must not be handed any other location).
     async fn url(&self, objects: &ObjectStore, uri: &str) -> Result<String, VendorError> {
         objects
             .presign_get(uri, self.config.url_ttl)
             .await
-            .map_err(|e| VendorError::Permanent {
-                code: "material_unavailable".into(),
-                message: e.to_string(),
-                reason: Reason::MaterialUnavailable,
+            .map_err(|e| {
+                let (code, reason) = if e.is_not_allowed() {
+                    ("material_not_allowed", Reason::MaterialNotAllowed)
+                } else {
+                    ("material_unavailable", Reason::MaterialUnavailable)
+                };
+                VendorError::Permanent {
+                    code: code.into(),
+                    message: e.to_string(),
+                    reason,
+                }
             })
     }
 
