@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{amqp_connection, id_with_seq, spawn_app};
+use crate::helpers::{id_with_seq, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_baidu_credentials_leaves_baidu_jobs_in_the_queue() {
@@ -28,26 +28,10 @@ async fn a_worker_without_baidu_credentials_leaves_baidu_jobs_in_the_queue() {
     app.wait_for_outcomes("creds", 3, Duration::from_secs(60))
         .await;
 
-    let conn = amqp_connection(&app.amqp_url).await;
-    let ch = conn.create_channel().await.unwrap();
-    let baidu = ch
-        .queue_declare(
-            app.topology
-                .work_queue(kyc_schemas::Vendor::Baidu)
-                .as_str()
-                .into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(baidu.consumer_count(), 0, "nobody consumes the Baidu queue");
+    let (ready, consumers) = app.work_queue_state(kyc_schemas::Vendor::Baidu).await;
+    assert_eq!(consumers, 0, "nobody consumes the Baidu queue");
     assert_eq!(
-        baidu.message_count(),
-        3,
+        ready, 3,
         "the Baidu jobs wait for a worker with credentials"
     );
     let outcomes = app.outcomes("creds").await;
@@ -80,6 +64,5 @@ async fn a_worker_without_baidu_credentials_leaves_baidu_jobs_in_the_queue() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--vendors names baidu"), "{err}");
-    let _ = conn.close(0, "done".into()).await;
     app.cleanup().await;
 }

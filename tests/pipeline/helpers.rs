@@ -492,6 +492,25 @@ impl TestApp {
 
     /// Every message in a queue as the broker holds it: (message id, body, headers). The
     /// messages stay in the queue (they are returned when the channel closes).
+    /// (messages ready, consumers) of a vendor's work queue, without touching its messages.
+    pub async fn work_queue_state(&self, vendor: kyc_schemas::Vendor) -> (u32, u32) {
+        let conn = amqp_connection(&self.amqp_url).await;
+        let ch = conn.create_channel().await.unwrap();
+        let q = ch
+            .queue_declare(
+                self.topology.work_queue(vendor).as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let _ = conn.close(0, "done".into()).await;
+        (q.message_count(), q.consumer_count())
+    }
+
     pub async fn peek_queue(&self, queue: &str) -> Vec<(String, Vec<u8>, String)> {
         let conn = amqp_connection(&self.amqp_url).await;
         let ch = conn.create_channel().await.unwrap();

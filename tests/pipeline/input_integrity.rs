@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use crate::helpers::{amqp_connection, service, spawn_app, TestApp};
+use crate::helpers::{service, spawn_app, TestApp};
 
 /// `kyc produce` with this app's database, broker and queue prefix.
 fn produce(app: &TestApp, args: &[&str], s3_endpoint: Option<&str>) -> Output {
@@ -60,24 +60,7 @@ async fn finished(app: &TestApp, batch: &str) -> Option<bool> {
 }
 
 async fn queued(app: &TestApp) -> u32 {
-    let conn = amqp_connection(&app.amqp_url).await;
-    let ch = conn.create_channel().await.unwrap();
-    let q = ch
-        .queue_declare(
-            app.topology
-                .work_queue(kyc_schemas::Vendor::Huawei)
-                .as_str()
-                .into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    let _ = conn.close(0, "done".into()).await;
-    q.message_count()
+    app.work_queue_state(kyc_schemas::Vendor::Huawei).await.0
 }
 
 /// `n` distinct people (from `offset`), all verifiable by the simulator.
