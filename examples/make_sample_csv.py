@@ -62,11 +62,11 @@ add("huawei.selfie", "134", note="unknown operation")
 rows.append(dict(rows[0], customer_ref="CUST-DUP", note="duplicate of the first row's person"))
 add("huawei.idcard_extension", "135", name="张3", face=False, note="digit in name")
 # Alibaba and Baidu. A submission in review or an H5 session ends pending: a later CSV of
-# aliyun.describe_verify_result / baidu.result_getall rows collects the verdict.
-add("aliyun.verify_material", "140", note="pass (the vendor downloads the image from a URL)")
-add("aliyun.verify_material", "902", note="VerifyStatus 7 face mismatch")
-add("aliyun.submit_verification", "141", note="StatusCode 1 pass")
-add("aliyun.submit_verification", "940", note="StatusCode 0 in review -> pending")
+# alibaba.describe_verify_result / baidu.result_getall rows collects the verdict.
+add("alibaba.verify_material", "140", note="pass (the vendor downloads the image from a URL)")
+add("alibaba.verify_material", "902", note="VerifyStatus 7 face mismatch")
+add("alibaba.submit_verification", "141", note="StatusCode 1 pass")
+add("alibaba.submit_verification", "940", note="StatusCode 0 in review -> pending")
 add("baidu.start_session", "142", note="H5 session created -> pending (verify_token in vendor_ref)")
 
 with open(os.path.join(os.path.dirname(__file__), "jobs.csv"), "w", newline="", encoding="utf-8") as f:

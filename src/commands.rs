@@ -268,7 +268,7 @@ pub fn simulate_faults(a: &SimulateArgs) -> anyhow::Result<kyc_simulator::FaultC
                 .context("--faults is not the JSON that POST /admin/faults takes")?
         }
     };
-    for v in [&mut faults.huawei, &mut faults.aliyun, &mut faults.baidu] {
+    for v in [&mut faults.huawei, &mut faults.alibaba, &mut faults.baidu] {
         if let Some(ms) = a.latency {
             v.latency_ms = ms;
         }
@@ -299,11 +299,11 @@ pub fn credentials_banner(
         creds.huawei_ak,
         secret(from.huawei, "HUAWEICLOUD_SDK_SK", &creds.huawei_sk),
         creds.project_id,
-        creds.aliyun_ak,
+        creds.alibaba_ak,
         secret(
             from.alibaba,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-            &creds.aliyun_secret
+            &creds.alibaba_secret
         ),
         creds.baidu_api_key,
         secret(from.baidu, "BAIDU_SECRET_KEY", &creds.baidu_secret_key),
@@ -638,7 +638,7 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
             "HUAWEICLOUD_SDK_AK/SK",
         ),
         (
-            Vendor::Aliyun,
+            Vendor::Alibaba,
             ctx.clients.alibaba.is_some(),
             "ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET",
         ),
@@ -835,7 +835,7 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let (mut config, creds, from) = crate::embedded::simulator_config_from(|name| {
         std::env::var(name).ok().filter(|v| !v.trim().is_empty())
     });
-    config.aliyun.trusted_ca_pem = config::ca_pem(a.s3_ca_file.as_deref(), "KYC_S3_CA_FILE")?;
+    config.alibaba.trusted_ca_pem = config::ca_pem(a.s3_ca_file.as_deref(), "KYC_S3_CA_FILE")?;
     config.faults = simulate_faults(&a)?;
     let sim = kyc_simulator::Simulator::start(config, &a.listen)
         .await
@@ -843,7 +843,7 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let url = sim.base_url();
     println!("vendor simulator listening on {url}");
     println!("  endpoints: KYC_HUAWEI_ENDPOINT={url} KYC_HUAWEI_IAM_ENDPOINT={url}");
-    println!("             KYC_ALIYUN_ENDPOINT={url} KYC_ALIYUN_BIZ_TYPE=RPBasic");
+    println!("             KYC_ALIBABA_ENDPOINT={url} KYC_ALIBABA_BIZ_TYPE=RPBasic");
     println!("             KYC_BAIDU_ENDPOINT={url} KYC_BAIDU_PLAN_ID=sim-authority");
     println!("  credentials it accepts:");
     print!(
@@ -973,7 +973,7 @@ mod tests {
         assert!(banner.contains("HWSTAGINGAK") && banner.contains("bd-key"));
         assert!(!banner.contains("hw-secret-value") && !banner.contains("bd-secret-value"));
         // Alibaba's were generated for this process: shown in full, to be copied.
-        assert!(banner.contains(&creds.aliyun_secret));
+        assert!(banner.contains(&creds.alibaba_secret));
     }
 
     #[test]
@@ -987,7 +987,7 @@ mod tests {
         };
         let f = simulate_faults(&a).unwrap();
         assert_eq!((f.huawei.error_rate, f.clock_offset_secs), (0.5, 3));
-        assert_eq!((f.baidu.latency_ms, f.aliyun.qps), (20, Some(5.0)));
+        assert_eq!((f.baidu.latency_ms, f.alibaba.qps), (20, Some(5.0)));
         let bad = SimulateArgs {
             faults: Some("{not json".into()),
             ..a

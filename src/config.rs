@@ -52,9 +52,9 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_HUAWEI_IAM_PASSWORD", Kind::Secret),
     ("KYC_HUAWEI_ENTERPRISE_PROJECT_ID", Kind::Config),
     ("KYC_HUAWEI_RETRY_UNCROPPED", Kind::Config),
-    ("KYC_ALIYUN_ENDPOINT", Kind::Config),
-    ("KYC_ALIYUN_BIZ_TYPE", Kind::Config),
-    ("KYC_ALIYUN_PENDING_WINDOW_SECS", Kind::Config),
+    ("KYC_ALIBABA_ENDPOINT", Kind::Config),
+    ("KYC_ALIBABA_BIZ_TYPE", Kind::Config),
+    ("KYC_ALIBABA_PENDING_WINDOW_SECS", Kind::Config),
     ("ALIBABA_CLOUD_ACCESS_KEY_ID", Kind::Secret),
     ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", Kind::Secret),
     ("KYC_BAIDU_ENDPOINT", Kind::Config),
@@ -98,7 +98,14 @@ impl MaterialArgs {
 }
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    let read = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+    read(name).or_else(|| {
+        // Deployments written before Alibaba had one name here still set KYC_ALIYUN_*.
+        let legacy = format!("KYC_ALIYUN_{}", name.strip_prefix("KYC_ALIBABA_")?);
+        let value = read(&legacy)?;
+        tracing::warn!(variable = %legacy, "deprecated name, read as {name}");
+        Some(value)
+    })
 }
 
 /// Huawei settings from the environment, if credentials are configured: AK/SK (the SDK's
@@ -133,15 +140,15 @@ pub fn huawei_from_env() -> Option<HuaweiConfig> {
 /// variable names).
 pub fn alibaba_from_env() -> Option<AlibabaConfig> {
     Some(AlibabaConfig {
-        endpoint: env("KYC_ALIYUN_ENDPOINT")
+        endpoint: env("KYC_ALIBABA_ENDPOINT")
             .unwrap_or_else(|| kyc_worker::vendors::alibaba::DEFAULT_ENDPOINT.into()),
         access_key_id: env("ALIBABA_CLOUD_ACCESS_KEY_ID")?,
         access_key_secret: env("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?,
         region: "cn-hangzhou".into(),
-        biz_type: env("KYC_ALIYUN_BIZ_TYPE"),
+        biz_type: env("KYC_ALIBABA_BIZ_TYPE"),
         timeout: Duration::from_secs(15),
         url_ttl: Duration::from_secs(600),
-        pending_window: env("KYC_ALIYUN_PENDING_WINDOW_SECS")
+        pending_window: env("KYC_ALIBABA_PENDING_WINDOW_SECS")
             .and_then(|v| v.parse().ok())
             .map(Duration::from_secs)
             .unwrap_or(kyc_worker::vendors::alibaba::DEFAULT_PENDING_WINDOW),
@@ -220,7 +227,8 @@ pub fn parse_quotas(text: &str) -> anyhow::Result<HashMap<String, Quota>> {
             })
             .transpose()?;
         out.insert(
-            key.trim().to_string(),
+            // Quota files written before the rename say `aliyun.Api`.
+            kyc_schemas::vendor::current_name(key.trim()).into_owned(),
             Quota {
                 qps,
                 burst,
@@ -421,6 +429,15 @@ mod tests {
             .filter(|(_, k)| *k == kind)
             .map(|(n, _)| n.to_string())
             .collect()
+    }
+
+    #[test]
+    fn quota_keys_written_with_alibabas_old_name_are_read_as_alibaba() {
+        let q = parse_quotas("aliyun.VerifyMaterial=7").unwrap();
+        assert_eq!(q["alibaba.VerifyMaterial"].qps, 7.0);
+        assert!(!q.contains_key("aliyun.VerifyMaterial"));
+        // And that key is one the limiter really uses.
+        assert!(default_quotas().contains_key("alibaba.VerifyMaterial"));
     }
 
     #[test]

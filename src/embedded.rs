@@ -65,8 +65,8 @@ pub struct SimCredentials {
     pub huawei_ak: String,
     pub huawei_sk: String,
     pub project_id: String,
-    pub aliyun_ak: String,
-    pub aliyun_secret: String,
+    pub alibaba_ak: String,
+    pub alibaba_secret: String,
     pub baidu_api_key: String,
     pub baidu_secret_key: String,
 }
@@ -103,7 +103,7 @@ pub fn simulator_config_from(
         env("ALIBABA_CLOUD_ACCESS_KEY_ID"),
         env("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
     ) {
-        (creds.aliyun_ak, creds.aliyun_secret) = (id, secret);
+        (creds.alibaba_ak, creds.alibaba_secret) = (id, secret);
         from.alibaba = true;
     }
     if let (Some(key), Some(secret)) = (env("BAIDU_API_KEY"), env("BAIDU_SECRET_KEY")) {
@@ -117,7 +117,7 @@ fn config_for(creds: &SimCredentials) -> SimConfig {
     let mut config = SimConfig::default();
     config.huawei.ak_sk = vec![(creds.huawei_ak.clone(), creds.huawei_sk.clone())];
     config.huawei.project_id = creds.project_id.clone();
-    config.aliyun.access_keys = vec![(creds.aliyun_ak.clone(), creds.aliyun_secret.clone())];
+    config.alibaba.access_keys = vec![(creds.alibaba_ak.clone(), creds.alibaba_secret.clone())];
     config.baidu.clients = vec![(creds.baidu_api_key.clone(), creds.baidu_secret_key.clone())];
     config
 }
@@ -131,8 +131,8 @@ pub fn simulator_config() -> (SimConfig, SimCredentials) {
         ),
         huawei_sk: uuid::Uuid::new_v4().simple().to_string(),
         project_id: uuid::Uuid::new_v4().simple().to_string(),
-        aliyun_ak: format!("LTAI{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
-        aliyun_secret: uuid::Uuid::new_v4().simple().to_string(),
+        alibaba_ak: format!("LTAI{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
+        alibaba_secret: uuid::Uuid::new_v4().simple().to_string(),
         baidu_api_key: uuid::Uuid::new_v4().simple().to_string()[..24].to_string(),
         baidu_secret_key: uuid::Uuid::new_v4().simple().to_string(),
     };
@@ -170,8 +170,8 @@ pub fn simulated_clients(
         clients.alibaba = Some(
             AlibabaConfig {
                 endpoint: base_url.into(),
-                access_key_id: creds.aliyun_ak.clone(),
-                access_key_secret: creds.aliyun_secret.clone(),
+                access_key_id: creds.alibaba_ak.clone(),
+                access_key_secret: creds.alibaba_secret.clone(),
                 region: "cn-hangzhou".into(),
                 biz_type: Some(SIM_BIZ_TYPE.into()),
                 timeout: Duration::from_secs(15),

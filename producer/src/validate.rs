@@ -181,17 +181,17 @@ pub fn header_lacks(operation: Operation, cols: &Columns) -> Option<&'static str
         Operation::HuaweiStandard if !cols.has("face_image") && !cols.has("video") => {
             Some("face_image")
         }
-        Operation::AliyunVerifyMaterial => ["name", "id_number", "face_image"]
+        Operation::AlibabaVerifyMaterial => ["name", "id_number", "face_image"]
             .into_iter()
             .find(|c| !cols.has(c)),
-        Operation::AliyunSubmitVerification if !text && !cols.has("id_card_front") => {
+        Operation::AlibabaSubmitVerification if !text && !cols.has("id_card_front") => {
             Some(if cols.has("name") {
                 "id_number"
             } else {
                 "name"
             })
         }
-        Operation::AliyunDescribeVerifyResult if !cols.has("biz_id") => Some("biz_id"),
+        Operation::AlibabaDescribeVerifyResult if !cols.has("biz_id") => Some("biz_id"),
         Operation::BaiduResultDetail
         | Operation::BaiduResultSimple
         | Operation::BaiduResultStat
@@ -371,7 +371,7 @@ pub fn to_job(
                 }
             }
         }
-        Operation::AliyunVerifyMaterial => {
+        Operation::AlibabaVerifyMaterial => {
             for (column, present) in [
                 ("name", name.is_some()),
                 ("id_number", id_number.is_some()),
@@ -380,25 +380,25 @@ pub fn to_job(
                 if !present {
                     return Err(row.reject(
                         column,
-                        "name, id_number and face_image are required for aliyun.verify_material",
+                        "name, id_number and face_image are required for alibaba.verify_material",
                     ));
                 }
             }
         }
-        Operation::AliyunSubmitVerification => {
+        Operation::AlibabaSubmitVerification => {
             if !by_text && materials.id_card_front.is_none() {
                 let missing = if name.is_none() { "name" } else { "id_number" };
                 return Err(row.reject(
                     missing,
-                    "name and id_number (or id_card_front) are required for aliyun.submit_verification",
+                    "name and id_number (or id_card_front) are required for alibaba.submit_verification",
                 ));
             }
         }
-        Operation::AliyunDescribeVerifyResult => {
+        Operation::AlibabaDescribeVerifyResult => {
             if vendor_refs.biz_id.is_none() {
                 return Err(row.reject(
                     "biz_id",
-                    "biz_id is required for aliyun.describe_verify_result",
+                    "biz_id is required for alibaba.describe_verify_result",
                 ));
             }
         }
@@ -439,7 +439,7 @@ pub fn to_job(
     // The job id hashes everything the job will carry, so an edited row is a new job while
     // an unchanged row, read again, is the same job.
     let mut canonical = [
-        operation.as_str(),
+        operation.identity_name(),
         customer_ref.as_deref().unwrap_or_default(),
         name.as_ref().map(|n| n.as_str()).unwrap_or_default(),
         id_number.as_ref().map(|n| n.as_str()).unwrap_or_default(),
@@ -465,7 +465,8 @@ pub fn to_job(
         .or_else(|| vendor_refs.verify_token.clone())
         .or_else(|| vendor_refs.biz_id.clone())
         .unwrap_or_else(|| canonical.clone());
-    let dedup_key = hex::encode(&key.hash("dedup_key", &[operation.as_str(), &person])[..16]);
+    let dedup_key =
+        hex::encode(&key.hash("dedup_key", &[operation.identity_name(), &person])[..16]);
     let job = Job {
         schema_version: JOB_SCHEMA_VERSION,
         job_id: JobId::derive(key, batch_id, &canonical),
@@ -609,7 +610,7 @@ mod tests {
             &key(),
             "b",
             2,
-            &fields(["aliyun.verify_material", "张三", "11010519491231002X", ""]),
+            &fields(["alibaba.verify_material", "张三", "11010519491231002X", ""]),
             &cols(),
             None,
             None,

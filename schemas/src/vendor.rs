@@ -2,6 +2,12 @@
 //!
 //! Operation names are `vendor.api` strings that appear in CSV files and queue messages, so
 //! they are part of the versioned contract: renaming one is a schema change.
+//!
+//! Alibaba Cloud was called `aliyun` here until the vendor got one name across the code, the
+//! operations and the quota keys. The old spellings are still *read* (CSV files, queue
+//! messages and quota entries written before the rename), never written; and job ids keep
+//! being derived from the old operation names (`Operation::identity_name`) so that the same
+//! input row is the same job before and after the rename.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,7 +21,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Vendor {
     /// Alibaba Cloud 实人认证 (Cloudauth)
-    Aliyun,
+    #[serde(alias = "aliyun")]
+    Alibaba,
     /// Baidu AI 人脸实名认证 H5 (faceprint)
     Baidu,
     /// Huawei Cloud 人证核身 IVS
@@ -23,14 +30,29 @@ pub enum Vendor {
 }
 
 impl Vendor {
-    pub const ALL: [Vendor; 3] = [Vendor::Aliyun, Vendor::Baidu, Vendor::Huawei];
+    pub const ALL: [Vendor; 3] = [Vendor::Alibaba, Vendor::Baidu, Vendor::Huawei];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Vendor::Aliyun => "aliyun",
+            Vendor::Alibaba => "alibaba",
             Vendor::Baidu => "baidu",
             Vendor::Huawei => "huawei",
         }
+    }
+}
+
+/// Alibaba's name before the rename; read, never written.
+pub const LEGACY_ALIBABA: &str = "aliyun";
+
+/// Maps a `vendor.rest` string written with the old vendor name to the current one
+/// (`aliyun.verify_material` → `alibaba.verify_material`); other strings are returned as
+/// they are. For quota keys and operation names read from configuration or files.
+pub fn current_name(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.split_once('.') {
+        Some((v, rest)) if v.eq_ignore_ascii_case(LEGACY_ALIBABA) => {
+            format!("{}.{rest}", Vendor::Alibaba.as_str()).into()
+        }
+        _ => s.into(),
     }
 }
 
@@ -46,6 +68,7 @@ impl FromStr for Vendor {
         Vendor::ALL
             .into_iter()
             .find(|v| v.as_str() == s)
+            .or_else(|| (s == LEGACY_ALIBABA).then_some(Vendor::Alibaba))
             .ok_or_else(|| UnknownOperation(s.to_string()))
     }
 }
@@ -56,14 +79,20 @@ impl FromStr for Vendor {
 )]
 pub enum Operation {
     /// Alibaba VerifyMaterial (2019-03-07): name + ID + face image (+ ID-card images).
-    #[serde(rename = "aliyun.verify_material")]
-    AliyunVerifyMaterial,
+    #[serde(rename = "alibaba.verify_material", alias = "aliyun.verify_material")]
+    AlibabaVerifyMaterial,
     /// Alibaba SubmitVerification (2018-09-16): Biz, TicketId and a Material.N list.
-    #[serde(rename = "aliyun.submit_verification")]
-    AliyunSubmitVerification,
+    #[serde(
+        rename = "alibaba.submit_verification",
+        alias = "aliyun.submit_verification"
+    )]
+    AlibabaSubmitVerification,
     /// Alibaba DescribeVerifyResult (2019-03-07) by BizType + BizId.
-    #[serde(rename = "aliyun.describe_verify_result")]
-    AliyunDescribeVerifyResult,
+    #[serde(
+        rename = "alibaba.describe_verify_result",
+        alias = "aliyun.describe_verify_result"
+    )]
+    AlibabaDescribeVerifyResult,
     /// Baidu verifyToken/generate → idcard/submit → uploadMatchImage.
     #[serde(rename = "baidu.start_session")]
     BaiduStartSession,
@@ -91,9 +120,9 @@ pub struct UnknownOperation(pub String);
 
 impl Operation {
     pub const ALL: [Operation; 11] = [
-        Operation::AliyunVerifyMaterial,
-        Operation::AliyunSubmitVerification,
-        Operation::AliyunDescribeVerifyResult,
+        Operation::AlibabaVerifyMaterial,
+        Operation::AlibabaSubmitVerification,
+        Operation::AlibabaDescribeVerifyResult,
         Operation::BaiduStartSession,
         Operation::BaiduResultDetail,
         Operation::BaiduResultSimple,
@@ -106,9 +135,9 @@ impl Operation {
 
     pub fn vendor(self) -> Vendor {
         match self {
-            Operation::AliyunVerifyMaterial
-            | Operation::AliyunSubmitVerification
-            | Operation::AliyunDescribeVerifyResult => Vendor::Aliyun,
+            Operation::AlibabaVerifyMaterial
+            | Operation::AlibabaSubmitVerification
+            | Operation::AlibabaDescribeVerifyResult => Vendor::Alibaba,
             Operation::BaiduStartSession
             | Operation::BaiduResultDetail
             | Operation::BaiduResultSimple
@@ -119,11 +148,23 @@ impl Operation {
         }
     }
 
+    /// The name job ids and dedup keys are derived from. Frozen: it is the operation's name
+    /// as it was when job ids were first derived (Alibaba's under its old vendor name), so
+    /// that renaming an operation never turns an old row into a new job (a second call).
+    pub fn identity_name(self) -> &'static str {
+        match self {
+            Operation::AlibabaVerifyMaterial => "aliyun.verify_material",
+            Operation::AlibabaSubmitVerification => "aliyun.submit_verification",
+            Operation::AlibabaDescribeVerifyResult => "aliyun.describe_verify_result",
+            other => other.as_str(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Operation::AliyunVerifyMaterial => "aliyun.verify_material",
-            Operation::AliyunSubmitVerification => "aliyun.submit_verification",
-            Operation::AliyunDescribeVerifyResult => "aliyun.describe_verify_result",
+            Operation::AlibabaVerifyMaterial => "alibaba.verify_material",
+            Operation::AlibabaSubmitVerification => "alibaba.submit_verification",
+            Operation::AlibabaDescribeVerifyResult => "alibaba.describe_verify_result",
             Operation::BaiduStartSession => "baidu.start_session",
             Operation::BaiduResultDetail => "baidu.result_detail",
             Operation::BaiduResultSimple => "baidu.result_simple",
@@ -145,10 +186,10 @@ impl fmt::Display for Operation {
 impl FromStr for Operation {
     type Err = UnknownOperation;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
+        let s = current_name(s.trim());
         Operation::ALL
             .into_iter()
-            .find(|op| op.as_str().eq_ignore_ascii_case(s))
+            .find(|op| op.as_str().eq_ignore_ascii_case(&s))
             .ok_or_else(|| UnknownOperation(s.to_string()))
     }
 }
@@ -164,6 +205,48 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", op.as_str()));
             assert_eq!(op.as_str().parse::<Operation>().unwrap(), op);
             assert!(op.as_str().starts_with(op.vendor().as_str()));
+        }
+    }
+
+    #[test]
+    fn the_old_alibaba_names_are_read_but_never_written() {
+        for (old, new) in [
+            ("aliyun.verify_material", Operation::AlibabaVerifyMaterial),
+            (
+                "aliyun.submit_verification",
+                Operation::AlibabaSubmitVerification,
+            ),
+            (
+                "aliyun.describe_verify_result",
+                Operation::AlibabaDescribeVerifyResult,
+            ),
+        ] {
+            assert_eq!(old.parse::<Operation>().unwrap(), new);
+            assert_eq!(
+                serde_json::from_str::<Operation>(&format!("\"{old}\"")).unwrap(),
+                new
+            );
+            assert!(new.as_str().starts_with("alibaba."));
+            // Job ids of rows read before the rename stay the same.
+            assert_eq!(new.identity_name(), old);
+        }
+        assert_eq!("aliyun".parse::<Vendor>().unwrap(), Vendor::Alibaba);
+        assert_eq!(
+            serde_json::from_str::<Vendor>("\"aliyun\"").unwrap(),
+            Vendor::Alibaba
+        );
+        assert_eq!(Vendor::Alibaba.as_str(), "alibaba");
+        assert_eq!(
+            current_name("aliyun.VerifyMaterial"),
+            "alibaba.VerifyMaterial"
+        );
+        assert_eq!(current_name("huawei.standard"), "huawei.standard");
+        // Every other operation identifies by its own name.
+        for op in Operation::ALL
+            .into_iter()
+            .filter(|o| o.vendor() != Vendor::Alibaba)
+        {
+            assert_eq!(op.identity_name(), op.as_str());
         }
     }
 

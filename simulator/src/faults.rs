@@ -39,7 +39,9 @@ impl VendorFaults {
 #[serde(default)]
 pub struct FaultConfig {
     pub huawei: VendorFaults,
-    pub aliyun: VendorFaults,
+    /// Also read as `aliyun`, Alibaba's name here before the rename.
+    #[serde(alias = "aliyun")]
+    pub alibaba: VendorFaults,
     pub baidu: VendorFaults,
     /// Moves the simulator's clock (session and token lifetimes), in seconds.
     pub clock_offset_secs: i64,
@@ -49,7 +51,7 @@ impl FaultConfig {
     pub fn for_vendor(&self, vendor: &str) -> &VendorFaults {
         match vendor {
             "huawei" => &self.huawei,
-            "aliyun" => &self.aliyun,
+            "alibaba" => &self.alibaba,
             _ => &self.baidu,
         }
     }

@@ -12,14 +12,14 @@ use tokio::sync::oneshot;
 
 use crate::faults::{FaultConfig, Quotas, Seen};
 use crate::ledger::{Ledger, LedgerSummary};
-use crate::vendors::aliyun::{self, AliyunSim, AliyunState};
+use crate::vendors::alibaba::{self, AlibabaSim, AlibabaState};
 use crate::vendors::baidu::{self, BaiduSim, BaiduState};
 use crate::vendors::huawei::{self, HuaweiSim};
 
 #[derive(Debug, Clone, Default)]
 pub struct SimConfig {
     pub huawei: HuaweiSim,
-    pub aliyun: AliyunSim,
+    pub alibaba: AlibabaSim,
     pub baidu: BaiduSim,
     pub faults: FaultConfig,
 }
@@ -33,7 +33,7 @@ pub struct AppState {
     pub seen: Seen,
     /// Issued IAM tokens → expiry (ms since epoch).
     pub tokens: Mutex<std::collections::HashMap<String, i64>>,
-    pub aliyun: AliyunState,
+    pub alibaba: AlibabaState,
     pub baidu: BaiduState,
 }
 
@@ -66,7 +66,7 @@ impl Simulator {
     pub async fn start(config: SimConfig, listen: &str) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let aliyun = AliyunState::new(&config.aliyun)?;
+        let alibaba = AlibabaState::new(&config.alibaba)?;
         let state = Arc::new(AppState {
             faults: RwLock::new(config.faults.clone()),
             config,
@@ -74,7 +74,7 @@ impl Simulator {
             quotas: Quotas::default(),
             seen: Seen::default(),
             tokens: Mutex::new(Default::default()),
-            aliyun,
+            alibaba,
             baidu: BaiduState::default(),
         });
         let app = router(state.clone());
@@ -137,7 +137,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/admin/reset", post(admin_reset))
         .merge(huawei::routes())
-        .merge(aliyun::routes())
+        .merge(alibaba::routes())
         .merge(baidu::routes())
         // Vendors accept bodies up to 12 MB (Huawei AK/SK); their own checks answer above
         // that, not a generic 413 from the framework.

@@ -224,8 +224,8 @@ async fn no_secret_or_personal_data_reaches_any_output_whatever_the_vendor_does(
     let operations = [
         "huawei.standard",
         "huawei.idcard_extension",
-        "aliyun.verify_material",
-        "aliyun.submit_verification",
+        "alibaba.verify_material",
+        "alibaba.submit_verification",
         "baidu.start_session",
     ];
     let mut servers = Vec::new();
@@ -237,7 +237,7 @@ async fn no_secret_or_personal_data_reaches_any_output_whatever_the_vendor_does(
             }
             Failure::SlowAfterToken => {
                 let mut faults = kyc_simulator::FaultConfig::default();
-                for v in [&mut faults.huawei, &mut faults.aliyun, &mut faults.baidu] {
+                for v in [&mut faults.huawei, &mut faults.alibaba, &mut faults.baidu] {
                     v.latency_ms = 1500;
                 }
                 app.sim.set_faults(faults);

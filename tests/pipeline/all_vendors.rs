@@ -100,7 +100,7 @@ async fn a_csv_mixing_all_eleven_operations_lands_the_predicted_outcomes() {
     let (p, f, n, e, pe) = ("passed", "failed", "not_found", "error", "pending");
     let mut rows = Vec::new();
     // Alibaba VerifyMaterial: every VerifyStatus, the 435 content error, faults.
-    let vm = "aliyun.verify_material";
+    let vm = "alibaba.verify_material";
     for (i, (seq, front, want)) in [
         ("123", false, (p, "verified")),
         ("901", false, (f, "identity_mismatch")),
@@ -149,7 +149,7 @@ async fn a_csv_mixing_all_eleven_operations_lands_the_predicted_outcomes() {
         (e, "material_unavailable"),
     ));
     // SubmitVerification: StatusCode 1, 2, 0, −1 and its errors.
-    let sv = "aliyun.submit_verification";
+    let sv = "alibaba.submit_verification";
     for (i, (seq, want)) in [
         ("123", (p, "verified")),
         ("901", (f, "rejected_unspecified")),
@@ -175,7 +175,7 @@ async fn a_csv_mixing_all_eleven_operations_lands_the_predicted_outcomes() {
     }
     rows.push(row(
         "DVunknown",
-        "aliyun.describe_verify_result",
+        "alibaba.describe_verify_result",
         "",
         "",
         "",
@@ -379,7 +379,7 @@ async fn a_csv_mixing_all_eleven_operations_lands_the_predicted_outcomes() {
             want,
         ));
     }
-    let dv = "aliyun.describe_verify_result";
+    let dv = "alibaba.describe_verify_result";
     for (reference, biz_id, want) in [
         ("DVvm123", "biz-vm-123".to_string(), (p, "verified")),
         (

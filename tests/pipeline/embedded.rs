@@ -43,7 +43,7 @@ fn kyc_run_over_the_sample_prints_a_summary_and_writes_a_masked_report() {
     // vendor × status: passed, failed, not found, pending, errors, total. Alibaba's
     // VerifyMaterial downloads the local image through the run's material server.
     for want in [
-        ["aliyun", "2", "1", "0", "1", "0", "4"],
+        ["alibaba", "2", "1", "0", "1", "0", "4"],
         ["baidu", "0", "0", "0", "1", "0", "1"],
         ["huawei", "28", "7", "2", "0", "5", "42"],
     ] {
@@ -136,7 +136,7 @@ fn kyc_run_names_real_and_simulated_vendors_in_its_first_line_for_every_mix() {
         for v in [
             "KYC_HUAWEI_ENDPOINT",
             "KYC_HUAWEI_IAM_ENDPOINT",
-            "KYC_ALIYUN_ENDPOINT",
+            "KYC_ALIBABA_ENDPOINT",
             "KYC_BAIDU_ENDPOINT",
         ] {
             cmd.env(v, "http://127.0.0.1:9");

@@ -151,14 +151,14 @@ async fn describe_minus_one_is_pending_within_the_window_and_abandoned_after_it(
     let app = spawn_app().await;
     // Submissions that never complete (941) and a name/ID mismatch (901).
     let submit = |row: &str, seq: &str| {
-        let mut j = job("ali-submit", row, Operation::AliyunSubmitVerification, seq);
+        let mut j = job("ali-submit", row, Operation::AlibabaSubmitVerification, seq);
         j.vendor_refs.ticket_id = Some(format!("t-{row}"));
         j
     };
     let submissions = [submit("forever", "941"), submit("mismatch", "901")];
     run(&app, app.context(), "ali-submit", &submissions).await;
     let describe = |batch: &str, row: &str| {
-        let mut j = job(batch, row, Operation::AliyunDescribeVerifyResult, "000");
+        let mut j = job(batch, row, Operation::AlibabaDescribeVerifyResult, "000");
         j.vendor_refs.biz_id = Some(format!("t-{row}"));
         j
     };

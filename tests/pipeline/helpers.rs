@@ -177,10 +177,10 @@ pub async fn spawn_app() -> TestApp {
     config.huawei.ak_sk = vec![(ak.clone(), sk.clone())];
     config.huawei.project_id = "test-project".into();
     // The same pair serves as Alibaba AccessKey and Baidu API Key / Secret Key.
-    config.aliyun.access_keys = vec![(ak.clone(), sk.clone())];
+    config.alibaba.access_keys = vec![(ak.clone(), sk.clone())];
     config.baidu.clients = vec![(ak.clone(), sk.clone())];
     // The simulated Alibaba downloads presigned URLs from the test S3, over TLS.
-    config.aliyun.trusted_ca_pem = test_ca("KYC_TEST_S3_CA_FILE");
+    config.alibaba.trusted_ca_pem = test_ca("KYC_TEST_S3_CA_FILE");
     let sim = Simulator::start(config, "127.0.0.1:0")
         .await
         .expect("start simulator");
@@ -339,8 +339,8 @@ impl TestApp {
             .env("KYC_HUAWEI_ENDPOINT", self.sim.base_url())
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", &self.ak)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", &self.sk)
-            .env("KYC_ALIYUN_ENDPOINT", self.sim.base_url())
-            .env("KYC_ALIYUN_BIZ_TYPE", "RPBasic")
+            .env("KYC_ALIBABA_ENDPOINT", self.sim.base_url())
+            .env("KYC_ALIBABA_BIZ_TYPE", "RPBasic")
             .env("BAIDU_API_KEY", &self.ak)
             .env("BAIDU_SECRET_KEY", &self.sk)
             .env("KYC_BAIDU_ENDPOINT", self.sim.base_url())

@@ -123,7 +123,7 @@ async fn the_worker_refuses_jobs_published_around_the_producer_without_fetching_
         job(
             "around",
             3,
-            Operation::AliyunVerifyMaterial,
+            Operation::AlibabaVerifyMaterial,
             &format!("s3://{other}/faces/face01.jpg"),
         ),
         job(

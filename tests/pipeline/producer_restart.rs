@@ -116,11 +116,11 @@ async fn drain(prefix: &str) -> (usize, usize) {
             .unwrap();
         ids.insert(d.properties.message_id().as_ref().unwrap().to_string());
     }
-    let delay: Vec<String> = ["huawei", "aliyun", "baidu"]
+    let delay: Vec<String> = ["huawei", "alibaba", "baidu"]
         .iter()
         .flat_map(|v| kyc_queue::topology::DELAY_BUCKETS.map(|b| format!("delay.{v}.{b}s")))
         .collect();
-    for suffix in ["jobs.huawei", "jobs.aliyun", "jobs.baidu", "dead"]
+    for suffix in ["jobs.huawei", "jobs.alibaba", "jobs.baidu", "dead"]
         .iter()
         .map(|s| s.to_string())
         .chain(delay)

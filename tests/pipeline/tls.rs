@@ -210,15 +210,15 @@ async fn the_simulator_downloads_presigned_urls_over_verified_tls() {
     app.upload_faces().await;
     let mut config = SimConfig::default();
     let ours = app.alibaba_config();
-    config.aliyun.access_keys = vec![(ours.access_key_id.clone(), ours.access_key_secret)];
-    config.aliyun.trusted_ca_pem = Some(wrong_ca());
+    config.alibaba.access_keys = vec![(ours.access_key_id.clone(), ours.access_key_secret)];
+    config.alibaba.trusted_ca_pem = Some(wrong_ca());
     let distrustful = Simulator::start(config, "127.0.0.1:0").await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let face = format!("s3://{}/faces/face01.jpg", app.bucket);
     let csv = |n: usize| {
         format!(
-            "customer_ref,operation,name,id_number,face_image\nT{n},aliyun.verify_material,欧阳娜娜,{},{face}\n",
+            "customer_ref,operation,name,id_number,face_image\nT{n},alibaba.verify_material,欧阳娜娜,{},{face}\n",
             id_with_seq(n, "123").as_str()
         )
     };

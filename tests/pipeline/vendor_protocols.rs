@@ -114,7 +114,7 @@ async fn alibaba_refuses_bad_signatures_stale_timestamps_and_reused_nonces() {
     });
     let job: kyc_schemas::Job = serde_json::from_value(serde_json::json!({
         "schema_version": 1, "job_id": "sig-1", "batch_id": "sig", "source_row": 2,
-        "operation": "aliyun.describe_verify_result",
+        "operation": "alibaba.describe_verify_result",
         "subject": {}, "vendor_refs": {"biz_id": "biz-1"},
     }))
     .unwrap();
@@ -135,8 +135,8 @@ async fn each_vendor_throttles_with_its_own_signal_and_every_job_still_passes() 
     app.upload_faces().await;
     // Our worker is told the default 10 QPS; the vendors grant 3 per API.
     let mut faults = FaultConfig::default();
-    faults.aliyun.api_qps.insert("VerifyMaterial".into(), 3.0);
-    faults.aliyun.retry_after_secs = Some(1);
+    faults.alibaba.api_qps.insert("VerifyMaterial".into(), 3.0);
+    faults.alibaba.retry_after_secs = Some(1);
     faults
         .baidu
         .api_qps
@@ -147,7 +147,7 @@ async fn each_vendor_throttles_with_its_own_signal_and_every_job_still_passes() 
     for i in 0..12 {
         let id = id_with_seq(i, "123");
         csv.push_str(&format!(
-            "A{i},aliyun.verify_material,欧阳娜娜,{},s3://{}/faces/face01.jpg\n",
+            "A{i},alibaba.verify_material,欧阳娜娜,{},s3://{}/faces/face01.jpg\n",
             id.as_str(),
             app.bucket
         ));
@@ -159,7 +159,7 @@ async fn each_vendor_throttles_with_its_own_signal_and_every_job_still_passes() 
     assert_eq!(app.produce_text("quota", &csv, dir.path()).await, 24);
     let base = app.context();
     let quotas: std::collections::HashMap<String, kyc_worker::Quota> = [
-        "aliyun.VerifyMaterial",
+        "alibaba.VerifyMaterial",
         "baidu.verifyToken/generate",
         "baidu.idcard/submit",
     ]
@@ -193,7 +193,7 @@ async fn each_vendor_throttles_with_its_own_signal_and_every_job_still_passes() 
     let ledger = app.sim.ledger();
     let throttled = |key: &str| ledger.totals.get(key).map_or(0, |t| t.throttled);
     assert!(
-        throttled("aliyun.VerifyMaterial") > 0,
+        throttled("alibaba.VerifyMaterial") > 0,
         "{:?}",
         ledger.totals
     );
@@ -211,12 +211,12 @@ async fn each_vendor_throttles_with_its_own_signal_and_every_job_still_passes() 
         .collect();
     assert_eq!(
         statuses,
-        [("aliyun".to_string(), 400), ("baidu".to_string(), 200)]
+        [("alibaba".to_string(), 400), ("baidu".to_string(), 200)]
             .into_iter()
             .collect()
     );
     // Billed once per job, however often it was throttled.
-    assert_eq!(ledger.totals["aliyun.VerifyMaterial"].billable, 12);
+    assert_eq!(ledger.totals["alibaba.VerifyMaterial"].billable, 12);
     let _ = stop.send(());
     worker.await.unwrap();
     app.cleanup().await;

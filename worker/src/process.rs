@@ -178,7 +178,7 @@ async fn decide(
     let mut caller = Caller::new(ctx, &job.job_id, owner, prior, can_defer);
 
     // Alibaba downloads remote images itself (presigned URLs): only local files are read here.
-    let remote_by_url = job.vendor() == kyc_schemas::Vendor::Aliyun;
+    let remote_by_url = job.vendor() == kyc_schemas::Vendor::Alibaba;
     let mut verdict = match materials::load(&ctx.objects, &job.materials, remote_by_url).await {
         Err(e) if e.source.is_transient() && delivery_count < 5 => {
             // Field name only: a URI can name the person or carry a signed token.
@@ -279,7 +279,7 @@ async fn call_vendor(
             let client = clients.huawei.as_ref().ok_or_else(no_client)?;
             client.run(job, loaded, caller).await
         }
-        kyc_schemas::Vendor::Aliyun => {
+        kyc_schemas::Vendor::Alibaba => {
             let client = clients.alibaba.as_ref().ok_or_else(no_client)?;
             client.run(job, loaded, &ctx.objects, caller).await
         }

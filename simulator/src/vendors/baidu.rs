@@ -205,8 +205,8 @@ fn vendor_time(ms: i64) -> String {
 }
 
 async fn oauth(State(s): State<Shared>, uri: Uri, body: Bytes) -> Response {
-    let mut params = super::aliyun::auth::form_pairs(uri.query().unwrap_or_default());
-    params.extend(super::aliyun::auth::form_pairs(&String::from_utf8_lossy(
+    let mut params = super::alibaba::auth::form_pairs(uri.query().unwrap_or_default());
+    params.extend(super::alibaba::auth::form_pairs(&String::from_utf8_lossy(
         &body,
     )));
     let get = |k: &str| {
@@ -348,7 +348,7 @@ async fn handle(s: &Shared, api: &str, uri: &Uri, body: &[u8]) -> Response {
 }
 
 async fn answer(s: &Shared, api: &str, uri: &Uri, body: &[u8], f: &VendorFaults) -> Reply {
-    let query = super::aliyun::auth::form_pairs(uri.query().unwrap_or_default());
+    let query = super::alibaba::auth::form_pairs(uri.query().unwrap_or_default());
     let token = query
         .iter()
         .find(|(k, _)| k == "access_token")

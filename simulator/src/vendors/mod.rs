@@ -1,5 +1,5 @@
 //! One module per simulated vendor: routes, auth check, request validation, answers.
 
-pub mod aliyun;
+pub mod alibaba;
 pub mod baidu;
 pub mod huawei;

@@ -14,17 +14,17 @@ use crate::materials::Loaded;
 use crate::vendors::{Api, Exchange, VendorError, Verdict};
 
 pub(crate) const VERIFY_MATERIAL: Api = Api {
-    vendor: Vendor::Aliyun,
+    vendor: Vendor::Alibaba,
     name: "VerifyMaterial",
     product: "VerifyMaterial",
 };
 pub(crate) const SUBMIT_VERIFICATION: Api = Api {
-    vendor: Vendor::Aliyun,
+    vendor: Vendor::Alibaba,
     name: "SubmitVerification",
     product: "SubmitVerification",
 };
 pub(crate) const DESCRIBE_VERIFY_RESULT: Api = Api {
-    vendor: Vendor::Aliyun,
+    vendor: Vendor::Alibaba,
     name: "DescribeVerifyResult",
     product: "DescribeVerifyResult",
 };
@@ -66,7 +66,7 @@ impl AlibabaClient {
             .ok_or_else(|| {
                 refused(
                     "missing_biz_type",
-                    "biz_type is empty and KYC_ALIYUN_BIZ_TYPE is not set".into(),
+                    "biz_type is empty and KYC_ALIBABA_BIZ_TYPE is not set".into(),
                     Reason::InvalidRequest,
                 )
             })
@@ -81,19 +81,19 @@ impl AlibabaClient {
     ) -> Result<Verdict, CallError> {
         let biz_type = self.biz_type(job)?;
         let (api, reference) = match job.operation {
-            Operation::AliyunVerifyMaterial => (
+            Operation::AlibabaVerifyMaterial => (
                 VERIFY_MATERIAL,
                 request::reference(job.vendor_refs.biz_id.as_deref(), job),
             ),
-            Operation::AliyunSubmitVerification => (
+            Operation::AlibabaSubmitVerification => (
                 SUBMIT_VERIFICATION,
                 request::reference(job.vendor_refs.ticket_id.as_deref(), job),
             ),
-            Operation::AliyunDescribeVerifyResult => {
+            Operation::AlibabaDescribeVerifyResult => {
                 let biz_id = job.vendor_refs.biz_id.clone().ok_or_else(|| {
                     refused(
                         "missing_material",
-                        "biz_id is required for aliyun.describe_verify_result".into(),
+                        "biz_id is required for alibaba.describe_verify_result".into(),
                         Reason::InvalidRequest,
                     )
                 })?;
@@ -140,7 +140,7 @@ impl AlibabaClient {
         // quit (the seed's own examples). Pending while it can still complete, then abandoned.
         if api == DESCRIBE_VERIFY_RESULT && verdict.vendor_code.as_deref() == Some("-1") {
             let since = caller
-                .first_reference_ms(Vendor::Aliyun.as_str(), reference)
+                .first_reference_ms(Vendor::Alibaba.as_str(), reference)
                 .await?;
             if past_window(since, kyc_store::now_ms(), self.config.pending_window) {
                 (verdict.status, verdict.reason) = response::abandoned();

@@ -153,7 +153,7 @@ mod tests {
     fn submit_numbers_the_materials_from_one_and_sends_bytes_as_base64() {
         let job: Job = serde_json::from_value(serde_json::json!({
             "schema_version": 1, "job_id": "j1", "batch_id": "b", "source_row": 2,
-            "operation": "aliyun.submit_verification",
+            "operation": "alibaba.submit_verification",
             "subject": {"name": "张三", "id_number": "11010519491231002X"},
         }))
         .unwrap();
@@ -178,7 +178,7 @@ mod tests {
     fn the_chip_portrait_goes_as_idpic_as_the_seed_lists_it() {
         let job: Job = serde_json::from_value(serde_json::json!({
             "schema_version": 1, "job_id": "j1", "batch_id": "b", "source_row": 2,
-            "operation": "aliyun.submit_verification",
+            "operation": "alibaba.submit_verification",
             "subject": {"name": "张三", "id_number": "11010519491231002X"},
             "materials": {"id_chip_photo": "https://x/chip.jpg"},
         }))

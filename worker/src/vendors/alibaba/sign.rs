@@ -56,7 +56,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const VECTORS: &str = include_str!("../../../../tests/vectors/aliyun-rpc-v1.json");
+    const VECTORS: &str = include_str!("../../../../tests/vectors/alibaba-rpc-v1.json");
 
     #[test]
     fn every_official_sdk_vector_matches_byte_for_byte() {

@@ -143,7 +143,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const VECTORS: &str = include_str!("../../../../tests/vectors/aliyun-rpc-v1.json");
+    const VECTORS: &str = include_str!("../../../../tests/vectors/alibaba-rpc-v1.json");
 
     #[test]
     fn every_official_v1_vector_verifies_and_a_changed_value_does_not() {

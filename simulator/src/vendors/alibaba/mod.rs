@@ -32,7 +32,7 @@ use crate::server::Shared;
 use crate::vendors::huawei::marker;
 use auth::{form_pairs, verify_acs3, verify_rpc_v1, SignatureError};
 
-const VENDOR: &str = "aliyun";
+const VENDOR: &str = "alibaba";
 /// Timestamps (and nonces) are honoured for 31 minutes (Alibaba's documented window).
 const WINDOW_SECS: i64 = 31 * 60;
 /// VerifyMaterial's documented download limits.
@@ -42,7 +42,7 @@ const MAX_SUBMIT_BODY: usize = 8 * 1024 * 1024;
 
 /// Accounts the simulated Alibaba Cloud knows.
 #[derive(Debug, Clone, Default)]
-pub struct AliyunSim {
+pub struct AlibabaSim {
     /// AccessKeyId → AccessKeySecret.
     pub access_keys: Vec<(String, String)>,
     /// Answer VerifyMaterial in the seed document's form (`ResultObject`, values as strings)
@@ -55,7 +55,7 @@ pub struct AliyunSim {
 
 /// What Alibaba remembers between calls.
 #[derive(Debug)]
-pub struct AliyunState {
+pub struct AlibabaState {
     /// Nonce → when first seen (ms); a nonce is good once within the window.
     nonces: Mutex<HashMap<String, i64>>,
     /// (BizType, BizId) or (Biz, TicketId) → the last verification, for DescribeVerifyResult.
@@ -65,9 +65,9 @@ pub struct AliyunState {
     http: reqwest::Client,
 }
 
-impl AliyunState {
+impl AlibabaState {
     /// Fresh state; image downloads trust `config.trusted_ca_pem` besides the system's roots.
-    pub fn new(config: &AliyunSim) -> std::io::Result<Self> {
+    pub fn new(config: &AlibabaSim) -> std::io::Result<Self> {
         let mut http = reqwest::Client::builder();
         if let Some(pem) = &config.trusted_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
@@ -280,7 +280,7 @@ async fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let f = s.faults().aliyun;
+    let f = s.faults().alibaba;
     let delay = faults::delay(&f);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -360,7 +360,7 @@ fn check_auth(
             .ok_or_else(|| {
                 bad(
                     "IncompleteSignature",
-                    "The request signature does not conform to Aliyun standards.",
+                    "The request signature does not conform to Alibaba standards.",
                 )
             })?;
         (ak, header("x-acs-date"), header("x-acs-signature-nonce"))
@@ -375,7 +375,7 @@ fn check_auth(
     };
     let secret = s
         .config
-        .aliyun
+        .alibaba
         .access_keys
         .iter()
         .find(|(id, _)| id == ak)
@@ -426,7 +426,7 @@ fn check_auth(
         Err(SignatureError::Missing(_)) => {
             return Err(bad(
                 "IncompleteSignature",
-                "The request signature does not conform to Aliyun standards.",
+                "The request signature does not conform to Alibaba standards.",
             ))
         }
         Err(SignatureError::Mismatch { string_to_sign }) => {
@@ -439,7 +439,7 @@ fn check_auth(
     }
     // Only a correctly signed request uses up its nonce (else anyone could burn nonces).
     let now = chrono::Utc::now().timestamp_millis();
-    let mut nonces = s.aliyun.nonces.lock().expect("nonce lock");
+    let mut nonces = s.alibaba.nonces.lock().expect("nonce lock");
     if nonces.len() > 100_000 {
         nonces.retain(|_, at| now - *at < WINDOW_SECS * 1000);
     }
@@ -576,7 +576,7 @@ async fn download(s: &Shared, field: &str, url: &str) -> Result<Vec<u8>, Respons
         )
     };
     let fetch = async {
-        let mut resp = s.aliyun.http.get(url).send().await.map_err(|e| {
+        let mut resp = s.alibaba.http.get(url).send().await.map_err(|e| {
             if e.is_timeout() {
                 timed_out()
             } else {
@@ -662,7 +662,7 @@ async fn verify_material(s: &Shared, p: &Params, f: &VendorFaults) -> Reply {
     let status = verify_status(scenario, had);
     let score = authority_score(status);
     let name = p.get("Name").unwrap_or_default();
-    s.aliyun.results.lock().expect("results lock").insert(
+    s.alibaba.results.lock().expect("results lock").insert(
         (biz_type.to_string(), biz_id.to_string()),
         Recorded {
             status,
@@ -693,7 +693,7 @@ async fn verify_material(s: &Shared, p: &Params, f: &VendorFaults) -> Reply {
         });
     }
     let id_face = if status == 6 { 35.0 } else { 97.0 };
-    let body = if s.config.aliyun.seed_shapes {
+    let body = if s.config.alibaba.seed_shapes {
         json!({
             "RequestId": rid, "Code": "200", "Message": "success", "Success": "true",
             "ResultObject": {
@@ -731,7 +731,7 @@ async fn describe(s: &Shared, p: &Params, f: &VendorFaults) -> Response {
         p.get("BizId").unwrap_or_default().to_string(),
     );
     let rec = {
-        let mut results = s.aliyun.results.lock().expect("results lock");
+        let mut results = s.alibaba.results.lock().expect("results lock");
         results.get_mut(&key).map(|r| {
             r.polls += 1;
             r.clone()
@@ -894,7 +894,7 @@ async fn submit(s: &Shared, p: &Params, body: &[u8], f: &VendorFaults) -> Reply 
         );
     }
     let key = (biz.to_string(), ticket.to_string());
-    if s.aliyun
+    if s.alibaba
         .tickets
         .lock()
         .expect("tickets lock")
@@ -936,7 +936,7 @@ async fn submit(s: &Shared, p: &Params, body: &[u8], f: &VendorFaults) -> Reply 
         Scenario::NotRecorded => -1,
         _ => 1,
     };
-    s.aliyun
+    s.alibaba
         .tickets
         .lock()
         .expect("tickets lock")
@@ -946,7 +946,7 @@ async fn submit(s: &Shared, p: &Params, body: &[u8], f: &VendorFaults) -> Reply 
     } else {
         1
     };
-    s.aliyun.results.lock().expect("results lock").insert(
+    s.alibaba.results.lock().expect("results lock").insert(
         key,
         Recorded {
             status: described,
