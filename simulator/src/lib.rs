@@ -9,7 +9,9 @@
 //! - [`scenario`]: which answer an input gets (the ID number's sequence code)
 //! - [`ledger`]: every call received, billable or not
 //! - [`faults`]: latency, error rates, quotas, one-shot faults per request
-//! - [`vendors`]: one file per vendor: auth check, validation, answers
+//! - [`vendors`]: one folder per vendor, each with the same files: `auth` (tokens,
+//!   signatures), `routes` (paths, validation, answers), `codes` (what it may send, from the
+//!   shared table), `scenarios` (what the vendor decides), `mod` (accounts, state)
 //!
 //! Signature checks are written server-side, independently of the worker's signers: if
 //! both shared one implementation, a signing bug would pass every test and fail in production.
