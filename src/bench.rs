@@ -227,6 +227,7 @@ async fn stage(
         max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
         // Sealing is part of the measured path; the keys live as long as the scratch data.
         keys: kyc_schemas::Keyring::generate("bench")?,
+        skip_verified_within: None,
     };
     let start = Instant::now();
     let s = kyc_producer::produce(
@@ -460,6 +461,7 @@ impl Fleet {
             encoding: Encoding::Auto,
             max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
             keys: self.keys.clone(),
+            skip_verified_within: None,
         };
         kyc_producer::produce(
             &settings,

@@ -38,13 +38,18 @@ pub struct ProduceArgs {
     /// the run naming its line, before it is read into memory.
     #[arg(long, default_value_t = kyc_producer::DEFAULT_MAX_RECORD_BYTES)]
     max_record_bytes: usize,
-    /// Where refused rows go: a file or s3://bucket/key (default: <input stem>.rejects.csv,
-    /// next to the input, on S3 for an S3 input).
+    /// Where refused rows go: a file or s3://bucket/key (default: <input stem>.rejects.csv in
+    /// the current folder for a local input, next to the input on S3 for an S3 input).
     #[arg(long)]
     rejects: Option<String>,
     /// Validate and report without publishing.
     #[arg(long)]
     dry_run: bool,
+    /// Re-verification policy: do not publish a row whose person passed the same operation
+    /// (in an earlier batch) within this long, e.g. 30d; such rows are listed in
+    /// <input stem>.skipped.csv. Default: KYC_SKIP_VERIFIED_WITHIN, else every row is verified.
+    #[arg(long, value_parser = config::parse_duration)]
+    skip_verified_within: Option<std::time::Duration>,
     #[command(flatten)]
     material: config::MaterialArgs,
     /// Input encoding: auto (BOM, else UTF-8 if valid, else GB18030), utf-8 or gb18030.
@@ -410,6 +415,13 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
             }
         },
     };
+    // The variable is read here rather than by clap so that the config map's empty value
+    // means "off" instead of a parse error.
+    let skip_verified_within = match a.skip_verified_within {
+        Some(d) => Some(d),
+        None => config::skip_verified_within_from_env()?,
+    };
+    let skip_window = skip_verified_within.map(config::format_duration);
     let settings = ProduceSettings {
         batch_id,
         rejects_path,
@@ -422,6 +434,7 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         encoding: a.encoding,
         max_record_bytes: a.max_record_bytes,
         keys,
+        skip_verified_within,
     };
     // SIGTERM / Ctrl-C: finish the current window (publish, confirm, record), then stop.
     let stop = kyc_producer::CancellationToken::new();
@@ -461,6 +474,26 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("Failed to upload the rejects to {rejects_target}"))?;
     }
+    let skipped_local = kyc_producer::skipped::skipped_path(&settings.rejects_path);
+    let skipped_target = if rejects_target.starts_with("s3://") {
+        let target = format!(
+            "{}.skipped.csv",
+            rejects_target
+                .strip_suffix(".csv")
+                .unwrap_or(&rejects_target)
+                .strip_suffix(".rejects")
+                .unwrap_or(&rejects_target)
+        );
+        if summary.verified_recently > 0 {
+            objects
+                .put_file(&target, &skipped_local)
+                .await
+                .with_context(|| format!("Failed to upload the skipped rows to {target}"))?;
+        }
+        target
+    } else {
+        skipped_local.display().to_string()
+    };
     println!(
         "batch {} ({}): {} rows read, {} published, {} skipped (already published), {} rejected{}",
         summary.batch_id,
@@ -475,6 +508,15 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
+    if summary.verified_recently > 0 {
+        println!(
+            "{} rows not re-verified: passed within {} (at least {} billable calls saved; see {})",
+            summary.verified_recently,
+            skip_window.as_deref().unwrap_or_default(),
+            summary.verified_recently,
+            skipped_target
+        );
+    }
     if let Some(failure) = &summary.failure {
         eprintln!(
             "error: {failure}; batch {} is NOT finished: fix the input and run again (same input: same batch, nothing published twice)",

@@ -69,6 +69,7 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     (crate::keys::INDEX_KEY, Kind::Secret),
     ("KYC_DEAD_LETTER_TTL", Kind::Config),
     ("KYC_RETENTION", Kind::Config),
+    ("KYC_SKIP_VERIFIED_WITHIN", Kind::Config),
 ];
 
 /// Where materials may come from: the flags of every command that reads CSV material cells
@@ -270,6 +271,24 @@ pub fn operator(configured: Option<&str>) -> Option<kyc_report::Operator> {
             name,
             source: kyc_report::OperatorSource::OsUser,
         })
+}
+
+/// `KYC_SKIP_VERIFIED_WITHIN`, when set and not empty.
+pub fn skip_verified_within_from_env() -> anyhow::Result<Option<Duration>> {
+    env("KYC_SKIP_VERIFIED_WITHIN")
+        .map(|v| parse_duration(&v).map_err(|e| anyhow::anyhow!("KYC_SKIP_VERIFIED_WITHIN: {e}")))
+        .transpose()
+}
+
+/// The inverse of [`parse_duration`]: the largest unit that divides the duration (`30d`).
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// A duration as an operator writes it: a whole number and a unit, `d`, `h`, `m` or `s`

@@ -344,6 +344,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         encoding: Default::default(),
         max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
         keys,
+        skip_verified_within: None,
     };
     let bar = if a.quiet {
         ProgressBar::hidden()

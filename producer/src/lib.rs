@@ -7,6 +7,7 @@
 //! - [`identity`]: the input's identity, from which the default batch id derives
 //! - [`validate`]: record → `Job` with the domain types, or a `Reject` naming the column
 //! - [`rejects`]: the rejects CSV (row, column, masked value, reason)
+//! - [`skipped`]: rows the re-verification policy left out, with the pass that covers them
 //! - [`publish`]: chunks of jobs → database (resumable) → queue with pipelined confirms
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -15,6 +16,7 @@ pub mod csv_source;
 pub mod identity;
 pub mod publish;
 pub mod rejects;
+pub mod skipped;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -53,4 +55,7 @@ pub struct ProduceSettings {
     /// duplicate checks. The index key must stay the same for the life of a batch: a resumed
     /// run recognises its jobs by their ids.
     pub keys: Keyring,
+    /// Re-verification policy: a row whose person already passed the same operation (in
+    /// another batch) this recently is not published; it is listed in the skipped file.
+    pub skip_verified_within: Option<std::time::Duration>,
 }

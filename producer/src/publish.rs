@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::csv_source;
 use crate::csv_source::InputFailure;
 use crate::rejects::RejectsWriter;
+use crate::skipped::{skipped_path, SkippedWriter};
 use crate::validate::{check_header, header_lacks, to_job, Columns, Reject};
 use crate::ProduceSettings;
 
@@ -28,6 +29,12 @@ pub enum ProduceError {
     Store(#[from] kyc_store::StoreError),
     #[error("queue: {0}")]
     Queue(#[from] kyc_queue::QueueError),
+    #[error("cannot write the skipped file {path}: {source}")]
+    Skipped {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write the rejects file {path}: {source}")]
     Rejects {
         path: String,
@@ -45,6 +52,9 @@ pub struct Summary {
     pub rejected: u64,
     /// Rows already published by an earlier run of the same batch.
     pub skipped: u64,
+    /// Rows not published because the person passed the same operation within the
+    /// re-verification window (each would have cost at least one billable call).
+    pub verified_recently: u64,
     /// The encoding the input was read in.
     pub encoding: &'static str,
     /// Stopped before the end of the input (the rest needs a re-run with the same batch id).
@@ -90,6 +100,7 @@ pub async fn produce(
     // Operations whose columns the header was checked for (at their first row).
     let mut header_checked: Vec<kyc_schemas::Operation> = Vec::new();
     let mut rejects = RejectsWriter::new(&settings.rejects_path);
+    let mut skipped = SkippedWriter::new(skipped_path(&settings.rejects_path));
     let mut summary = Summary {
         batch_id: settings.batch_id.clone(),
         encoding: source.encoding,
@@ -172,6 +183,17 @@ pub async fn produce(
             }
         }
         if chunk.len() >= window || (done && !chunk.is_empty()) {
+            if let Some(within) = settings.skip_verified_within {
+                skip_verified(
+                    settings,
+                    store,
+                    within,
+                    &mut chunk,
+                    &mut skipped,
+                    &mut summary,
+                )
+                .await?;
+            }
             match &publisher {
                 Some(p) => {
                     let previous = in_flight.take();
@@ -210,6 +232,11 @@ pub async fn produce(
     if !settings.dry_run && !summary.interrupted && summary.failure.is_none() {
         store.finish_batch(&settings.batch_id).await?;
     }
+    let skipped_file = skipped.path().display().to_string();
+    skipped.finish().map_err(|source| ProduceError::Skipped {
+        path: skipped_file,
+        source,
+    })?;
     rejects.finish().map_err(|source| ProduceError::Rejects {
         path: settings.rejects_path.display().to_string(),
         source,
@@ -233,10 +260,57 @@ async fn report_counts(
                 published: (now.published - reported.published) as i64,
                 rejected: (now.rejected - reported.rejected) as i64,
                 skipped: (now.skipped - reported.skipped) as i64,
+                verified_recently: (now.verified_recently - reported.verified_recently) as i64,
             },
         )
         .await?;
     *reported = now.clone();
+    Ok(())
+}
+
+/// The re-verification policy: takes out of `chunk` every row whose person passed the same
+/// operation in another batch within `within`, and lists it in the skipped file. Done before
+/// the rows are written, so a skipped row is never a job (nothing to publish, nothing owed).
+async fn skip_verified(
+    settings: &ProduceSettings,
+    store: &Store,
+    within: std::time::Duration,
+    chunk: &mut Vec<NewJob>,
+    skipped: &mut SkippedWriter,
+    summary: &mut Summary,
+) -> Result<(), ProduceError> {
+    let since = std::time::SystemTime::now()
+        .checked_sub(within)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64);
+    let keys: Vec<&str> = chunk.iter().map(|nj| nj.dedup_key.as_str()).collect();
+    let passes = store
+        .recent_passes(&settings.batch_id, &keys, since)
+        .await?;
+    if passes.is_empty() {
+        return Ok(());
+    }
+    let mut kept = Vec::with_capacity(chunk.len());
+    for nj in chunk.drain(..) {
+        match passes.get(&nj.dedup_key) {
+            Some(pass) => {
+                skipped
+                    .write(
+                        nj.job.source_row,
+                        nj.job.customer_ref.as_deref(),
+                        nj.job.operation.as_str(),
+                        pass,
+                    )
+                    .map_err(|source| ProduceError::Skipped {
+                        path: skipped.path().display().to_string(),
+                        source,
+                    })?;
+                summary.verified_recently += 1;
+            }
+            None => kept.push(nj),
+        }
+    }
+    *chunk = kept;
     Ok(())
 }
 

@@ -64,6 +64,7 @@ async fn run(
         max_record_bytes: 4 << 20,
         // One keyring for every run: job ids are keyed, and runs are compared.
         keys: keys().clone(),
+        skip_verified_within: None,
     };
     let summary = produce(
         &settings,

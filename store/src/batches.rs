@@ -10,6 +10,8 @@ pub struct BatchCounts {
     pub published: i64,
     pub rejected: i64,
     pub skipped: i64,
+    /// Rows not published because the person passed the same operation recently.
+    pub verified_recently: i64,
 }
 
 impl Store {
@@ -32,7 +34,8 @@ impl Store {
     pub async fn add_batch_counts(&self, batch_id: &str, d: BatchCounts) -> Result<()> {
         sqlx::query(
             "UPDATE batches SET rows_read = rows_read + $1, rows_published = rows_published + $2, \
-             rows_rejected = rows_rejected + $3, rows_skipped = rows_skipped + $4, updated_at_ms = $5 \
+             rows_rejected = rows_rejected + $3, rows_skipped = rows_skipped + $4, \
+             rows_verified_recently = rows_verified_recently + $7, updated_at_ms = $5 \
              WHERE batch_id = $6",
         )
         .bind(d.read)
@@ -41,6 +44,7 @@ impl Store {
         .bind(d.skipped)
         .bind(now_ms())
         .bind(batch_id)
+        .bind(d.verified_recently)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -61,17 +65,21 @@ impl Store {
 
     /// The batch's accumulated counts, if the batch exists.
     pub async fn batch_counts(&self, batch_id: &str) -> Result<Option<BatchCounts>> {
-        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT rows_read, rows_published, rows_rejected, rows_skipped FROM batches WHERE batch_id = $1",
+        let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT rows_read, rows_published, rows_rejected, rows_skipped, rows_verified_recently \
+             FROM batches WHERE batch_id = $1",
         )
         .bind(batch_id)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|(read, published, rejected, skipped)| BatchCounts {
-            read,
-            published,
-            rejected,
-            skipped,
-        }))
+        Ok(row.map(
+            |(read, published, rejected, skipped, verified_recently)| BatchCounts {
+                read,
+                published,
+                rejected,
+                skipped,
+                verified_recently,
+            },
+        ))
     }
 }

@@ -37,7 +37,61 @@ pub enum JobInsert {
 const COLS: usize = 12;
 const MAX_ROWS_PER_INSERT: usize = 2000;
 
+/// A `passed` outcome an earlier batch recorded for the same person and operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentPass {
+    pub job_id: String,
+    pub batch_id: String,
+    pub completed_at_ms: i64,
+}
+
 impl Store {
+    /// For each dedup key (operation × person) that has a `passed` outcome completed at or
+    /// after `since_ms` in another batch than `batch_id`, the latest such outcome. The
+    /// re-verification policy skips these rows; outcomes of `batch_id` itself are left out so
+    /// that a resumed run recognises its own jobs as already published, not as "verified".
+    pub async fn recent_passes(
+        &self,
+        batch_id: &str,
+        dedup_keys: &[&str],
+        since_ms: i64,
+    ) -> Result<HashMap<String, RecentPass>> {
+        let mut out: HashMap<String, RecentPass> = HashMap::new();
+        for part in dedup_keys.chunks(MAX_ROWS_PER_INSERT) {
+            let list = (0..part.len())
+                .map(|i| format!("${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT j.dedup_key, o.job_id, o.batch_id, o.completed_at_ms FROM jobs j \
+                 JOIN outcomes o ON o.job_id = j.job_id \
+                 WHERE o.status = 'passed' AND o.completed_at_ms >= $1 AND j.batch_id <> $2 \
+                 AND j.dedup_key IN ({list})"
+            );
+            let mut q =
+                sqlx::query_as::<_, (String, String, String, i64)>(sqlx::AssertSqlSafe(sql))
+                    .bind(since_ms)
+                    .bind(batch_id.to_string());
+            for k in part {
+                q = q.bind(k.to_string());
+            }
+            for (key, job_id, batch, at) in q.fetch_all(self.pool()).await? {
+                let newer = out.get(&key).is_none_or(|p| p.completed_at_ms < at);
+                if newer {
+                    out.insert(
+                        key,
+                        RecentPass {
+                            job_id,
+                            batch_id: batch,
+                            completed_at_ms: at,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Inserts a chunk of jobs in one statement and classifies each one. All jobs must belong
     /// to `batch_id`. Names and ID numbers are sealed with the current data key.
     pub async fn insert_jobs(

@@ -28,7 +28,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
-pub use jobs::{JobInsert, NewJob};
+pub use jobs::{JobInsert, NewJob, RecentPass};
 pub use ledger::{CallRecord, ChargeEntry, NewCall};
 pub use personal::{PurgeCounts, StoredSubject};
 

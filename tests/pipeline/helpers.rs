@@ -403,6 +403,7 @@ impl TestApp {
             encoding: Default::default(),
             max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
             keys: keyring().clone(),
+            skip_verified_within: None,
         };
         kyc_producer::produce(
             &settings,

@@ -13,6 +13,12 @@ use crate::helpers::{service, spawn_app, TestApp};
 /// `kyc produce` with this app's database, broker and queue prefix.
 fn produce(app: &TestApp, args: &[&str], s3_endpoint: Option<&str>) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kyc"));
+    // Run in the input's folder: the rejects file goes to the current folder by default.
+    if let Some(input) = args.iter().skip_while(|a| **a != "--input").nth(1) {
+        if let Some(dir) = std::path::Path::new(input).parent().filter(|d| d.is_dir()) {
+            cmd.current_dir(dir);
+        }
+    }
     cmd.arg("produce")
         .arg("--quiet")
         .args(args)

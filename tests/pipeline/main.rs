@@ -18,6 +18,7 @@ mod poison;
 mod producer_restart;
 mod reports;
 mod retries;
+mod reverification;
 mod server_mode;
 mod timeouts;
 mod tls;

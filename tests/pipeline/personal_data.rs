@@ -196,6 +196,7 @@ async fn rotated_keys_keep_old_values_readable_and_a_missing_key_is_named() {
                 data,
                 index: index.clone(),
             },
+            skip_verified_within: None,
         };
         let (store, broker) = (app.store.clone(), app.broker.clone());
         async move {

@@ -65,6 +65,7 @@ async fn a_csv_on_s3_flows_through_rabbitmq_to_postgres_with_predicted_outcomes_
         encoding: Default::default(),
         max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
         keys: crate::helpers::keyring().clone(),
+        skip_verified_within: None,
     };
     let summary = kyc_producer::produce(
         &settings,
@@ -160,6 +161,7 @@ async fn rerunning_the_producer_and_redelivering_jobs_change_nothing() {
         encoding: Default::default(),
         max_record_bytes: kyc_producer::DEFAULT_MAX_RECORD_BYTES,
         keys: crate::helpers::keyring().clone(),
+        skip_verified_within: None,
     };
     let first = kyc_producer::produce(
         &settings,
