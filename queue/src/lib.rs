@@ -263,6 +263,22 @@ impl Delivery {
         }
     }
 
+    /// Park the message like [`Delivery::delay`], keeping its deferral count: it is not a
+    /// retry of the job, only a wait for another delivery that holds the job.
+    pub async fn park(self, wait: std::time::Duration) -> Result<()> {
+        let deferrals = self.deferrals;
+        match self.handle {
+            DeliveryHandle::Amqp(h) => {
+                h.delay(&self.payload, self.message_id.as_deref(), wait, deferrals)
+                    .await
+            }
+            DeliveryHandle::Memory(h) => {
+                h.delay(self.payload, self.message_id, wait, deferrals);
+                Ok(())
+            }
+        }
+    }
+
     /// Move the message to the dead-letter queue with a reason header, then ack it.
     /// The reason must not contain PII: callers pass error kinds and field names only.
     pub async fn dead_letter(self, reason: &str) -> Result<()> {
