@@ -65,6 +65,10 @@ fn io_cause(io: &std::io::Error) -> String {
             "the server closed the connection during the handshake".into()
         }
         TimedOut => "the connection attempt timed out".into(),
+        // rustls reports a refused certificate through the stream as invalid data.
+        _ if text.contains("certificate") || text.contains("handshake") || text.contains("tls") => {
+            format!("TLS handshake failed: {}", first_line(&text))
+        }
         _ if text.contains("lookup") || text.contains("resolve") || text.contains("Name or service not known") => {
             "unknown host: the name in KYC_DATABASE_URL does not resolve".into()
         }
@@ -91,5 +95,10 @@ mod tests {
         assert!(cause(&unknown).starts_with("unknown host"), "{}", cause(&unknown));
         let tls = sqlx::Error::Tls("invalid peer certificate: UnknownIssuer".into());
         assert!(cause(&tls).starts_with("TLS handshake failed"));
+        let tls = sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        assert!(cause(&tls).starts_with("TLS handshake failed"), "{}", cause(&tls));
     }
 }

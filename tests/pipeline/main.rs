@@ -4,6 +4,9 @@
 //! database, queue prefix and bucket.
 
 mod all_vendors;
+mod bounded_waits;
+mod claims;
+mod health;
 mod credentials;
 mod csv_safety;
 mod db_outage;
