@@ -685,7 +685,7 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
         a.stuck_after,
     )
     .await
-        .with_context(|| format!("Failed to listen on {} (KYC_HTTP_LISTEN)", a.http_listen))?;
+    .with_context(|| format!("Failed to listen on {} (KYC_HTTP_LISTEN)", a.http_listen))?;
     tracing::info!(vendors = ?settings.vendors, concurrency = settings.concurrency, "worker started");
     kyc_worker::run(ctx, broker.clone(), settings, shutdown_signal())
         .await

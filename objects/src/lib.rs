@@ -457,8 +457,7 @@ impl ObjectStore {
                 // A large report takes longer than one request's bound to send: the limit
                 // grows with its size instead of cutting it off.
                 let size = body.size_hint().1.unwrap_or(0);
-                let limit = self.timeout
-                    + Duration::from_secs(size / MIN_UPLOAD_BYTES_PER_SEC);
+                let limit = self.timeout + Duration::from_secs(size / MIN_UPLOAD_BYTES_PER_SEC);
                 let upload = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
                     .connect_timeout(self.timeout)
                     .disable_read_timeout()

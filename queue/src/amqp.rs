@@ -312,12 +312,12 @@ impl AmqpPublisher {
                 Ok(self
                     .channel
                     .basic_publish(
-                    "".into(),
-                    self.topology.work_queue(m.vendor).as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
+                        "".into(),
+                        self.topology.work_queue(m.vendor).as_str().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
                         &m.payload,
                         properties(&m.message_id, None),
                     )
@@ -474,22 +474,26 @@ impl AmqpDeliveryHandle {
         let mut headers = FieldTable::default();
         headers.insert(ShortString::from(header.0), header.1);
         let id = message_id.unwrap_or("unknown");
-        let copied = within(self.confirm_timeout, "confirm a copy to another queue", async {
-            let confirm = self
-                .channel
-                .basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    payload,
-                    properties(id, Some(headers)),
-                )
-                .await?;
-            check_confirmed(confirm.await?, id)
-        })
+        let copied = within(
+            self.confirm_timeout,
+            "confirm a copy to another queue",
+            async {
+                let confirm = self
+                    .channel
+                    .basic_publish(
+                        "".into(),
+                        queue.into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        payload,
+                        properties(id, Some(headers)),
+                    )
+                    .await?;
+                check_confirmed(confirm.await?, id)
+            },
+        )
         .await;
         match copied {
             Ok(()) => self.ack().await,

@@ -84,7 +84,9 @@ impl Broker {
     /// Declares queues and exchanges; idempotent, called by every producer and worker.
     pub async fn declare(&self) -> Result<()> {
         match self {
-            Broker::Amqp(b) => amqp::within(b.timeouts().connect, "declare the queues", b.declare()).await,
+            Broker::Amqp(b) => {
+                amqp::within(b.timeouts().connect, "declare the queues", b.declare()).await
+            }
             Broker::Memory(_) => Ok(()),
         }
     }
@@ -92,8 +94,12 @@ impl Broker {
     pub async fn publisher(&self) -> Result<Publisher> {
         match self {
             Broker::Amqp(b) => Ok(Publisher::Amqp(
-                amqp::within(b.timeouts().connect, "open a publishing channel", b.publisher())
-                    .await?,
+                amqp::within(
+                    b.timeouts().connect,
+                    "open a publishing channel",
+                    b.publisher(),
+                )
+                .await?,
             )),
             Broker::Memory(b) => Ok(Publisher::Memory(b.clone())),
         }
@@ -178,10 +184,12 @@ impl Pending {
     /// alarm) must stop the producer loudly, not hang it.
     pub async fn confirmed(self) -> Result<()> {
         match self.timeout {
-            Some(after) => amqp::within(after, "confirm a published window", async {
-                amqp::wait_confirms(self.confirms).await
-            })
-            .await,
+            Some(after) => {
+                amqp::within(after, "confirm a published window", async {
+                    amqp::wait_confirms(self.confirms).await
+                })
+                .await
+            }
             None => amqp::wait_confirms(self.confirms).await,
         }
     }

@@ -49,7 +49,10 @@ pub fn cause(e: &sqlx::Error) -> String {
             }
         }
         sqlx::Error::Configuration(c) => {
-            format!("invalid database URL or options: {}", first_line(&c.to_string()))
+            format!(
+                "invalid database URL or options: {}",
+                first_line(&c.to_string())
+            )
         }
         sqlx::Error::PoolTimedOut => "no connection became free in time".into(),
         other => first_line(&other.to_string()),
@@ -69,7 +72,10 @@ fn io_cause(io: &std::io::Error) -> String {
         _ if text.contains("certificate") || text.contains("handshake") || text.contains("tls") => {
             format!("TLS handshake failed: {}", first_line(&text))
         }
-        _ if text.contains("lookup") || text.contains("resolve") || text.contains("Name or service not known") => {
+        _ if text.contains("lookup")
+            || text.contains("resolve")
+            || text.contains("Name or service not known") =>
+        {
             "unknown host: the name in KYC_DATABASE_URL does not resolve".into()
         }
         kind => format!("network error ({kind}): {}", first_line(&text)),
@@ -92,13 +98,21 @@ mod tests {
         let unknown = sqlx::Error::Io(std::io::Error::other(
             "failed to lookup address information: Name or service not known",
         ));
-        assert!(cause(&unknown).starts_with("unknown host"), "{}", cause(&unknown));
+        assert!(
+            cause(&unknown).starts_with("unknown host"),
+            "{}",
+            cause(&unknown)
+        );
         let tls = sqlx::Error::Tls("invalid peer certificate: UnknownIssuer".into());
         assert!(cause(&tls).starts_with("TLS handshake failed"));
         let tls = sqlx::Error::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "invalid peer certificate: UnknownIssuer",
         ));
-        assert!(cause(&tls).starts_with("TLS handshake failed"), "{}", cause(&tls));
+        assert!(
+            cause(&tls).starts_with("TLS handshake failed"),
+            "{}",
+            cause(&tls)
+        );
     }
 }

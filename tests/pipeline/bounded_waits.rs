@@ -50,7 +50,10 @@ fn a_report_that_cannot_reach_its_database_says_why() {
     let (ok, err) = report_against(url.as_str());
     assert!(!ok);
     assert!(err.contains("authentication failed"), "{err}");
-    assert!(!err.contains("not-the-password"), "the password reached the message: {err}");
+    assert!(
+        !err.contains("not-the-password"),
+        "the password reached the message: {err}"
+    );
 
     // A server whose certificate another CA signed: the handshake is named.
     let wrong_ca = service("KYC_TEST_WRONG_CA_FILE");
@@ -58,7 +61,11 @@ fn a_report_that_cannot_reach_its_database_says_why() {
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == "sslrootcert" { wrong_ca.clone() } else { v.into_owned() };
+            let v = if k == "sslrootcert" {
+                wrong_ca.clone()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();

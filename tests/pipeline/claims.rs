@@ -33,7 +33,10 @@ async fn a_killed_workers_jobs_are_decided_by_another_within_seconds_and_waiting
     let cap = Duration::from_secs(60);
     let start = Instant::now();
     while ledger_state(&app, "open").await < 3 {
-        assert!(start.elapsed() < cap, "the first worker's calls never opened");
+        assert!(
+            start.elapsed() < cap,
+            "the first worker's calls never opened"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -42,7 +45,10 @@ async fn a_killed_workers_jobs_are_decided_by_another_within_seconds_and_waiting
     let second_log = dir.path().join("second.log");
     let mut second = app.spawn_worker_process(
         &second_log,
-        &[("KYC_HTTP_LISTEN", &listen), ("KYC_WORKER_CONCURRENCY", "1")],
+        &[
+            ("KYC_HTTP_LISTEN", &listen),
+            ("KYC_WORKER_CONCURRENCY", "1"),
+        ],
     );
     let http = reqwest::Client::new();
     loop {
@@ -50,7 +56,10 @@ async fn a_killed_workers_jobs_are_decided_by_another_within_seconds_and_waiting
         if ready.is_ok_and(|r| r.status() == 200) {
             break;
         }
-        assert!(start.elapsed() < cap * 2, "the second worker never got ready");
+        assert!(
+            start.elapsed() < cap * 2,
+            "the second worker never got ready"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     app.sim.set_faults(FaultConfig::default());
@@ -60,7 +69,11 @@ async fn a_killed_workers_jobs_are_decided_by_another_within_seconds_and_waiting
     first.kill().unwrap();
     first.wait().unwrap();
     let killed = Instant::now();
-    assert_eq!(ledger_state(&app, "open").await, 3, "calls in flight at the kill");
+    assert_eq!(
+        ledger_state(&app, "open").await,
+        3,
+        "calls in flight at the kill"
+    );
     // Nothing renews the dead worker's claims now: this is when they lapse.
     let (lapse_ms,): (i64,) = sqlx::query_as("SELECT MAX(until_ms) FROM job_claims")
         .fetch_one(app.store.pool())
@@ -70,8 +83,10 @@ async fn a_killed_workers_jobs_are_decided_by_another_within_seconds_and_waiting
     // A fresh job for the second worker's only slot, while its duplicates are coming back.
     app.produce_extension_jobs("fresh", 1, dir.path()).await;
     // Generous for a busy machine, and still well inside the old 60 s lease.
-    app.wait_for_outcomes("held", 3, Duration::from_secs(45)).await;
-    app.wait_for_outcomes("fresh", 1, Duration::from_secs(45)).await;
+    app.wait_for_outcomes("held", 3, Duration::from_secs(45))
+        .await;
+    app.wait_for_outcomes("fresh", 1, Duration::from_secs(45))
+        .await;
     let decided_after = killed.elapsed();
 
     let (fresh_ms,): (i64,) =
@@ -89,7 +104,10 @@ async fn a_killed_workers_jobs_are_decided_by_another_within_seconds_and_waiting
         "the duplicates were not parked"
     );
     let outcomes = app.outcomes("held").await;
-    assert!(outcomes.values().all(|(s, _, _)| s == "passed"), "{outcomes:?}");
+    assert!(
+        outcomes.values().all(|(s, _, _)| s == "passed"),
+        "{outcomes:?}"
+    );
     // The dead worker's calls are listed as unknown (possibly billed); nothing stays open.
     assert_eq!(ledger_state(&app, "open").await, 0);
     assert_eq!(ledger_state(&app, "unknown").await, 3);

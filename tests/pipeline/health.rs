@@ -39,7 +39,10 @@ async fn probe_until(
             // Not listening yet.
             Err(_) => {}
         }
-        assert!(start.elapsed() < cap, "{path}: condition not met within {cap:?}");
+        assert!(
+            start.elapsed() < cap,
+            "{path}: condition not met within {cap:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -88,7 +91,10 @@ async fn readyz_answers_at_once_with_the_reason_while_the_database_is_away() {
     let listen = format!("127.0.0.1:{}", closed_port());
     let mut worker = app.spawn_worker_process(
         &dir.path().join("ready.log"),
-        &[("KYC_HTTP_LISTEN", &listen), ("KYC_DATABASE_URL", &via_proxy)],
+        &[
+            ("KYC_HTTP_LISTEN", &listen),
+            ("KYC_DATABASE_URL", &via_proxy),
+        ],
     );
     let cap = Duration::from_secs(60);
     // The server bounds its own database ping to 800 ms; the client allows for a busy machine.
@@ -98,7 +104,10 @@ async fn readyz_answers_at_once_with_the_reason_while_the_database_is_away() {
     proxy.stop();
     let (_, body, took) = probe_until(&listen, "/readyz", cap, within, |s, _| s == 503).await;
     assert!(body.contains("database"), "{body}");
-    assert!(!body.contains("kyc:"), "credentials in the probe's answer: {body}");
+    assert!(
+        !body.contains("kyc:"),
+        "credentials in the probe's answer: {body}"
+    );
     eprintln!("readyz during the outage: 503 in {took:?}: {body}");
     // Healthy all along: an outage must not restart every pod at once.
     probe_until(&listen, "/healthz", cap, within, |s, _| s == 200).await;

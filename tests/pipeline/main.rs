@@ -6,12 +6,12 @@
 mod all_vendors;
 mod bounded_waits;
 mod claims;
-mod health;
 mod credentials;
 mod csv_safety;
 mod db_outage;
 mod embedded;
 mod fidelity;
+mod health;
 mod helpers;
 mod huawei_auth;
 mod input_integrity;

@@ -160,7 +160,11 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32, deferrals: u
 /// Renews the job's claim every [`crate::call::CLAIM_RENEW_EVERY`] until dropped. A failed
 /// renewal (the database away) is tried again at the next beat; a claim another delivery took
 /// over is noticed by the [`Caller`] before its next call.
-async fn heartbeat(ctx: &Context, job_id: &kyc_schemas::JobId, owner: &str) -> std::convert::Infallible {
+async fn heartbeat(
+    ctx: &Context,
+    job_id: &kyc_schemas::JobId,
+    owner: &str,
+) -> std::convert::Infallible {
     loop {
         tokio::time::sleep(crate::call::CLAIM_RENEW_EVERY).await;
         match ctx
