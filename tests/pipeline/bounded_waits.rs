@@ -198,6 +198,15 @@ async fn publishes_to_a_broker_that_stops_confirming_fail_instead_of_hanging() {
     publisher.publish_confirmed(&[message("m1")]).await.unwrap();
     let delivery = consumer.next().await.unwrap().unwrap();
 
+    // Unfrozen on every way out of the test, a failed assertion included: the broker must
+    // never be left writing into a stalled socket.
+    struct Thaw(Arc<AtomicBool>);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    let _thaw = Thaw(frozen.clone());
     frozen.store(true, Ordering::SeqCst);
     // The producer's window: its confirm never comes.
     let err = publisher
