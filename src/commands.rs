@@ -84,6 +84,10 @@ pub struct WorkArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "KYC_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
     http_listen: String,
+    /// /healthz fails when a vendor's consumer holds deliveries and has made no progress
+    /// (no delivery taken or settled, no vendor call ended) for this long.
+    #[arg(long, env = "KYC_STUCK_AFTER", default_value = "5m", value_parser = config::parse_duration)]
+    stuck_after: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -337,7 +341,11 @@ async fn connect_store(conn: &Conn) -> anyhow::Result<Store> {
 }
 
 async fn connect_store_sized(conn: &Conn, max_connections: u32) -> anyhow::Result<Store> {
-    let store = Store::connect(&conn.database, max_connections)
+    let timeouts = kyc_store::DbTimeouts {
+        connect: conn.database_timeout,
+        statement: conn.statement_timeout,
+    };
+    let store = Store::connect_with(&conn.database, max_connections, timeouts)
         .await
         .context("Failed to connect to the database (KYC_DATABASE_URL)")?;
     Ok(store)
@@ -347,15 +355,20 @@ async fn connect_store_sized(conn: &Conn, max_connections: u32) -> anyhow::Resul
 pub async fn objects(conn: &Conn, local: Option<PathBuf>) -> anyhow::Result<ObjectStore> {
     let endpoint = config::s3_endpoint(conn.s3_endpoint.as_deref());
     let ca = config::ca_pem(conn.s3_ca_file.as_deref(), "KYC_S3_CA_FILE")?;
-    ObjectStore::s3(endpoint.as_deref(), ca.as_deref(), local)
+    Ok(ObjectStore::s3(endpoint.as_deref(), ca.as_deref(), local)
         .await
-        .context("Failed to set up S3 (KYC_S3_ENDPOINT, KYC_S3_CA_FILE)")
+        .context("Failed to set up S3 (KYC_S3_ENDPOINT, KYC_S3_CA_FILE)")?
+        .with_timeout(conn.s3_timeout))
 }
 
 /// The RabbitMQ broker of `conn`, trusting `KYC_AMQP_CA_FILE` for an amqps:// URL.
 pub async fn broker(conn: &Conn, topology: Topology) -> anyhow::Result<Broker> {
     let ca = config::ca_pem(conn.amqp_ca_file.as_deref(), "KYC_AMQP_CA_FILE")?;
-    Broker::connect_amqp(&conn.amqp, ca.as_deref(), topology)
+    let timeouts = kyc_queue::AmqpTimeouts {
+        connect: conn.amqp_timeout,
+        confirm: conn.amqp_timeout,
+    };
+    Broker::connect_amqp_with(&conn.amqp, ca.as_deref(), topology, timeouts)
         .await
         .context("Failed to connect to RabbitMQ (KYC_AMQP_URL, KYC_AMQP_CA_FILE)")
 }
@@ -706,9 +719,15 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
         prefetch: a.prefetch,
         shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
     };
-    let probes = crate::health::serve(&a.http_listen, ctx.clone(), broker.clone(), &vendors)
-        .await
-        .with_context(|| format!("Failed to listen on {} (KYC_HTTP_LISTEN)", a.http_listen))?;
+    let probes = crate::health::serve(
+        &a.http_listen,
+        ctx.clone(),
+        broker.clone(),
+        &vendors,
+        a.stuck_after,
+    )
+    .await
+    .with_context(|| format!("Failed to listen on {} (KYC_HTTP_LISTEN)", a.http_listen))?;
     tracing::info!(vendors = ?settings.vendors, concurrency = settings.concurrency, "worker started");
     kyc_worker::run(ctx, broker.clone(), settings, shutdown_signal())
         .await

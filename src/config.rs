@@ -70,6 +70,11 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_DEAD_LETTER_TTL", Kind::Config),
     ("KYC_RETENTION", Kind::Config),
     ("KYC_SKIP_VERIFIED_WITHIN", Kind::Config),
+    ("KYC_DATABASE_TIMEOUT", Kind::Config),
+    ("KYC_STATEMENT_TIMEOUT", Kind::Config),
+    ("KYC_AMQP_TIMEOUT", Kind::Config),
+    ("KYC_S3_TIMEOUT", Kind::Config),
+    ("KYC_STUCK_AFTER", Kind::Config),
 ];
 
 /// Where materials may come from: the flags of every command that reads CSV material cells

@@ -1,6 +1,7 @@
-//! The worker's HTTP side: `/healthz` (the process is alive: never depends on the broker or
-//! database, or an outage would restart every pod at once), `/readyz` (broker connected and
-//! database answering) and `/metrics` (Prometheus text).
+//! The worker's HTTP side: `/healthz` (the process is alive and no consumer is stuck: never
+//! depends on the broker or database, or an outage would restart every pod at once),
+//! `/readyz` (broker connected and database answering, decided within a second) and
+//! `/metrics` (Prometheus text).
 
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ struct Probe {
     broker: Broker,
     /// The vendors whose queues this worker consumes (those it has credentials for).
     vendors: Arc<str>,
+    /// A consumer holding deliveries that has not moved for longer than this is stuck.
+    stuck_after: std::time::Duration,
 }
 
 /// A readiness answer within a second in every state: a database outage must read as "not
@@ -28,23 +31,53 @@ pub async fn serve(
     ctx: Arc<Context>,
     broker: Broker,
     vendors: &[kyc_schemas::Vendor],
+    stuck_after: std::time::Duration,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let vendors: Vec<&str> = vendors.iter().map(|v| v.as_str()).collect();
     let vendors: Arc<str> = vendors.join(",").into();
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "health and metrics endpoint listening");
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .with_state(Probe {
             ctx,
             broker,
             vendors,
+            stuck_after,
         });
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     }))
+}
+
+/// 503 naming every stuck consumer (vendor, deliveries held, seconds without progress), so
+/// that the orchestrator restarts the pod and the deliveries go to another worker.
+async fn health(State(p): State<Probe>) -> (StatusCode, String) {
+    let stuck = p.ctx.metrics.progress.stuck(p.stuck_after);
+    if stuck.is_empty() {
+        return (StatusCode::OK, "ok".into());
+    }
+    let which: Vec<String> = stuck
+        .iter()
+        .map(|s| {
+            format!(
+                "{} holds {} deliveries without progress for {} s",
+                s.vendor,
+                s.held,
+                s.idle.as_secs()
+            )
+        })
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "stuck consumer (KYC_STUCK_AFTER {} s): {}",
+            p.stuck_after.as_secs(),
+            which.join("; ")
+        ),
+    )
 }
 
 async fn ready(State(p): State<Probe>) -> (StatusCode, String) {
@@ -56,14 +89,22 @@ async fn ready(State(p): State<Probe>) -> (StatusCode, String) {
     }
     match tokio::time::timeout(PING_TIMEOUT, p.ctx.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, format!("ready; consuming: {}", p.vendors)),
-        Ok(Err(_)) => (
+        Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "database not reachable".into(),
+            format!("database not reachable: {}", db_reason(&e)),
         ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "database did not answer within 800 ms".into(),
         ),
+    }
+}
+
+/// The cause of a failed ping, without the URL or anything the driver quoted.
+fn db_reason(e: &kyc_store::StoreError) -> String {
+    match e {
+        kyc_store::StoreError::Database(e) => kyc_store::reach::cause(e),
+        other => other.to_string(),
     }
 }
 

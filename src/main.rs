@@ -65,6 +65,20 @@ pub struct Conn {
     /// queue's declaration: changing it means re-creating that queue (see README).
     #[arg(long, env = "KYC_DEAD_LETTER_TTL", default_value = "14d", value_parser = config::parse_duration)]
     pub dead_letter_ttl: std::time::Duration,
+    /// How long to wait for the database to accept a connection, and for a free pooled one.
+    #[arg(long, env = "KYC_DATABASE_TIMEOUT", default_value = "10s", value_parser = config::parse_duration)]
+    pub database_timeout: std::time::Duration,
+    /// Longest a single SQL statement may run or wait for a lock (PostgreSQL
+    /// statement_timeout, SQLite busy_timeout).
+    #[arg(long, env = "KYC_STATEMENT_TIMEOUT", default_value = "60s", value_parser = config::parse_duration)]
+    pub statement_timeout: std::time::Duration,
+    /// How long to wait for RabbitMQ: connecting, and each publish until its confirm.
+    #[arg(long, env = "KYC_AMQP_TIMEOUT", default_value = "30s", value_parser = config::parse_duration)]
+    pub amqp_timeout: std::time::Duration,
+    /// How long to wait for S3 (and material downloads) to answer, and a streamed body for
+    /// its next bytes.
+    #[arg(long, env = "KYC_S3_TIMEOUT", default_value = "30s", value_parser = config::parse_duration)]
+    pub s3_timeout: std::time::Duration,
 }
 
 impl Conn {
@@ -83,6 +97,10 @@ impl std::fmt::Debug for Conn {
             .field("queue_prefix", &self.queue_prefix)
             .field("s3_endpoint", &self.s3_endpoint)
             .field("log_format", &self.log_format)
+            .field("database_timeout", &self.database_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("amqp_timeout", &self.amqp_timeout)
+            .field("s3_timeout", &self.s3_timeout)
             .finish()
     }
 }

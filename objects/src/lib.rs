@@ -11,6 +11,7 @@
 //! - [`error`]: `ObjectError`, classified into what heals and what does not, without paths
 //!   or query strings
 //! - [`private_file`]: creates the local files we write for people (reports, rejects) as 0600
+//! - [`stall`]: streamed bodies that give up when the source stops sending
 //! - this file: [`ObjectStore`], reading and writing by URI
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod fetch;
 pub mod private_file;
 pub mod sources;
+pub mod stall;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +41,14 @@ pub use sources::{
 /// No material the vendors accept is larger (Huawei video ≤ 10 MB base64); anything bigger
 /// is refused before it is read into memory.
 pub const MAX_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How long an S3 request or a material download may wait for an answer, and a streamed
+/// body for its next bytes, unless [`ObjectStore::with_timeout`] says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The slowest upload rate a report upload is allowed before it counts as stalled: its time
+/// limit grows with the file (the timeout plus one second per MiB).
+const MIN_UPLOAD_BYTES_PER_SEC: u64 = 1024 * 1024;
 
 pub type Result<T, E = ObjectError> = std::result::Result<T, E>;
 
@@ -99,6 +109,8 @@ pub struct ObjectStore {
     /// Where local files can be fetched over HTTP (embedded mode serves its image folder
     /// so that a vendor that downloads images itself can reach them).
     local_url_base: Option<String>,
+    /// Bound of every request (S3 and downloads) and of each wait for a body's next bytes.
+    timeout: Duration,
 }
 
 /// The resolver under the address guard (the system's, or a test's).
@@ -128,7 +140,28 @@ impl ObjectStore {
             sources,
             dns,
             local_url_base: None,
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Bounds every S3 request (connect, and the wait for the answer to begin), every
+    /// material download, and each wait for the next bytes of a streamed body by `timeout`.
+    /// A server that accepts and never answers costs a job this long, then a retry.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self.s3 = self.s3.take().map(|c| {
+            let conf = c
+                .config()
+                .to_builder()
+                .timeout_config(s3_timeouts(timeout))
+                .build();
+            aws_sdk_s3::Client::from_conf(conf)
+        });
+        self
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// A store that reads local paths under `root` and nothing from S3 (embedded mode).
@@ -180,7 +213,9 @@ impl ObjectStore {
             .ok()
             .filter(|r| !r.trim().is_empty())
             .unwrap_or_else(|| "us-east-1".to_string());
-        let mut loader = aws_config::from_env().region(aws_sdk_s3::config::Region::new(region));
+        let mut loader = aws_config::from_env()
+            .region(aws_sdk_s3::config::Region::new(region))
+            .timeout_config(s3_timeouts(DEFAULT_TIMEOUT));
         if let Some(ep) = endpoint {
             loader = loader.endpoint_url(ep);
         }
@@ -260,14 +295,18 @@ impl ObjectStore {
                     });
                 }
                 // Read at most one byte past the limit: a server that sent no length must not
-                // make us hold an unbounded body.
-                read_limited(out.body.into_async_read(), at).await
+                // make us hold an unbounded body, nor one that stops sending hold the job.
+                read_limited(
+                    stall::StallGuard::new(out.body.into_async_read(), self.timeout),
+                    at,
+                )
+                .await
             }
             Material::Url(url) => {
                 let resp = self
                     .http
                     .get(url)
-                    .timeout(Duration::from_secs(30))
+                    .timeout(self.timeout)
                     .send()
                     .await
                     .map_err(|e| http_error(at, e))?;
@@ -325,7 +364,10 @@ impl ObjectStore {
                     .send()
                     .await
                     .map_err(|e| s3_error(&at, e))?;
-                Ok(Box::new(out.body.into_async_read()))
+                Ok(Box::new(stall::StallGuard::new(
+                    out.body.into_async_read(),
+                    self.timeout,
+                )))
             }
             ObjectUri::Http(_) => Err(ObjectError::InvalidUri {
                 at,
@@ -412,11 +454,22 @@ impl ObjectStore {
                         at: "the local file to upload".into(),
                         kind: std::io::ErrorKind::Other,
                     })?;
+                // A large report takes longer than one request's bound to send: the limit
+                // grows with its size instead of cutting it off.
+                let size = body.size_hint().1.unwrap_or(0);
+                let limit = self.timeout + Duration::from_secs(size / MIN_UPLOAD_BYTES_PER_SEC);
+                let upload = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(self.timeout)
+                    .disable_read_timeout()
+                    .operation_timeout(limit)
+                    .build();
                 self.s3_for(&at)?
                     .put_object()
                     .bucket(&bucket)
                     .key(&key)
                     .body(body)
+                    .customize()
+                    .config_override(aws_sdk_s3::config::Builder::new().timeout_config(upload))
                     .send()
                     .await
                     .map_err(|e| s3_error(&at, e))?;
@@ -485,6 +538,16 @@ impl ObjectStore {
             .map_err(|e| s3_error(&at, e))?;
         Ok(())
     }
+}
+
+/// Every S3 request: `timeout` to connect, and again for the answer to begin (a body that
+/// follows is bounded per read by [`stall::StallGuard`]). Not a limit on the whole operation,
+/// so that a long upload is not cut off.
+fn s3_timeouts(timeout: Duration) -> aws_sdk_s3::config::timeout::TimeoutConfig {
+    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .build()
 }
 
 /// The SDK's own HTTPS client (rustls on aws-lc-rs, like every other connection of ours) with

@@ -2,7 +2,9 @@
 //! acks so that a message is only removed once its job's effects are committed. [`connect`]
 //! opens every connection, so an `amqps://` broker is always verified the same way.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kyc_schemas::Vendor;
@@ -21,6 +23,49 @@ use crate::topology::{
     delay_bucket, DEFERRALS_HEADER, DELAY_BUCKETS, DELIVERY_LIMIT, REASON_HEADER,
 };
 use crate::{Delivery, DeliveryHandle, OutMessage, QueueError, Result, Topology};
+
+/// How long broker operations may wait for the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmqpTimeouts {
+    /// Opening the connection (TCP, TLS and the AMQP handshake).
+    pub connect: Duration,
+    /// A publish until the broker's confirm: a window of the producer's, a worker's copy to a
+    /// delay or dead-letter queue.
+    pub confirm: Duration,
+}
+
+/// 30 s each: a healthy broker answers in milliseconds; one that blocks publishers (a memory
+/// alarm) can stay blocked for good.
+impl Default for AmqpTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(30),
+            confirm: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs `op`, failing with [`QueueError::Timeout`] naming `what` if it takes longer than
+/// `after`.
+pub(crate) async fn within<T>(
+    after: Duration,
+    what: &'static str,
+    op: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(after, op)
+        .await
+        .unwrap_or(Err(QueueError::Timeout { what, after }))
+}
+
+/// [`connect`], given up after `timeout` (a server that accepts the connection and never
+/// answers would otherwise hold the caller forever).
+pub async fn connect_within(
+    url: &str,
+    ca_pem: Option<&str>,
+    timeout: Duration,
+) -> Result<Connection> {
+    within(timeout, "accept the connection", connect(url, ca_pem)).await
+}
 
 /// Opens a connection to the broker at `url`. An `amqps://` broker's certificate is always
 /// verified, against the system's roots plus `ca_pem` (PEM certificates, for a private CA);
@@ -46,6 +91,7 @@ pub async fn connect(url: &str, ca_pem: Option<&str>) -> Result<Connection> {
 pub struct AmqpBroker {
     conn: Arc<Connection>,
     topology: Topology,
+    timeouts: AmqpTimeouts,
 }
 
 impl AmqpBroker {
@@ -53,16 +99,22 @@ impl AmqpBroker {
         url: &str,
         ca_pem: Option<&str>,
         topology: Topology,
+        timeouts: AmqpTimeouts,
     ) -> Result<Self> {
-        let conn = connect(url, ca_pem).await?;
+        let conn = connect_within(url, ca_pem, timeouts.connect).await?;
         Ok(Self {
             conn: Arc::new(conn),
             topology,
+            timeouts,
         })
     }
 
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    pub fn timeouts(&self) -> AmqpTimeouts {
+        self.timeouts
     }
 
     pub(crate) fn is_connected(&self) -> bool {
@@ -180,6 +232,7 @@ impl AmqpBroker {
         Ok(AmqpPublisher {
             channel,
             topology: self.topology.clone(),
+            confirm_timeout: self.timeouts.confirm,
         })
     }
 
@@ -206,6 +259,7 @@ impl AmqpBroker {
             channel,
             topology: self.topology.clone(),
             vendor,
+            confirm_timeout: self.timeouts.confirm,
         })
     }
 }
@@ -245,29 +299,37 @@ fn properties(message_id: &str, headers: Option<FieldTable>) -> BasicProperties 
 pub struct AmqpPublisher {
     channel: Channel,
     topology: Topology,
+    confirm_timeout: Duration,
 }
 
 impl AmqpPublisher {
     pub(crate) async fn publish(&self, messages: &[OutMessage]) -> Result<crate::Pending> {
         let mut pending = Vec::with_capacity(messages.len());
         for m in messages {
-            // `mandatory` makes an unroutable message come back instead of vanishing.
-            let confirm = self
-                .channel
-                .basic_publish(
-                    "".into(),
-                    self.topology.work_queue(m.vendor).as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    &m.payload,
-                    properties(&m.message_id, None),
-                )
-                .await?;
+            // `mandatory` makes an unroutable message come back instead of vanishing. Sending
+            // is bounded too: a blocked connection stops taking frames.
+            let confirm = within(self.confirm_timeout, "take a published message", async {
+                Ok(self
+                    .channel
+                    .basic_publish(
+                        "".into(),
+                        self.topology.work_queue(m.vendor).as_str().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &m.payload,
+                        properties(&m.message_id, None),
+                    )
+                    .await?)
+            })
+            .await?;
             pending.push((m.message_id.clone(), confirm));
         }
-        Ok(crate::Pending { confirms: pending })
+        Ok(crate::Pending {
+            confirms: pending,
+            timeout: Some(self.confirm_timeout),
+        })
     }
 }
 
@@ -293,6 +355,7 @@ pub struct AmqpConsumer {
     channel: Channel,
     topology: Topology,
     vendor: Vendor,
+    confirm_timeout: Duration,
 }
 
 impl AmqpConsumer {
@@ -336,6 +399,7 @@ impl AmqpConsumer {
                 channel: self.channel.clone(),
                 topology: self.topology.clone(),
                 vendor: self.vendor,
+                confirm_timeout: self.confirm_timeout,
             })),
         }))
     }
@@ -347,6 +411,8 @@ pub(crate) struct AmqpDeliveryHandle {
     channel: Channel,
     topology: Topology,
     vendor: Vendor,
+    /// Bounds the copy to a delay or dead-letter queue (publish and confirm).
+    confirm_timeout: Duration,
 }
 
 impl AmqpDeliveryHandle {
@@ -408,28 +474,35 @@ impl AmqpDeliveryHandle {
         let mut headers = FieldTable::default();
         headers.insert(ShortString::from(header.0), header.1);
         let id = message_id.unwrap_or("unknown");
-        let copied = async {
-            let confirm = self
-                .channel
-                .basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    payload,
-                    properties(id, Some(headers)),
-                )
-                .await?;
-            check_confirmed(confirm.await?, id)
-        }
+        let copied = within(
+            self.confirm_timeout,
+            "confirm a copy to another queue",
+            async {
+                let confirm = self
+                    .channel
+                    .basic_publish(
+                        "".into(),
+                        queue.into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        payload,
+                        properties(id, Some(headers)),
+                    )
+                    .await?;
+                check_confirmed(confirm.await?, id)
+            },
+        )
         .await;
         match copied {
             Ok(()) => self.ack().await,
             Err(e) => {
-                // No copy: hand the original back rather than leave it unacked on the channel.
-                let _ = self.requeue().await;
+                // No copy: hand the original back rather than leave it unacked on the channel
+                // (bounded too: a blocked connection may not take the nack either; then the
+                // original returns to the queue when the channel closes).
+                let after = self.confirm_timeout;
+                let _ = tokio::time::timeout(after, self.requeue()).await;
                 Err(e)
             }
         }

@@ -16,6 +16,7 @@ pub mod topology;
 
 use kyc_schemas::Vendor;
 
+pub use amqp::AmqpTimeouts;
 pub use topology::Topology;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,13 @@ pub enum QueueError {
     NotConfirmed { message_id: String },
     #[error("the in-process queue is closed")]
     Closed,
+    /// The broker did not answer in time (a hung server, a memory or disk alarm blocking
+    /// publishers): `what` was abandoned after `after`.
+    #[error("the broker did not {what} within {after:?} (KYC_AMQP_TIMEOUT)")]
+    Timeout {
+        what: &'static str,
+        after: std::time::Duration,
+    },
     #[error("queue {queue} exists with other arguments than this version declares (a dead-letter TTL was added or changed, KYC_DEAD_LETTER_TTL); move its messages elsewhere if you need them, delete it (rabbitmqctl delete_queue {queue}) and start again: it is declared anew")]
     QueueArguments { queue: String },
 }
@@ -54,8 +62,18 @@ impl Broker {
     /// Connects to RabbitMQ; `ca_pem` adds trusted CA certificates for an `amqps://` broker
     /// (see [`amqp::connect`]).
     pub async fn connect_amqp(url: &str, ca_pem: Option<&str>, topology: Topology) -> Result<Self> {
+        Self::connect_amqp_with(url, ca_pem, topology, AmqpTimeouts::default()).await
+    }
+
+    /// Like [`Broker::connect_amqp`], with the connect and confirm bounds given.
+    pub async fn connect_amqp_with(
+        url: &str,
+        ca_pem: Option<&str>,
+        topology: Topology,
+        timeouts: AmqpTimeouts,
+    ) -> Result<Self> {
         Ok(Broker::Amqp(
-            amqp::AmqpBroker::connect(url, ca_pem, topology).await?,
+            amqp::AmqpBroker::connect(url, ca_pem, topology, timeouts).await?,
         ))
     }
 
@@ -66,14 +84,23 @@ impl Broker {
     /// Declares queues and exchanges; idempotent, called by every producer and worker.
     pub async fn declare(&self) -> Result<()> {
         match self {
-            Broker::Amqp(b) => b.declare().await,
+            Broker::Amqp(b) => {
+                amqp::within(b.timeouts().connect, "declare the queues", b.declare()).await
+            }
             Broker::Memory(_) => Ok(()),
         }
     }
 
     pub async fn publisher(&self) -> Result<Publisher> {
         match self {
-            Broker::Amqp(b) => Ok(Publisher::Amqp(b.publisher().await?)),
+            Broker::Amqp(b) => Ok(Publisher::Amqp(
+                amqp::within(
+                    b.timeouts().connect,
+                    "open a publishing channel",
+                    b.publisher(),
+                )
+                .await?,
+            )),
             Broker::Memory(b) => Ok(Publisher::Memory(b.clone())),
         }
     }
@@ -81,7 +108,14 @@ impl Broker {
     /// Starts consuming one vendor's queue with at most `prefetch` unacked deliveries.
     pub async fn consume(&self, vendor: Vendor, prefetch: u16) -> Result<Consumer> {
         match self {
-            Broker::Amqp(b) => Ok(Consumer::Amqp(Box::new(b.consume(vendor, prefetch).await?))),
+            Broker::Amqp(b) => Ok(Consumer::Amqp(Box::new(
+                amqp::within(
+                    b.timeouts().connect,
+                    "start a consumer",
+                    b.consume(vendor, prefetch),
+                )
+                .await?,
+            ))),
             Broker::Memory(b) => Ok(Consumer::Memory(b.consume(vendor))),
         }
     }
@@ -128,6 +162,7 @@ impl Publisher {
                 }
                 Ok(Pending {
                     confirms: Vec::new(),
+                    timeout: None,
                 })
             }
         }
@@ -139,12 +174,24 @@ impl Publisher {
 #[must_use = "a window is only safe once its confirms have arrived"]
 pub struct Pending {
     confirms: Vec<(String, lapin::PublisherConfirm)>,
+    /// How long the whole window's confirms may take.
+    timeout: Option<std::time::Duration>,
 }
 
 impl Pending {
-    /// Waits until the broker has taken responsibility for every message of the window.
+    /// Waits until the broker has taken responsibility for every message of the window, or
+    /// fails with [`QueueError::Timeout`]: a broker that blocks publishers (memory or disk
+    /// alarm) must stop the producer loudly, not hang it.
     pub async fn confirmed(self) -> Result<()> {
-        amqp::wait_confirms(self.confirms).await
+        match self.timeout {
+            Some(after) => {
+                amqp::within(after, "confirm a published window", async {
+                    amqp::wait_confirms(self.confirms).await
+                })
+                .await
+            }
+            None => amqp::wait_confirms(self.confirms).await,
+        }
     }
 }
 
@@ -212,6 +259,22 @@ impl Delivery {
     /// worker slot; it then comes back with `deferrals` one higher.
     pub async fn delay(self, wait: std::time::Duration) -> Result<()> {
         let deferrals = self.deferrals + 1;
+        match self.handle {
+            DeliveryHandle::Amqp(h) => {
+                h.delay(&self.payload, self.message_id.as_deref(), wait, deferrals)
+                    .await
+            }
+            DeliveryHandle::Memory(h) => {
+                h.delay(self.payload, self.message_id, wait, deferrals);
+                Ok(())
+            }
+        }
+    }
+
+    /// Park the message like [`Delivery::delay`], keeping its deferral count: it is not a
+    /// retry of the job, only a wait for another delivery that holds the job.
+    pub async fn park(self, wait: std::time::Duration) -> Result<()> {
+        let deferrals = self.deferrals;
         match self.handle {
             DeliveryHandle::Amqp(h) => {
                 h.delay(&self.payload, self.message_id.as_deref(), wait, deferrals)

@@ -12,6 +12,7 @@
 //! - [`rate_limits`]: account quotas shared by all replicas (GCRA rows)
 //! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
 //! - [`audit`]: the trail of unmasked exports (who, which filter, where to, how many rows)
+//! - [`reach`]: bounded waits (connect, pool, statements) and why a database cannot be reached
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod audit;
@@ -21,16 +22,17 @@ pub mod ledger;
 pub mod personal;
 pub mod queries;
 pub mod rate_limits;
+pub mod reach;
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Connection as _};
 
 pub use jobs::{JobInsert, NewJob, RecentPass};
 pub use ledger::{CallRecord, ChargeEntry, NewCall};
 pub use personal::{PurgeCounts, StoredSubject};
+pub use reach::DbTimeouts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +44,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
+    /// The first connection failed: `cause` says why (see [`reach::cause`]).
+    #[error("cannot reach the database: {cause}")]
+    Unreachable { cause: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -60,9 +65,21 @@ pub struct Store {
 }
 
 impl Store {
+    /// Connects to `postgres://…` or `sqlite:…` with the default [`DbTimeouts`].
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with(url, max_connections, DbTimeouts::default()).await
+    }
+
     /// Connects to `postgres://…` or `sqlite:…`. A SQLite file is created if missing and put
     /// in WAL mode, so the embedded run's worker tasks can read while one of them writes.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+    /// One connection is opened first, on its own, so that a database that cannot be reached
+    /// fails at once with its cause ([`StoreError::Unreachable`]) instead of a pool timeout.
+    /// Every connection then bounds its statements by `timeouts.statement`.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        timeouts: DbTimeouts,
+    ) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
@@ -79,24 +96,61 @@ impl Store {
             let scheme = url.split(':').next().unwrap_or_default().to_string();
             return Err(StoreError::UnsupportedUrl(scheme));
         };
-        let options = AnyConnectOptions::from_str(&url)?;
+        let options = AnyConnectOptions::from_str(&url).map_err(|e| StoreError::Unreachable {
+            cause: reach::cause(&e),
+        })?;
+        match tokio::time::timeout(timeouts.connect, sqlx::AnyConnection::connect_with(&options))
+            .await
+        {
+            Ok(Ok(probe)) => {
+                let _ = probe.close().await;
+            }
+            Ok(Err(e)) => {
+                return Err(StoreError::Unreachable {
+                    cause: reach::cause(&e),
+                })
+            }
+            Err(_) => {
+                return Err(StoreError::Unreachable {
+                    cause: format!(
+                        "no answer within {} s (KYC_DATABASE_TIMEOUT): the host accepts connections but the server does not respond",
+                        timeouts.connect.as_secs_f32()
+                    ),
+                })
+            }
+        }
+        let statement_ms = timeouts.statement.as_millis().min(i32::MAX as u128) as i64;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(timeouts.connect)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // NORMAL is durable in WAL mode except for the last commits on power
-                        // loss; a redelivered job then simply runs again.
-                        sqlx::query("PRAGMA journal_mode = WAL")
+                    match backend {
+                        Backend::Sqlite => {
+                            // NORMAL is durable in WAL mode except for the last commits on
+                            // power loss; a redelivered job then simply runs again.
+                            sqlx::query("PRAGMA journal_mode = WAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA synchronous = NORMAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            // How long a statement waits for another connection's write lock.
+                            sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "PRAGMA busy_timeout = {statement_ms}"
+                            )))
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
+                        }
+                        Backend::Postgres => {
+                            // The server cancels a statement that runs (or waits for a lock)
+                            // longer than this, instead of holding a worker slot forever.
+                            sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "SET statement_timeout = {statement_ms}"
+                            )))
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA busy_timeout = 30000")
-                            .execute(&mut *conn)
-                            .await?;
+                        }
                     }
                     Ok(())
                 })

@@ -14,15 +14,15 @@ use kyc_worker::{Context, Limiters, Quota};
 use crate::helpers::{id_with_seq, spawn_app};
 
 /// A TCP proxy whose "outage" resets every open connection and refuses new ones.
-struct FlakyProxy {
-    port: u16,
+pub(crate) struct FlakyProxy {
+    pub(crate) port: u16,
     down: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
 impl FlakyProxy {
-    async fn start(upstream: String) -> Self {
+    pub(crate) async fn start(upstream: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(false));
@@ -53,14 +53,14 @@ impl FlakyProxy {
         }
     }
 
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.down.store(true, Ordering::SeqCst);
         for c in self.conns.lock().unwrap().drain(..) {
             c.abort();
         }
     }
 
-    fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.down.store(false, Ordering::SeqCst);
     }
 }

@@ -610,3 +610,26 @@ pub fn predicted(operation: &str, seq: &str) -> (Status, &'static str) {
         _ => (Status::Passed, "verified"),
     }
 }
+
+/// A loopback server that accepts connections and never says a word: a hung S3, broker or
+/// database as a client sees it. Returns its port; the sockets are held until the test ends.
+pub async fn silent_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    port
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

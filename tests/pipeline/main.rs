@@ -4,11 +4,14 @@
 //! database, queue prefix and bucket.
 
 mod all_vendors;
+mod bounded_waits;
+mod claims;
 mod credentials;
 mod csv_safety;
 mod db_outage;
 mod embedded;
 mod fidelity;
+mod health;
 mod helpers;
 mod huawei_auth;
 mod input_integrity;

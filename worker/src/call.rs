@@ -32,12 +32,17 @@ pub enum CallError {
     Defer(Duration, VendorError),
 }
 
-/// How long a claim on a job lasts without renewal. It is renewed before a call once 5 s have
-/// passed and during long waits, so it must outlast what can follow a renewal: a token fetch
-/// (10 s), the call (15 s), and the first commit tries. A commit that waits out a database
-/// outage can outlive it; the delivery it holds is unacked, so no other worker has the job.
-/// A delivery of a job whose worker died waits at most this long before taking over.
-pub const CLAIM_LEASE_MS: i64 = 60_000;
+/// How long a claim on a job lasts without renewal. While a delivery works on the job, a
+/// heartbeat renews it every [`CLAIM_RENEW_EVERY`] (and [`Caller`] renews it before each
+/// call), so the lease only has to outlast a few missed beats, not a call. When the worker
+/// dies, nothing renews it: the job's redelivery takes over at most this long after the
+/// last beat. A commit that waits out a database outage can outlive it; the delivery it holds
+/// is unacked, so no other worker has the job unless a duplicate message exists.
+pub const CLAIM_LEASE_MS: i64 = 15_000;
+
+/// How often the heartbeat renews a claim: five beats per lease, so four can be missed (a
+/// slow database) before the claim lapses.
+pub const CLAIM_RENEW_EVERY: Duration = Duration::from_millis(CLAIM_LEASE_MS as u64 / 5);
 
 /// Facts about the last call, for the outcome.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +71,8 @@ pub struct Caller<'a> {
     pending: Option<(OpenCall, CallRecord)>,
     last: LastCall,
     retries: u32,
+    /// The vendor of the last call (for the consumer's progress watermark).
+    vendor: Option<&'static str>,
 }
 
 impl<'a> Caller<'a> {
@@ -90,6 +97,7 @@ impl<'a> Caller<'a> {
             pending: None,
             last: LastCall::default(),
             retries: 0,
+            vendor: None,
         }
     }
 
@@ -115,9 +123,9 @@ impl<'a> Caller<'a> {
                     "limiter wait"
                 );
             }
-            // Renewed before a call once a quarter of the lease has gone by (a call lasts less
-            // than the rest): if another delivery took the job over meanwhile, no call.
-            if self.claimed_at.elapsed() > Duration::from_secs(5) {
+            // Renewed before a call once a beat has gone by: if another delivery took the job
+            // over meanwhile (a heartbeat that could not reach the database), no call.
+            if self.claimed_at.elapsed() > CLAIM_RENEW_EVERY {
                 if !self
                     .store
                     .claim_job(self.job_id, self.owner, CLAIM_LEASE_MS)
@@ -128,6 +136,7 @@ impl<'a> Caller<'a> {
                 self.claimed_at = Instant::now();
             }
             self.attempts += 1;
+            self.vendor = Some(api.vendor.as_str());
             let open = self
                 .store
                 .open_call(NewCall {
@@ -298,6 +307,10 @@ impl<'a> Caller<'a> {
                 }
                 Err(e) => {
                     failures += 1;
+                    // Waiting out an outage is progress, not a stuck consumer.
+                    if let Some(vendor) = self.vendor {
+                        self.metrics.progress.touch(vendor);
+                    }
                     tracing::warn!(error = %e, failures, delay_ms = delay.as_millis() as u64, "committing the vendor's answer failed; keeping it and retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(COMMIT_RETRY_MAX);

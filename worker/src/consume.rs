@@ -110,9 +110,12 @@ async fn consume_vendor(
             Some(Ok(delivery)) => {
                 let ctx = ctx.clone();
                 ctx.metrics.in_flight(1);
+                ctx.metrics.progress.took(vendor.as_str());
                 tasks.spawn(async move {
+                    // Settled on every way out, also when the task is aborted at the end of
+                    // the grace period: the watermark must not count a delivery forever.
+                    let _held = Held(ctx.clone(), vendor);
                     handle(&ctx, vendor, delivery).await;
-                    ctx.metrics.in_flight(-1);
                     drop(permit);
                 });
             }
@@ -133,6 +136,17 @@ async fn consume_vendor(
         tasks.abort_all();
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// A delivery this consumer holds: counted in flight and in the progress watermark until
+/// dropped.
+struct Held(SharedContext, Vendor);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.metrics.in_flight(-1);
+        self.0.metrics.progress.settled(self.1.as_str());
+    }
 }
 
 async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
@@ -160,6 +174,12 @@ async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
         Disposition::Delay(wait) => {
             // Acked only once the delay queue's copy is confirmed.
             delivery.delay(wait).await
+        }
+        Disposition::Park(wait) => {
+            // Another live delivery holds the job: park this one instead of holding a slot
+            // while it waits. Not a retry, so the job's deferral budget is untouched.
+            tracing::info!(message_id, "job claimed by another live delivery; parked");
+            delivery.park(wait).await
         }
         Disposition::DeadLetterAfterOutcome(reason) => {
             // Reasons are built from codes and kinds; scrubbed anyway, as they are stored.

@@ -8,6 +8,7 @@
 //! - [`retry`]: backoff with jitter (backon), `Retry-After` honoured
 //! - [`call`]: one vendor call = limiter token + ledger row + HTTP + retry decision
 //! - [`metrics`]: counters and latency histograms for `/metrics` (no PII in labels)
+//! - [`progress`]: per-consumer liveness watermark: a stuck consumer fails `/healthz`
 //! - [`vendors`]: one folder per vendor: config, signing, request, response, client
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -17,6 +18,7 @@ pub mod limiter;
 pub mod materials;
 pub mod metrics;
 pub mod process;
+pub mod progress;
 pub mod retry;
 pub mod vendors;
 

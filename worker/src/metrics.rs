@@ -25,6 +25,8 @@ pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, Labels), f64>>,
     latency: Mutex<BTreeMap<Labels, Histogram>>,
     in_flight: AtomicI64,
+    /// Per-consumer liveness watermark, read by `/healthz`.
+    pub progress: crate::progress::Progress,
 }
 
 impl Metrics {
@@ -50,6 +52,7 @@ impl Metrics {
     }
 
     pub fn vendor_call(&self, vendor: &str, api: &str, result: &str, latency: Duration) {
+        self.progress.touch(vendor);
         let labels = vec![("vendor", vendor.to_string()), ("api", api.to_string())];
         let mut with_result = labels.clone();
         with_result.push(("result", result.into()));

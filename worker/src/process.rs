@@ -31,6 +31,9 @@ pub enum Disposition {
     DeadLetter(String),
     /// Retry later, out of the worker: park the message in a delay queue for this long.
     Delay(std::time::Duration),
+    /// Another live delivery holds the job's claim: park this one in a delay queue for this
+    /// long (not a retry: the job's deferral count stays), instead of holding a worker slot.
+    Park(std::time::Duration),
     /// The outcome (`error`, attempts spent) is committed; ack, and leave a copy in the
     /// dead-letter queue with this reason so an operator sees what gave up.
     DeadLetterAfterOutcome(String),
@@ -115,34 +118,65 @@ pub async fn process(
         .await
 }
 
+/// How long a duplicate delivery of a job that another live delivery holds is parked before
+/// it looks again (the smallest delay-queue bucket).
+pub const PARK: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn process_job(ctx: &Context, job: &Job, delivery_count: u32, deferrals: u32) -> Disposition {
-    // One live delivery per job: a duplicate message of a job being worked on waits here
-    // (holding its delivery) until the job is decided or the other claim expires.
+    // One live delivery per job. A duplicate message of a job being worked on is parked in
+    // a delay queue (it holds no worker slot meanwhile) and looks again later: by then the
+    // job is decided (ack), or its claim has expired because its worker died (take over).
     let owner = uuid::Uuid::new_v4().simple().to_string();
-    loop {
-        match ctx
-            .store
-            .claim_job(&job.job_id, &owner, crate::call::CLAIM_LEASE_MS)
-            .await
-        {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => return Disposition::Requeue(format!("database: {e}")),
+    match ctx
+        .store
+        .claim_job(&job.job_id, &owner, crate::call::CLAIM_LEASE_MS)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return match ctx.store.outcome_exists(&job.job_id).await {
+                Ok(true) => {
+                    tracing::info!("another delivery decided this job; acking the duplicate");
+                    Disposition::Ack(None)
+                }
+                Ok(false) => Disposition::Park(PARK),
+                Err(e) => Disposition::Requeue(format!("database: {e}")),
+            };
         }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        match ctx.store.outcome_exists(&job.job_id).await {
-            Ok(true) => {
-                tracing::info!("another delivery decided this job; acking the duplicate");
-                return Disposition::Ack(None);
-            }
-            Ok(false) => {}
-            Err(e) => return Disposition::Requeue(format!("database: {e}")),
-        }
+        Err(e) => return Disposition::Requeue(format!("database: {e}")),
     }
-    let disposition = decide(ctx, job, delivery_count, deferrals, &owner).await;
+    // The claim is a short lease, renewed while this delivery works on the job; it lapses
+    // within a lease of the worker dying (SIGKILL, OOM), so the job's redelivery can take
+    // over in seconds. The heartbeat runs in this task: it stops with the job, whichever way.
+    let disposition = tokio::select! {
+        d = decide(ctx, job, delivery_count, deferrals, &owner) => d,
+        never = heartbeat(ctx, &job.job_id, &owner) => match never {},
+    };
     // Handing back or decided: either way this delivery is done with the job.
     let _ = ctx.store.release_claim(&job.job_id, &owner).await;
     disposition
+}
+
+/// Renews the job's claim every [`crate::call::CLAIM_RENEW_EVERY`] until dropped. A failed
+/// renewal (the database away) is tried again at the next beat; a claim another delivery took
+/// over is noticed by the [`Caller`] before its next call.
+async fn heartbeat(
+    ctx: &Context,
+    job_id: &kyc_schemas::JobId,
+    owner: &str,
+) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(crate::call::CLAIM_RENEW_EVERY).await;
+        match ctx
+            .store
+            .claim_job(job_id, owner, crate::call::CLAIM_LEASE_MS)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("the job's claim was taken over by another delivery"),
+            Err(e) => tracing::warn!(error = %e, "could not renew the job's claim; trying again"),
+        }
+    }
 }
 
 async fn decide(
