@@ -59,6 +59,20 @@ enum BenchKind {
         #[arg(long, default_value = "bench/baseline.json")]
         baseline: PathBuf,
     },
+    /// Peak worker RSS with the material budget against without it: jobs whose materials
+    /// are 15 MiB each, all in flight at once.
+    Memory {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long, default_value_t = 24)]
+        jobs: usize,
+        /// Size of each material, in MiB.
+        #[arg(long, default_value_t = 15)]
+        material_mib: usize,
+        /// The budget under test (KYC_MATERIAL_BUDGET).
+        #[arg(long, default_value = "256MiB", value_parser = crate::config::parse_bytes)]
+        budget: u64,
+    },
     /// End-to-end jobs/s, CSV → RabbitMQ → S3 image → vendor HTTP → database, with a
     /// zero-latency simulator and no quota; also the workers' peak RSS.
     Throughput {
@@ -94,6 +108,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             workers,
             baseline,
         } => throughput(conn, jobs, workers, &baseline).await,
+        BenchKind::Memory {
+            conn,
+            jobs,
+            material_mib,
+            budget,
+        } => memory(conn, jobs, material_mib, budget).await,
     }
 }
 
@@ -432,8 +452,8 @@ impl Fleet {
     /// Publishes `n` jobs: two thirds three-factor with `face` as the image, one third two-factor.
     /// `sources`: the material allowlist `face` is on (empty for a local file).
     async fn produce(&self, n: usize, face: &str, sources: &str) -> anyhow::Result<()> {
-        let input = self.dir.path().join("jobs.csv");
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
+        let mut csv = Vec::new();
+        let w = &mut csv;
         writeln!(w, "operation,name,id_number,face_image")?;
         for i in 0..n {
             let id = IdNumber::with_checksum(&format!(
@@ -448,7 +468,13 @@ impl Fleet {
                 writeln!(w, "huawei.standard,王伟,{},{face}", id.as_str())?;
             }
         }
-        w.flush()?;
+        self.produce_csv(&csv, sources).await
+    }
+
+    /// Publishes the rows of `csv` (header included) as batch `bench`.
+    async fn produce_csv(&self, csv: &[u8], sources: &str) -> anyhow::Result<()> {
+        let input = self.dir.path().join("jobs.csv");
+        std::fs::write(&input, csv)?;
         let settings = ProduceSettings {
             batch_id: "bench".into(),
             input: input.display().to_string(),
@@ -481,6 +507,7 @@ impl Fleet {
         quotas: &str,
         concurrency: usize,
         sources: &str,
+        extra_env: &[(&str, String)],
     ) -> anyhow::Result<Vec<std::process::Child>> {
         let exe = std::env::current_exe()?;
         (0..n)
@@ -516,6 +543,7 @@ impl Fleet {
                     .env("HUAWEICLOUD_SDK_SK", &self.creds.huawei_sk)
                     .env("HUAWEICLOUD_SDK_PROJECT_ID", &self.creds.project_id)
                     .env("KYC_HUAWEI_ENDPOINT", self.sim.base_url())
+                    .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
                     .stdout(std::process::Stdio::null())
                     .spawn()
                     .context("Failed to start a worker process")
@@ -582,7 +610,7 @@ async fn quota(
         .map(|(api, q)| format!("huawei.{api}={q}/1"))
         .collect::<Vec<_>>()
         .join(",");
-    let children = fleet.spawn_workers(workers, &spec, 32, "")?;
+    let children = fleet.spawn_workers(workers, &spec, 32, "", &[])?;
     tokio::time::sleep(Duration::from_secs(warmup)).await;
     let count =
         |sim: &kyc_simulator::LedgerSummary| -> std::collections::BTreeMap<String, (u64, u64)> {
@@ -663,6 +691,7 @@ async fn throughput(
         "huawei.ivs-standard=100000/1000,huawei.ivs-idcard-extention=100000/1000",
         64,
         &sources,
+        &[],
     )?;
     let mut children = children;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -699,6 +728,98 @@ async fn throughput(
     println!(
         "{}",
         json!({"bench": "throughput", "jobs": jobs, "workers": workers, "jobs_per_s": jobs_per_s.round(), "peak_worker_rss_mb": (peak * 10.0).round() / 10.0, "jobs_per_s_vs_baseline": vs})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kyc bench memory`: the same jobs twice, each time in a fresh fleet with one worker
+/// process that may hold all of them at once (concurrency = jobs): once with the budget
+/// under test, once with a budget too large to matter. Each job carries four materials of
+/// `material_mib` (ID-card front and back, face, video) on the S3 server; by name-less
+/// ivs-standard rules the request carries three of them (front, back, face) and the worker
+/// reads only those. The figure is each run's peak worker RSS (`VmHWM`), so the ratio is
+/// measured in one run on one machine; nothing else shares the worker process.
+async fn memory(
+    conn: Conn,
+    jobs: usize,
+    material_mib: usize,
+    budget: u64,
+) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(false, "warn,sqlx=error,lapin=off");
+    let mut peaks = Vec::new();
+    for (label, b) in [
+        ("with the budget", budget),
+        ("without (64 GiB)", 64u64 << 30),
+    ] {
+        let fleet = Fleet::start(&conn, kyc_simulator::FaultConfig::default()).await?;
+        let objects = crate::commands::objects(&conn, None).await?;
+        let bucket = format!(
+            "kyc-bench-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        objects
+            .ensure_bucket(&bucket)
+            .await
+            .context("Failed to create a bucket (KYC_S3_ENDPOINT, AWS_* credentials)")?;
+        // A JPEG header followed by filler: large, and a valid start for the vendor's check.
+        let mut big = FACE.to_vec();
+        big.resize(material_mib << 20, 0x5A);
+        let big = bytes::Bytes::from(big);
+        for name in ["front", "back", "face", "video"] {
+            objects
+                .put(&format!("s3://{bucket}/{name}.jpg"), big.clone())
+                .await?;
+        }
+        let mut csv =
+            b"operation,customer_ref,id_card_front,id_card_back,face_image,video\n".to_vec();
+        for i in 0..jobs {
+            writeln!(
+                csv,
+                "huawei.standard,M{i},s3://{bucket}/front.jpg,s3://{bucket}/back.jpg,s3://{bucket}/face.jpg,s3://{bucket}/video.jpg"
+            )?;
+        }
+        let sources = format!("s3://{bucket}/");
+        fleet.produce_csv(&csv, &sources).await?;
+        let mut children = fleet.spawn_workers(
+            1,
+            "huawei.ivs-standard=100000/1000",
+            jobs,
+            &sources,
+            &[("KYC_MATERIAL_BUDGET", b.to_string())],
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while (fleet.store.outcome_count("bench").await? as usize) < jobs {
+            if let Some(status) = children
+                .iter_mut()
+                .find_map(|c| c.try_wait().ok().flatten())
+            {
+                anyhow::bail!("the worker exited early ({status}); run it by hand to see why");
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the worker did not finish {jobs} jobs within 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let peak = children
+            .iter()
+            .filter_map(|c| peak_rss_of(c.id()))
+            .fold(0.0, f64::max);
+        fleet.stop(children).await?;
+        println!("{label}: peak worker RSS {peak:.0} MB");
+        peaks.push(peak);
+    }
+    let budget_mb = budget as f64 / (1u64 << 20) as f64;
+    let demand = (jobs * 3 * material_mib) as f64 * kyc_objects::budget::BODY_FACTOR;
+    println!(
+        "{jobs} jobs × 3 materials read × {material_mib} MiB (4 present): would hold ≈ {demand:.0} MiB at once; budget {budget_mb:.0} MiB"
+    );
+    println!(
+        "peak RSS with the budget: {:.0} MB ({:.2} × the budget); without: {:.0} MB ({:.2} × with)",
+        peaks[0],
+        peaks[0] / budget_mb,
+        peaks[1],
+        peaks[1] / peaks[0].max(1.0)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -88,6 +88,11 @@ pub struct WorkArgs {
     /// (no delivery taken or settled, no vendor call ended) for this long.
     #[arg(long, env = "KYC_STUCK_AFTER", default_value = "5m", value_parser = config::parse_duration)]
     stuck_after: Duration,
+    /// Memory for materials in flight and the request bodies built from them (e.g. 512MiB,
+    /// 1GiB): jobs wait for it instead of the pod running out of memory. Keep it well under
+    /// the container's memory limit.
+    #[arg(long, env = "KYC_MATERIAL_BUDGET", default_value = "512MiB", value_parser = config::parse_bytes)]
+    material_budget: u64,
 }
 
 #[derive(Debug, Args)]
@@ -673,7 +678,8 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
     );
     let objects = objects(&a.conn, a.images)
         .await?
-        .with_material_sources(sources);
+        .with_material_sources(sources)
+        .with_material_budget(a.material_budget);
     let ctx = Arc::new(Context {
         store: store.clone(),
         objects,

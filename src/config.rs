@@ -75,6 +75,7 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_AMQP_TIMEOUT", Kind::Config),
     ("KYC_S3_TIMEOUT", Kind::Config),
     ("KYC_STUCK_AFTER", Kind::Config),
+    ("KYC_MATERIAL_BUDGET", Kind::Config),
 ];
 
 /// Where materials may come from: the flags of every command that reads CSV material cells
@@ -278,6 +279,32 @@ pub fn operator(configured: Option<&str>) -> Option<kyc_report::Operator> {
         })
 }
 
+/// A size as an operator writes it: bytes, or a whole number with KiB, MiB or GiB.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "{t:?}: unknown unit {other:?}; use KiB, MiB or GiB"
+            ))
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{t:?}: expected a whole number above zero, e.g. 512MiB"))
+}
+
 /// `KYC_SKIP_VERIFIED_WITHIN`, when set and not empty.
 pub fn skip_verified_within_from_env() -> anyhow::Result<Option<Duration>> {
     env("KYC_SKIP_VERIFIED_WITHIN")
@@ -462,6 +489,15 @@ mod tests {
         assert!(!q.contains_key("aliyun.VerifyMaterial"));
         // And that key is one the limiter really uses.
         assert!(default_quotas().contains_key("alibaba.VerifyMaterial"));
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("12MB").is_err());
+        assert!(parse_bytes("0MiB").is_err());
     }
 
     #[test]

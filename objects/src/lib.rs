@@ -16,6 +16,7 @@
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod address;
+pub mod budget;
 pub mod error;
 pub mod fetch;
 pub mod private_file;
@@ -32,6 +33,7 @@ use bytes::Bytes;
 use tokio::io::AsyncRead;
 
 pub use address::{AddressClass, AddressPolicy, AddressPolicyError};
+pub use budget::{MaterialBudget, Reservation};
 pub use error::ObjectError;
 use error::{http_error, http_status, io_error, s3_error};
 pub use sources::{
@@ -111,6 +113,8 @@ pub struct ObjectStore {
     local_url_base: Option<String>,
     /// Bound of every request (S3 and downloads) and of each wait for a body's next bytes.
     timeout: Duration,
+    /// Bytes of materials (and their bodies) in flight, shared by clones; none = unbounded.
+    budget: Option<MaterialBudget>,
 }
 
 /// The resolver under the address guard (the system's, or a test's).
@@ -141,7 +145,32 @@ impl ObjectStore {
             dns,
             local_url_base: None,
             timeout: DEFAULT_TIMEOUT,
+            budget: None,
         }
+    }
+
+    /// Pays every [`ObjectStore::get_reserved`] out of a budget of `bytes` (materials and
+    /// the bodies built from them): fetches wait while it is spent.
+    pub fn with_material_budget(mut self, bytes: u64) -> Self {
+        self.budget = Some(MaterialBudget::new(bytes));
+        self
+    }
+
+    pub fn material_budget(&self) -> Option<&MaterialBudget> {
+        self.budget.as_ref()
+    }
+
+    /// [`ObjectStore::get`] paid out of the material budget: waits until the object's worst
+    /// case fits, then keeps what the object really costs reserved until the returned
+    /// [`Reservation`] is dropped (with the bytes).
+    pub async fn get_reserved(&self, uri: &str) -> Result<(Bytes, Reservation)> {
+        let Some(budget) = &self.budget else {
+            return Ok((self.get(uri).await?, Reservation::none()));
+        };
+        let r = budget.reserve(MAX_OBJECT_BYTES).await;
+        let bytes = self.get(uri).await?;
+        let r = budget.settle(r, bytes.len() as u64);
+        Ok((bytes, r))
     }
 
     /// Bounds every S3 request (connect, and the wait for the answer to begin), every

@@ -2,6 +2,11 @@
 //! a (billable) call and never opens a ledger row. Every material is checked against the
 //! allowlist first, all of them and for every vendor (also those the vendor downloads
 //! itself): a job the producer would have refused is refused again here, before any read.
+//!
+//! Only the materials the operation's request really carries are read ([`Needed`], declared
+//! by each vendor's `request.rs` next to the code that builds the body), and each is paid for
+//! out of the worker's material budget (`KYC_MATERIAL_BUDGET`): a job waits for memory
+//! rather than the pod running out of it.
 
 use bytes::Bytes;
 use kyc_objects::{ObjectError, ObjectStore, ObjectUri};
@@ -15,6 +20,29 @@ pub struct Loaded {
     pub id_card_back: Option<Bytes>,
     pub video: Option<Bytes>,
     pub id_chip_photo: Option<Bytes>,
+    /// What these bytes hold of the material budget, given back with the last clone.
+    pub(crate) _budget: std::sync::Arc<Vec<kyc_objects::Reservation>>,
+}
+
+/// Which materials an operation's request carries, given the job (a face image *or* a
+/// video; ID-card images only when the name and ID number are not there…).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needed {
+    pub face_image: bool,
+    pub id_card_front: bool,
+    pub id_card_back: bool,
+    pub video: bool,
+    pub id_chip_photo: bool,
+}
+
+impl Needed {
+    pub const NONE: Needed = Needed {
+        face_image: false,
+        id_card_front: false,
+        id_card_back: false,
+        video: false,
+        id_chip_photo: false,
+    };
 }
 
 /// Which material failed, named by field and by the source it failed against (never by
@@ -28,24 +56,29 @@ pub struct MaterialError {
 }
 
 /// `local_only`: leave `s3://` and `http(s)://` materials unread (the vendor downloads them
-/// from a URL); read only local files.
+/// from a URL); read only local files. Materials the request does not carry (`needed`) are
+/// checked against the allowlist but not read.
 pub async fn load(
     objects: &ObjectStore,
     m: &Materials,
+    needed: Needed,
     local_only: bool,
 ) -> Result<Loaded, MaterialError> {
+    type One = Option<(Bytes, kyc_objects::Reservation)>;
     async fn one(
         objects: &ObjectStore,
         local_only: bool,
+        wanted: bool,
         field: &'static str,
         uri: &Option<String>,
-    ) -> Result<Option<Bytes>, MaterialError> {
+    ) -> Result<One, MaterialError> {
         match uri {
+            Some(_) if !wanted => Ok(None),
             Some(u) if local_only && !matches!(ObjectUri::parse(u), Ok(ObjectUri::Local(_))) => {
                 Ok(None)
             }
             Some(u) => objects
-                .get(u)
+                .get_reserved(u)
                 .await
                 .map(Some)
                 .map_err(|source| MaterialError { field, source }),
@@ -65,18 +98,51 @@ pub async fn load(
                 .map_err(|source| MaterialError { field, source })?;
         }
     }
+    let n = needed;
     let (face_image, id_card_front, id_card_back, video, id_chip_photo) = tokio::try_join!(
-        one(objects, local_only, "face_image", &m.face_image),
-        one(objects, local_only, "id_card_front", &m.id_card_front),
-        one(objects, local_only, "id_card_back", &m.id_card_back),
-        one(objects, local_only, "video", &m.video),
-        one(objects, local_only, "id_chip_photo", &m.id_chip_photo),
+        one(
+            objects,
+            local_only,
+            n.face_image,
+            "face_image",
+            &m.face_image
+        ),
+        one(
+            objects,
+            local_only,
+            n.id_card_front,
+            "id_card_front",
+            &m.id_card_front
+        ),
+        one(
+            objects,
+            local_only,
+            n.id_card_back,
+            "id_card_back",
+            &m.id_card_back
+        ),
+        one(objects, local_only, n.video, "video", &m.video),
+        one(
+            objects,
+            local_only,
+            n.id_chip_photo,
+            "id_chip_photo",
+            &m.id_chip_photo
+        ),
     )?;
+    let mut held = Vec::new();
+    let mut keep = |o: One| {
+        o.map(|(bytes, r)| {
+            held.push(r);
+            bytes
+        })
+    };
     Ok(Loaded {
-        face_image,
-        id_card_front,
-        id_card_back,
-        video,
-        id_chip_photo,
+        face_image: keep(face_image),
+        id_card_front: keep(id_card_front),
+        id_card_back: keep(id_card_back),
+        video: keep(video),
+        id_chip_photo: keep(id_chip_photo),
+        _budget: std::sync::Arc::new(held),
     })
 }

@@ -213,48 +213,50 @@ async fn decide(
 
     // Alibaba downloads remote images itself (presigned URLs): only local files are read here.
     let remote_by_url = job.vendor() == kyc_schemas::Vendor::Alibaba;
-    let mut verdict = match materials::load(&ctx.objects, &job.materials, remote_by_url).await {
-        Err(e) if e.source.is_transient() && delivery_count < 5 => {
-            // Field name only: a URI can name the person or carry a signed token.
-            return Disposition::Requeue(format!(
-                "material {}: storage temporarily unavailable",
-                e.field
-            ));
-        }
-        Err(e) if e.source.is_not_allowed() => {
-            tracing::warn!(field = e.field, "material not allowed");
-            Err(VendorError::Permanent {
-                code: "material_not_allowed".into(),
-                message: e.to_string(),
-                reason: Reason::MaterialNotAllowed,
-            })
-        }
-        // Not found, refused, too large, or transient for too long: no retry helps now.
-        Err(e) => {
-            tracing::warn!(field = e.field, "material unavailable");
-            Err(VendorError::Permanent {
-                code: "material_unavailable".into(),
-                message: e.to_string(),
-                reason: Reason::MaterialUnavailable,
-            })
-        }
-        Ok(loaded) => match call_vendor(ctx, job, &loaded, &mut caller).await {
-            Ok(v) => Ok(v),
-            Err(CallError::Vendor(e)) => Err(e),
-            Err(CallError::Store(e)) => return Disposition::Requeue(format!("database: {e}")),
-            // Another delivery owns the job now and will decide it.
-            Err(CallError::ClaimLost) => return Disposition::Ack(None),
-            Err(CallError::Defer(delay, e)) => {
-                tracing::info!(
-                    code = e.code(),
-                    delay_ms = delay.as_millis() as u64,
-                    deferrals,
-                    "retry deferred to the delay queue"
-                );
-                return Disposition::Delay(delay);
+    let needed = crate::vendors::materials_needed(job);
+    let mut verdict =
+        match materials::load(&ctx.objects, &job.materials, needed, remote_by_url).await {
+            Err(e) if e.source.is_transient() && delivery_count < 5 => {
+                // Field name only: a URI can name the person or carry a signed token.
+                return Disposition::Requeue(format!(
+                    "material {}: storage temporarily unavailable",
+                    e.field
+                ));
             }
-        },
-    };
+            Err(e) if e.source.is_not_allowed() => {
+                tracing::warn!(field = e.field, "material not allowed");
+                Err(VendorError::Permanent {
+                    code: "material_not_allowed".into(),
+                    message: e.to_string(),
+                    reason: Reason::MaterialNotAllowed,
+                })
+            }
+            // Not found, refused, too large, or transient for too long: no retry helps now.
+            Err(e) => {
+                tracing::warn!(field = e.field, "material unavailable");
+                Err(VendorError::Permanent {
+                    code: "material_unavailable".into(),
+                    message: e.to_string(),
+                    reason: Reason::MaterialUnavailable,
+                })
+            }
+            Ok(loaded) => match call_vendor(ctx, job, &loaded, &mut caller).await {
+                Ok(v) => Ok(v),
+                Err(CallError::Vendor(e)) => Err(e),
+                Err(CallError::Store(e)) => return Disposition::Requeue(format!("database: {e}")),
+                // Another delivery owns the job now and will decide it.
+                Err(CallError::ClaimLost) => return Disposition::Ack(None),
+                Err(CallError::Defer(delay, e)) => {
+                    tracing::info!(
+                        code = e.code(),
+                        delay_ms = delay.as_millis() as u64,
+                        deferrals,
+                        "retry deferred to the delay queue"
+                    );
+                    return Disposition::Delay(delay);
+                }
+            },
+        };
     // Attempts spent on a retryable error: the outcome says `error`, and a copy of the job goes
     // to the dead-letter queue so that someone looks at what gave up.
     let gave_up = match &verdict {

@@ -15,6 +15,16 @@ use std::time::Duration;
 
 use kyc_schemas::{Reason, Status, Vendor};
 
+/// The materials this job's requests carry (each vendor's `request::materials`, written
+/// next to its body builders): the worker reads only these.
+pub fn materials_needed(job: &kyc_schemas::Job) -> crate::materials::Needed {
+    match job.vendor() {
+        Vendor::Huawei => huawei::request::materials(job),
+        Vendor::Alibaba => alibaba::request::materials(job),
+        Vendor::Baidu => baidu::request::materials(job),
+    }
+}
+
 /// Every endpoint the clients call: what quotas are set for.
 pub const APIS: [Api; 13] = [
     huawei::STANDARD,

@@ -2,7 +2,26 @@
 //! query (as the SDKs do); SubmitVerification puts `Biz`, `TicketId` and the `Material.N`
 //! list in the form body and only the common parameters in the query.
 
-use kyc_schemas::Job;
+use kyc_schemas::{Job, Operation};
+
+use crate::materials::Needed;
+
+/// The materials whose bytes an Alibaba operation sends: SubmitVerification's `Material.N`
+/// pictures (local files as `base64://`; remote ones go as URLs and are not read).
+/// VerifyMaterial sends URLs only (the vendor downloads the images), DescribeVerifyResult none.
+pub(crate) fn materials(job: &Job) -> Needed {
+    if job.operation == Operation::AlibabaSubmitVerification {
+        Needed {
+            face_image: true,
+            id_card_front: true,
+            id_card_back: true,
+            id_chip_photo: true,
+            video: false,
+        }
+    } else {
+        Needed::NONE
+    }
+}
 
 /// Common RPC parameters (signed together with the operation's own).
 pub fn common(

@@ -2,6 +2,7 @@
 //! until shortly before `expires_in`, dropped on 100/110/111 so the retry fetches a new one),
 //! JSON calls, and the operations: which calls a job makes, in which order.
 
+use bytes::Bytes;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ impl BaiduClient {
                 Reason::InvalidRequest,
             )
         })?;
-        let body = request::by_token(token);
+        let body = wire(&request::by_token(token));
         let consecutive = Run18::default();
         let mut verdict = match job.operation {
             Operation::BaiduResultDetail | Operation::BaiduResultSimple => {
@@ -137,7 +138,7 @@ impl BaiduClient {
     }
 
     async fn getall(&self, token: &str, caller: &mut Caller<'_>) -> Result<Verdict, CallError> {
-        let body = request::by_token(token);
+        let body = wire(&request::by_token(token));
         let consecutive = Run18::default();
         caller
             .call(RESULT_GETALL, || {
@@ -170,7 +171,7 @@ impl BaiduClient {
                 )
             })?;
         let consecutive = Run18::default();
-        let body = request::generate(&plan);
+        let body = wire(&request::generate(&plan));
         let token = caller
             .call(GENERATE, || {
                 self.guarded(
@@ -179,7 +180,7 @@ impl BaiduClient {
                 )
             })
             .await?;
-        if let Some(body) = request::idcard_submit(job, &token) {
+        if let Some(body) = request::idcard_submit(job, &token).as_ref().map(wire) {
             caller
                 .call(IDCARD_SUBMIT, || {
                     self.guarded(
@@ -190,12 +191,12 @@ impl BaiduClient {
                 .await?;
         }
         if let Some(face) = &m.face_image {
-            let body = request::upload_match_image(
+            let body = wire(&request::upload_match_image(
                 &token,
                 face,
                 self.config.quality_control.as_deref(),
                 self.config.liveness_control.as_deref(),
-            );
+            ));
             caller
                 .call(UPLOAD_MATCH_IMAGE, || {
                     self.guarded(
@@ -255,7 +256,7 @@ impl BaiduClient {
     async fn post<T>(
         &self,
         api: Api,
-        body: &serde_json::Value,
+        body: &Bytes,
         parse: impl Fn(&[u8]) -> Result<T, VendorError>,
     ) -> Exchange<T> {
         let token = match self.token().await {
@@ -273,7 +274,8 @@ impl BaiduClient {
             .query(&[("access_token", token.as_str())])
             .timeout(self.config.timeout)
             .header("Content-Type", "application/json")
-            .body(body.to_string())
+            // A cheap clone of the bytes built once per job, not a copy per attempt.
+            .body(body.clone())
             .send()
             .await
         {
@@ -387,4 +389,9 @@ impl BaiduClient {
             reason: Reason::AuthFailed,
         })
     }
+}
+
+/// A request body as sent: serialized once, then shared by every attempt.
+fn wire(v: &serde_json::Value) -> Bytes {
+    Bytes::from(v.to_string())
 }

@@ -4,6 +4,17 @@ use base64::Engine;
 use kyc_schemas::Job;
 use serde_json::{json, Value};
 
+use crate::materials::Needed;
+
+/// The materials a Baidu operation sends: the match photo (`uploadMatchImage`) of a session;
+/// the result queries send none.
+pub(crate) fn materials(job: &Job) -> Needed {
+    Needed {
+        face_image: job.operation == kyc_schemas::Operation::BaiduStartSession,
+        ..Needed::NONE
+    }
+}
+
 pub fn generate(plan_id: &str) -> Value {
     json!({ "plan_id": plan_id })
 }

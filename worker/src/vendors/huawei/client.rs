@@ -1,6 +1,7 @@
 //! HTTP for IVS: sign (AK/SK) or attach a cached IAM token, send, classify. Also the
 //! operation logic: which endpoint a job's operation and materials call.
 
+use bytes::Bytes;
 use std::time::Duration;
 
 use kyc_schemas::{Job, Operation, Reason, Vendor};
@@ -70,7 +71,7 @@ impl HuaweiClient {
                 }))
             }
         };
-        let body = body.map_err(|e| {
+        let body = body.map(Bytes::from).map_err(|e| {
             CallError::Vendor(VendorError::Permanent {
                 code: "missing_material".into(),
                 message: e.to_string(),
@@ -91,19 +92,21 @@ impl HuaweiClient {
             && verdict.vendor_code.as_deref() == Some("IVS.0009")
         {
             tracing::info!("IVS.0009 with crop=true on a large image; resending with crop=false");
-            let body = request::standard(job, m, false).map_err(|e| {
-                CallError::Vendor(VendorError::Permanent {
-                    code: "missing_material".into(),
-                    message: e.to_string(),
-                    reason: Reason::InvalidRequest,
-                })
-            })?;
+            let body = request::standard(job, m, false)
+                .map(Bytes::from)
+                .map_err(|e| {
+                    CallError::Vendor(VendorError::Permanent {
+                        code: "missing_material".into(),
+                        message: e.to_string(),
+                        reason: Reason::InvalidRequest,
+                    })
+                })?;
             return caller.call(api, || self.post(api, &body, detail)).await;
         }
         Ok(verdict)
     }
 
-    async fn post(&self, api: Api, body: &[u8], detail: bool) -> Exchange<Verdict> {
+    async fn post(&self, api: Api, body: &Bytes, detail: bool) -> Exchange<Verdict> {
         let url = format!(
             "{}/v2.0/{}",
             self.config.endpoint.trim_end_matches('/'),
@@ -151,7 +154,8 @@ impl HuaweiClient {
         for (n, v) in &headers {
             req = req.header(n.as_str(), v.as_str());
         }
-        let resp = match req.body(body.to_vec()).send().await {
+        // A cheap clone of the body built once per job, not a copy per attempt.
+        let resp = match req.body(body.clone()).send().await {
             Ok(r) => r,
             Err(e) => return Exchange::no_answer(VendorError::from_reqwest(&e)),
         };

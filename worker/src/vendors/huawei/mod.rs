@@ -4,7 +4,7 @@
 
 mod client;
 mod config;
-mod request;
+pub(crate) mod request;
 mod response;
 mod sign;
 

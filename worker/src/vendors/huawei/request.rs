@@ -7,7 +7,22 @@ use base64::Engine;
 use kyc_schemas::Job;
 use serde_json::{json, Map, Value};
 
-use crate::materials::Loaded;
+use crate::materials::{Loaded, Needed};
+
+/// The materials [`standard`] and [`extension`] put in the body for this job: the ID-card
+/// images only without name + ID number, and a face image, else a video (ivs-standard).
+pub(crate) fn materials(job: &Job) -> Needed {
+    let m = &job.materials;
+    let by_images = job.subject.name.is_none() || job.subject.id_number.is_none();
+    let standard = job.operation == kyc_schemas::Operation::HuaweiStandard;
+    Needed {
+        id_card_front: by_images,
+        id_card_back: by_images,
+        face_image: standard,
+        video: standard && m.face_image.is_none(),
+        id_chip_photo: false,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum BuildError {
@@ -178,5 +193,52 @@ mod tests {
         let body: Value = serde_json::from_slice(&standard(&j, &m, true).unwrap()).unwrap();
         assert!(body["data"]["req_data"][0].get("crop").is_none());
         assert_eq!(body["data"]["req_data"][0]["actions"], "5");
+    }
+
+    /// What `materials` declares is exactly what the builders read: for every shape of job,
+    /// the body built from only the declared materials equals the body built from all of
+    /// them (so the worker may leave the others unread).
+    #[test]
+    fn the_declared_materials_are_the_ones_the_body_carries() {
+        let all = Loaded {
+            face_image: Some(vec![1].into()),
+            id_card_front: Some(vec![2].into()),
+            id_card_back: Some(vec![3].into()),
+            video: Some(vec![4].into()),
+            id_chip_photo: Some(vec![5].into()),
+            ..Default::default()
+        };
+        for op in [Operation::HuaweiStandard, Operation::HuaweiIdcardExtension] {
+            for named in [true, false] {
+                for face in [true, false] {
+                    let mut j = job();
+                    j.operation = op;
+                    j.vendor_refs.actions = Some("1".into());
+                    if !named {
+                        j.subject = Subject::default();
+                    }
+                    let mut m = all.clone();
+                    if !face {
+                        m.face_image = None;
+                    }
+                    j.materials.face_image = face.then(|| "f.jpg".into());
+                    j.materials.video = Some("v.mp4".into());
+                    let n = materials(&j);
+                    let only = Loaded {
+                        face_image: m.face_image.clone().filter(|_| n.face_image),
+                        id_card_front: m.id_card_front.clone().filter(|_| n.id_card_front),
+                        id_card_back: m.id_card_back.clone().filter(|_| n.id_card_back),
+                        video: m.video.clone().filter(|_| n.video),
+                        id_chip_photo: m.id_chip_photo.clone().filter(|_| n.id_chip_photo),
+                        ..Default::default()
+                    };
+                    let build = |l: &Loaded| match op {
+                        Operation::HuaweiStandard => standard(&j, l, true),
+                        _ => extension(&j, l),
+                    };
+                    assert_eq!(build(&m), build(&only), "{op} named={named} face={face}");
+                }
+            }
+        }
     }
 }
