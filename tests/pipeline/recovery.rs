@@ -50,11 +50,13 @@ where
 async fn answers_lost_with_a_killed_worker_are_asked_for_not_billed_twice() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
-    // Every answer comes 3 s late: time to kill the worker with its calls in flight. The
-    // simulator, like a vendor, finishes (and bills) a call whose client is gone.
+    // Answers come late (Alibaba 12 s, under the worker's 15 s timeout; Baidu 4 s, so that
+    // each session's idcard/submit, after its verifyToken/generate, goes out while the Alibaba
+    // submissions are still in flight): time to kill the worker with all of them in flight.
+    // The simulator, like a vendor, finishes (and bills) a call whose client is gone.
     let mut slow = FaultConfig::default();
-    slow.alibaba.latency_ms = 3000;
-    slow.baidu.latency_ms = 3000;
+    slow.alibaba.latency_ms = 12_000;
+    slow.baidu.latency_ms = 4000;
     app.sim.set_faults(slow);
     // Two people pass, two are refused by risk control (909), for each vendor.
     let seqs = ["120", "121", "909", "909"];
@@ -72,15 +74,35 @@ async fn answers_lost_with_a_killed_worker_are_asked_for_not_billed_twice() {
     }
     assert_eq!(app.produce_text("lost", &csv, dir.path()).await, 8);
     let log = dir.path().join("workers.log");
-    let mut first = app.spawn_worker_process(&log, &[]);
+    // Quotas that let all the calls go out at once.
+    let env = [(
+        "KYC_QUOTAS",
+        "alibaba.SubmitVerification=100/20,alibaba.DescribeVerifyResult=100/20,\
+         baidu.verifyToken/generate=100/20,baidu.idcard/submit=100/20,baidu.result/getall=100/20",
+    )];
+    let mut first = app.spawn_worker_process(&log, &env);
 
     // Killed once every billable Alibaba submission and every Baidu session's idcard/submit
     // has its ledger row (written before the call) and before any of them was answered.
-    wait_until("calls in flight", Duration::from_secs(60), || async {
+    let start = Instant::now();
+    loop {
         let open = our_calls(&app, "open").await;
-        open.get("SubmitVerification") == Some(&4) && open.get("idcard/submit") == Some(&4)
-    })
-    .await;
+        if open.get("SubmitVerification") == Some(&4) && open.get("idcard/submit") == Some(&4) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "calls in flight: {open:?}, {:?}\n{}",
+            our_calls(&app, "done").await,
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     std::process::Command::new("kill")
         .args(["-KILL", &first.id().to_string()])
         .status()
@@ -104,7 +126,7 @@ async fn answers_lost_with_a_killed_worker_are_asked_for_not_billed_twice() {
     app.sim.set_faults(FaultConfig::default());
 
     // The redeliveries wait out the dead worker's claims, then ask.
-    let mut second = app.spawn_worker_process(&log, &[]);
+    let mut second = app.spawn_worker_process(&log, &env);
     app.wait_for_outcomes("lost", 8, Duration::from_secs(180))
         .await;
     std::process::Command::new("kill")
@@ -178,7 +200,7 @@ async fn answers_lost_with_a_killed_worker_are_asked_for_not_billed_twice() {
     assert_eq!(our_calls(&app, "open").await, BTreeMap::new());
     assert_eq!(our_calls(&app, "unknown").await, BTreeMap::new());
     let billed: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT api, SUM(billable) FROM vendor_calls WHERE vendor = 'alibaba' GROUP BY api ORDER BY api",
+        "SELECT api, CAST(SUM(billable) AS BIGINT) FROM vendor_calls WHERE vendor = 'alibaba' GROUP BY api ORDER BY api",
     )
     .fetch_all(app.store.pool())
     .await
