@@ -48,6 +48,10 @@ pub const CLAIM_LEASE_MS: i64 = 15_000;
 /// slow database) before the claim lapses.
 pub const CLAIM_RENEW_EVERY: Duration = Duration::from_millis(CLAIM_LEASE_MS as u64 / 5);
 
+/// How long after a lost answer the vendor is asked about it (at least: the wait goes to the
+/// delay queue when the job may defer, and the next delivery asks).
+pub const LOST_ANSWER_SETTLE: Duration = Duration::from_secs(5);
+
 /// Facts about the last call, for the outcome.
 #[derive(Debug, Clone, Default)]
 pub struct LastCall {
@@ -246,7 +250,13 @@ impl<'a> Caller<'a> {
             let lost = ex.answer_lost && ask_when_lost;
             match ex.result {
                 Ok(v) => return Ok(v),
-                Err(e) => match schedule.next_delay(&e, self.attempts) {
+                // A lost answer is asked about only after the vendor had time to finish the
+                // call: asked too early, it would say "nothing recorded" and the next call
+                // would race the lost one.
+                Err(e) => match schedule
+                    .next_delay(&e, self.attempts)
+                    .map(|d| if lost { d.max(LOST_ANSWER_SETTLE) } else { d })
+                {
                     Some(delay) if delay > self.retry.max_in_process_delay && self.can_defer => {
                         // The attempt's ledger row is settled before anything else can fail.
                         self.flush().await?;
