@@ -2,8 +2,9 @@
 //! channel in embedded mode, behind one small API so the stages do not care which.
 //!
 //! # Layout
-//! - [`topology`]: queue names and arguments (one durable quorum queue per vendor, a
-//!   dead-letter exchange and queue, a delivery limit as the poison-message backstop)
+//! - [`topology`]: queue names, arguments and headers (one durable quorum queue per vendor,
+//!   a dead-letter exchange and queue, a delivery limit as the poison-message backstop, the
+//!   job's own counters: [`JobHeaders`])
 //! - [`amqp`]: lapin: publishing with pipelined confirms, consuming with manual acks
 //! - [`memory`]: the embedded in-process queue with the same semantics
 //!
