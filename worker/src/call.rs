@@ -253,10 +253,13 @@ impl<'a> Caller<'a> {
                 // A lost answer is asked about only after the vendor had time to finish the
                 // call: asked too early, it would say "nothing recorded" and the next call
                 // would race the lost one.
-                Err(e) => match schedule
-                    .next_delay(&e, self.attempts)
-                    .map(|d| if lost { d.max(LOST_ANSWER_SETTLE) } else { d })
-                {
+                Err(e) => match schedule.next_delay(&e, self.attempts).map(|d| {
+                    if lost {
+                        d.max(LOST_ANSWER_SETTLE)
+                    } else {
+                        d
+                    }
+                }) {
                     Some(delay) if delay > self.retry.max_in_process_delay && self.can_defer => {
                         // The attempt's ledger row is settled before anything else can fail.
                         self.flush().await?;
