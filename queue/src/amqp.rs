@@ -20,9 +20,10 @@ use lapin::{
 };
 
 use crate::topology::{
-    delay_bucket, DEFERRALS_HEADER, DELAY_BUCKETS, DELIVERY_LIMIT, REASON_HEADER,
+    delay_bucket, ATTEMPTS_HEADER, DEFERRALS_HEADER, DELAY_BUCKETS, DELIVERY_LIMIT, REASON_HEADER,
+    REQUEUES_HEADER,
 };
-use crate::{Delivery, DeliveryHandle, OutMessage, QueueError, Result, Topology};
+use crate::{Delivery, DeliveryHandle, JobHeaders, OutMessage, QueueError, Result, Topology};
 
 /// How long broker operations may wait for the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,34 +366,29 @@ impl AmqpConsumer {
             Ok(d) => d,
             Err(e) => return Some(Err(e.into())),
         };
-        let delivery_count = d
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(|h| h.inner().get("x-delivery-count").cloned())
-            .and_then(|v| match v {
-                AMQPValue::LongLongInt(n) => Some(n as u32),
-                AMQPValue::LongInt(n) => Some(n as u32),
-                AMQPValue::LongUInt(n) => Some(n),
-                AMQPValue::ShortInt(n) => Some(n as u32),
-                _ => None,
-            })
-            .unwrap_or(if d.redelivered { 1 } else { 0 });
-        let deferrals = d
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(|h| h.inner().get(DEFERRALS_HEADER).cloned())
-            .and_then(|v| match v {
-                AMQPValue::LongLongInt(n) => Some(n as u32),
-                AMQPValue::LongInt(n) => Some(n as u32),
-                _ => None,
-            })
-            .unwrap_or(0);
+        let header = |name: &str| {
+            d.properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(name).cloned())
+                .and_then(|v| match v {
+                    AMQPValue::LongLongInt(n) => u32::try_from(n).ok(),
+                    AMQPValue::LongInt(n) => u32::try_from(n).ok(),
+                    AMQPValue::LongUInt(n) => Some(n),
+                    AMQPValue::ShortInt(n) => u32::try_from(n).ok(),
+                    _ => None,
+                })
+        };
+        let delivery_count = header("x-delivery-count").unwrap_or(u32::from(d.redelivered));
+        let headers = JobHeaders {
+            attempts: header(ATTEMPTS_HEADER).unwrap_or(0),
+            requeues: header(REQUEUES_HEADER).unwrap_or(0),
+            deferrals: header(DEFERRALS_HEADER).unwrap_or(0),
+        };
         Some(Ok(Delivery {
             message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
             delivery_count,
-            deferrals,
+            headers,
             payload: d.data,
             handle: DeliveryHandle::Amqp(Box::new(AmqpDeliveryHandle {
                 acker: d.acker,
@@ -421,7 +417,9 @@ impl AmqpDeliveryHandle {
         Ok(())
     }
 
-    pub(crate) async fn requeue(self) -> Result<()> {
+    /// Hands the message back as it was (no counters updated): the fallback when a
+    /// republish fails.
+    async fn nack_requeue(self) -> Result<()> {
         self.acker
             .nack(BasicNackOptions {
                 requeue: true,
@@ -431,21 +429,31 @@ impl AmqpDeliveryHandle {
         Ok(())
     }
 
+    /// Republishes the message to its work queue with the job's counters (confirmed), then
+    /// acks the original.
+    pub(crate) async fn requeue(
+        self,
+        payload: &[u8],
+        message_id: Option<&str>,
+        headers: JobHeaders,
+    ) -> Result<()> {
+        let queue = self.topology.work_queue(self.vendor);
+        self.move_to(&queue, payload, message_id, table(headers))
+            .await
+    }
+
     /// Parks the message in a delay queue (confirmed), then acks it: it comes back to the
-    /// work queue after the bucket's wait, with its deferral count in a header.
+    /// work queue after the bucket's wait, with the job's counters in its headers.
     pub(crate) async fn delay(
         self,
         payload: &[u8],
         message_id: Option<&str>,
         wait: std::time::Duration,
-        deferrals: u32,
+        headers: JobHeaders,
     ) -> Result<()> {
         let queue = self.topology.delay_queue(self.vendor, delay_bucket(wait));
-        let header = (
-            DEFERRALS_HEADER,
-            AMQPValue::LongLongInt(i64::from(deferrals)),
-        );
-        self.move_to(&queue, payload, message_id, header).await
+        self.move_to(&queue, payload, message_id, table(headers))
+            .await
     }
 
     pub(crate) async fn dead_letter(
@@ -453,28 +461,37 @@ impl AmqpDeliveryHandle {
         payload: &[u8],
         message_id: Option<&str>,
         reason: &str,
+        headers: JobHeaders,
     ) -> Result<()> {
         let queue = self.topology.dead_letter_queue();
-        let header = (
-            REASON_HEADER,
-            AMQPValue::LongString(LongString::from(reason)),
-        );
-        self.move_to(&queue, payload, message_id, header).await
+        self.move_to(&queue, payload, message_id, dead_table(reason, headers))
+            .await
     }
 
-    /// Publishes a copy to `queue` with one extra header, waits for the broker's confirm, and
-    /// only then acks the original: the message is never in neither place.
-    async fn move_to(
-        self,
+    /// Publishes a copy to the dead-letter queue and waits for the broker's confirm; the
+    /// delivery itself stays unsettled.
+    pub(crate) async fn copy_to_dead_letter(
+        &self,
+        payload: &[u8],
+        message_id: Option<&str>,
+        reason: &str,
+        headers: JobHeaders,
+    ) -> Result<()> {
+        let queue = self.topology.dead_letter_queue();
+        self.publish_confirmed(&queue, payload, message_id, dead_table(reason, headers))
+            .await
+    }
+
+    /// Publishes to `queue` and waits (at most the confirm timeout) for the broker's confirm.
+    async fn publish_confirmed(
+        &self,
         queue: &str,
         payload: &[u8],
         message_id: Option<&str>,
-        header: (&str, AMQPValue),
+        headers: FieldTable,
     ) -> Result<()> {
-        let mut headers = FieldTable::default();
-        headers.insert(ShortString::from(header.0), header.1);
         let id = message_id.unwrap_or("unknown");
-        let copied = within(
+        within(
             self.confirm_timeout,
             "confirm a copy to another queue",
             async {
@@ -494,17 +511,57 @@ impl AmqpDeliveryHandle {
                 check_confirmed(confirm.await?, id)
             },
         )
-        .await;
-        match copied {
+        .await
+    }
+
+    /// Publishes a copy to `queue` with `headers`, waits for the broker's confirm, and only
+    /// then acks the original: the message is never in neither place.
+    async fn move_to(
+        self,
+        queue: &str,
+        payload: &[u8],
+        message_id: Option<&str>,
+        headers: FieldTable,
+    ) -> Result<()> {
+        match self
+            .publish_confirmed(queue, payload, message_id, headers)
+            .await
+        {
             Ok(()) => self.ack().await,
             Err(e) => {
                 // No copy: hand the original back rather than leave it unacked on the channel
                 // (bounded too: a blocked connection may not take the nack either; then the
                 // original returns to the queue when the channel closes).
                 let after = self.confirm_timeout;
-                let _ = tokio::time::timeout(after, self.requeue()).await;
+                let _ = tokio::time::timeout(after, self.nack_requeue()).await;
                 Err(e)
             }
         }
     }
+}
+
+/// The job's counters as message headers.
+fn table(h: JobHeaders) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (name, n) in [
+        (ATTEMPTS_HEADER, h.attempts),
+        (REQUEUES_HEADER, h.requeues),
+        (DEFERRALS_HEADER, h.deferrals),
+    ] {
+        t.insert(
+            ShortString::from(name),
+            AMQPValue::LongLongInt(i64::from(n)),
+        );
+    }
+    t
+}
+
+/// A dead letter's headers: the reason, and the counters (an operator sees what was spent).
+fn dead_table(reason: &str, h: JobHeaders) -> FieldTable {
+    let mut t = table(h);
+    t.insert(
+        ShortString::from(REASON_HEADER),
+        AMQPValue::LongString(LongString::from(reason)),
+    );
+    t
 }

@@ -2,8 +2,9 @@
 //! channel in embedded mode, behind one small API so the stages do not care which.
 //!
 //! # Layout
-//! - [`topology`]: queue names and arguments (one durable quorum queue per vendor, a
-//!   dead-letter exchange and queue, a delivery limit as the poison-message backstop)
+//! - [`topology`]: queue names, arguments and headers (one durable quorum queue per vendor,
+//!   a dead-letter exchange and queue, a delivery limit as the poison-message backstop, the
+//!   job's own counters: [`JobHeaders`])
 //! - [`amqp`]: lapin: publishing with pipelined confirms, consuming with manual acks
 //! - [`memory`]: the embedded in-process queue with the same semantics
 //!
@@ -213,16 +214,30 @@ impl Consumer {
     }
 }
 
-/// One delivered message. Exactly one of `ack`, `requeue` or `dead_letter` must be called;
-/// a delivery dropped without any of them is redelivered when the channel closes.
+/// The job's own counters, carried in the message's headers: a worker that hands a job back
+/// (requeue, delay queue) republishes it with them, so they survive whatever the broker does
+/// with its delivery count. A message from a worker killed mid-job comes back as it was;
+/// the ledger's count of the job's calls covers that case (see the worker's `process`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobHeaders {
+    /// Vendor calls made for the job by earlier deliveries.
+    pub attempts: u32,
+    /// Times a worker handed the job back for a local failure (database, storage).
+    pub requeues: u32,
+    /// Times the job went through a delay queue.
+    pub deferrals: u32,
+}
+
+/// One delivered message. Exactly one of `ack`, `requeue`, `delay` or `dead_letter` must be
+/// called; a delivery dropped without any of them is redelivered when the channel closes.
 #[derive(Debug)]
 pub struct Delivery {
     pub payload: Vec<u8>,
     pub message_id: Option<String>,
-    /// How many times the broker delivered this message before (0 on first delivery).
+    /// How many times the broker says it delivered this message before (0 on first
+    /// delivery). Informational: decisions use [`Delivery::headers`].
     pub delivery_count: u32,
-    /// How many times the job went through a delay queue.
-    pub deferrals: u32,
+    pub headers: JobHeaders,
     handle: DeliveryHandle,
 }
 
@@ -242,46 +257,82 @@ impl Delivery {
         }
     }
 
-    /// Give the message back for another worker (shutdown, or a transient local failure).
-    pub async fn requeue(self) -> Result<()> {
+    /// Give the message back for another worker after a transient local failure, with
+    /// `requeues` one higher and `attempts` (the job's vendor calls so far) in its headers:
+    /// republished to the work queue (confirmed), then acked. If the republish fails the
+    /// original is `nack`ed back as it was.
+    pub async fn requeue(self, attempts: u32) -> Result<()> {
+        let headers = JobHeaders {
+            attempts,
+            requeues: self.headers.requeues + 1,
+            ..self.headers
+        };
         match self.handle {
-            DeliveryHandle::Amqp(h) => h.requeue().await,
-            DeliveryHandle::Memory(h) => h.requeue(
-                self.payload,
-                self.message_id,
-                self.delivery_count,
-                self.deferrals,
-            ),
+            DeliveryHandle::Amqp(h) => {
+                h.requeue(&self.payload, self.message_id.as_deref(), headers)
+                    .await
+            }
+            DeliveryHandle::Memory(h) => h.requeue(self.payload, self.message_id, headers),
         }
     }
 
     /// Park the message for at least `wait` (rounded up to a delay bucket) without holding a
-    /// worker slot; it then comes back with `deferrals` one higher.
-    pub async fn delay(self, wait: std::time::Duration) -> Result<()> {
-        let deferrals = self.deferrals + 1;
+    /// worker slot; it then comes back with `deferrals` one higher and `attempts` (the job's
+    /// vendor calls so far) in its headers.
+    pub async fn delay(self, wait: std::time::Duration, attempts: u32) -> Result<()> {
+        let headers = JobHeaders {
+            attempts,
+            deferrals: self.headers.deferrals + 1,
+            ..self.headers
+        };
         match self.handle {
             DeliveryHandle::Amqp(h) => {
-                h.delay(&self.payload, self.message_id.as_deref(), wait, deferrals)
+                h.delay(&self.payload, self.message_id.as_deref(), wait, headers)
                     .await
             }
             DeliveryHandle::Memory(h) => {
-                h.delay(self.payload, self.message_id, wait, deferrals);
+                h.delay(self.payload, self.message_id, wait, headers);
                 Ok(())
             }
         }
     }
 
-    /// Park the message like [`Delivery::delay`], keeping its deferral count: it is not a
+    /// Publishes a copy of the message to the dead-letter queue with a reason header and
+    /// waits for the broker's confirm, leaving this delivery unsettled: the caller records
+    /// that the copy exists, then acks. The reason must not contain PII.
+    pub async fn copy_to_dead_letter(&self, reason: &str) -> Result<()> {
+        match &self.handle {
+            DeliveryHandle::Amqp(h) => {
+                h.copy_to_dead_letter(
+                    &self.payload,
+                    self.message_id.as_deref(),
+                    reason,
+                    self.headers,
+                )
+                .await
+            }
+            DeliveryHandle::Memory(h) => {
+                h.dead_letter(
+                    self.payload.clone(),
+                    self.message_id.clone(),
+                    reason.to_string(),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Park the message like [`Delivery::delay`], keeping all its counters: it is not a
     /// retry of the job, only a wait for another delivery that holds the job.
     pub async fn park(self, wait: std::time::Duration) -> Result<()> {
-        let deferrals = self.deferrals;
+        let headers = self.headers;
         match self.handle {
             DeliveryHandle::Amqp(h) => {
-                h.delay(&self.payload, self.message_id.as_deref(), wait, deferrals)
+                h.delay(&self.payload, self.message_id.as_deref(), wait, headers)
                     .await
             }
             DeliveryHandle::Memory(h) => {
-                h.delay(self.payload, self.message_id, wait, deferrals);
+                h.delay(self.payload, self.message_id, wait, headers);
                 Ok(())
             }
         }
@@ -292,8 +343,13 @@ impl Delivery {
     pub async fn dead_letter(self, reason: &str) -> Result<()> {
         match self.handle {
             DeliveryHandle::Amqp(h) => {
-                h.dead_letter(&self.payload, self.message_id.as_deref(), reason)
-                    .await
+                h.dead_letter(
+                    &self.payload,
+                    self.message_id.as_deref(),
+                    reason,
+                    self.headers,
+                )
+                .await
             }
             DeliveryHandle::Memory(h) => {
                 h.dead_letter(self.payload, self.message_id, reason.to_string());

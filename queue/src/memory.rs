@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use kyc_schemas::Vendor;
 
-use crate::{Delivery, DeliveryHandle, QueueError, Result};
+use crate::{Delivery, DeliveryHandle, JobHeaders, QueueError, Result};
 
 #[derive(Debug)]
 struct Message {
     payload: Vec<u8>,
     message_id: String,
     delivery_count: u32,
-    deferrals: u32,
+    headers: JobHeaders,
 }
 
 /// A message the embedded run dead-lettered, with its reason.
@@ -66,16 +66,22 @@ impl MemoryBroker {
         payload: Vec<u8>,
         delivery_count: u32,
     ) -> Result<()> {
-        self.push_deferred(vendor, message_id, payload, delivery_count, 0)
+        self.push_with(
+            vendor,
+            message_id,
+            payload,
+            delivery_count,
+            JobHeaders::default(),
+        )
     }
 
-    fn push_deferred(
+    fn push_with(
         &self,
         vendor: Vendor,
         message_id: String,
         payload: Vec<u8>,
         delivery_count: u32,
-        deferrals: u32,
+        headers: JobHeaders,
     ) -> Result<()> {
         self.inner.queues[&vendor]
             .0
@@ -83,7 +89,7 @@ impl MemoryBroker {
                 payload,
                 message_id,
                 delivery_count,
-                deferrals,
+                headers,
             })
             .map_err(|_| QueueError::Closed)
     }
@@ -131,7 +137,7 @@ impl MemoryConsumer {
             payload: m.payload,
             message_id: Some(m.message_id),
             delivery_count: m.delivery_count,
-            deferrals: m.deferrals,
+            headers: m.headers,
             handle: DeliveryHandle::Memory(MemoryDeliveryHandle {
                 vendor: self.vendor,
                 broker: self.broker.clone(),
@@ -151,15 +157,15 @@ impl MemoryDeliveryHandle {
         self,
         payload: Vec<u8>,
         message_id: Option<String>,
-        count: u32,
-        deferrals: u32,
+        headers: JobHeaders,
     ) -> Result<()> {
-        self.broker.push_deferred(
+        // Republished, as the AMQP side does: a fresh message with the job's counters.
+        self.broker.push_with(
             self.vendor,
             message_id.unwrap_or_default(),
             payload,
-            count + 1,
-            deferrals,
+            0,
+            headers,
         )
     }
 
@@ -168,21 +174,21 @@ impl MemoryDeliveryHandle {
         payload: Vec<u8>,
         message_id: Option<String>,
         wait: std::time::Duration,
-        deferrals: u32,
+        headers: JobHeaders,
     ) {
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
-            let _ = self.broker.push_deferred(
+            let _ = self.broker.push_with(
                 self.vendor,
                 message_id.unwrap_or_default(),
                 payload,
                 0,
-                deferrals,
+                headers,
             );
         });
     }
 
-    pub(crate) fn dead_letter(self, payload: Vec<u8>, message_id: Option<String>, reason: String) {
+    pub(crate) fn dead_letter(&self, payload: Vec<u8>, message_id: Option<String>, reason: String) {
         self.broker
             .inner
             .dead
@@ -202,7 +208,7 @@ mod tests {
     use crate::{Broker, OutMessage};
 
     #[tokio::test]
-    async fn requeued_messages_come_back_with_a_higher_count() {
+    async fn requeued_messages_come_back_with_their_counters() {
         let broker = Broker::memory();
         let p = broker.publisher().await.unwrap();
         p.publish_confirmed(&[OutMessage {
@@ -214,10 +220,17 @@ mod tests {
         .unwrap();
         let mut c = broker.consume(Vendor::Huawei, 1).await.unwrap();
         let d = c.next().await.unwrap().unwrap();
-        assert_eq!(d.delivery_count, 0);
-        d.requeue().await.unwrap();
+        assert_eq!(d.headers, JobHeaders::default());
+        d.requeue(3).await.unwrap();
         let d = c.next().await.unwrap().unwrap();
-        assert_eq!(d.delivery_count, 1);
+        assert_eq!(
+            d.headers,
+            JobHeaders {
+                attempts: 3,
+                requeues: 1,
+                deferrals: 0
+            }
+        );
         d.dead_letter("poison: not JSON").await.unwrap();
         let Broker::Memory(m) = &broker else {
             unreachable!()

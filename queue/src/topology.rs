@@ -14,6 +14,15 @@ pub const REASON_HEADER: &str = "x-kyc-dead-reason";
 /// Header counting how many times a job went through a delay queue.
 pub const DEFERRALS_HEADER: &str = "x-kyc-deferrals";
 
+/// Header counting the vendor calls a job has made so far (its attempt budget travels with
+/// it, across requeues and delay queues, whatever the broker's own delivery count does).
+pub const ATTEMPTS_HEADER: &str = "x-kyc-attempts";
+
+/// Header counting how many times a worker handed the job back for a local failure
+/// (database, storage): counted by us, not by the broker's `x-delivery-count`, whose
+/// behaviour after a `nack` RabbitMQ has changed between releases.
+pub const REQUEUES_HEADER: &str = "x-kyc-requeues";
+
 /// How long a dead letter is kept by default before the broker drops it: long enough for an
 /// operator to look at a bad night's failures after a weekend, short enough that the copies
 /// (sealed, but still personal data) do not outlive their use.

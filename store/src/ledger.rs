@@ -24,6 +24,10 @@ pub struct NewCall<'a> {
     pub product: &'a str,
     /// 1-based across all deliveries of the job.
     pub attempt: u32,
+    /// What the call is about at the vendor (Alibaba TicketId, Baidu verify_token), written
+    /// with the row before the call goes out: a delivery that finds the call `unknown` asks
+    /// the vendor about this reference instead of calling again.
+    pub reference: Option<&'a str>,
 }
 
 /// What came back from a vendor call, as far as the ledger cares.
@@ -66,6 +70,28 @@ pub struct OpenCall {
     product: String,
 }
 
+/// A call of the job whose answer was lost (`unknown`), with what it was about.
+#[derive(Debug, Clone)]
+pub struct LostCall {
+    pub call: OpenCall,
+    pub api: String,
+    pub reference: Option<String>,
+}
+
+/// Everything written with a job's outcome, in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    pub outcome: &'a Outcome,
+    /// What the vendor reports it charged (Baidu getall).
+    pub charges: &'a [ChargeEntry],
+    /// Calls whose answer was lost and that the vendor has since told us about (a recovery
+    /// query): settled as answered, billed as the vendor says.
+    pub recovered: &'a [(OpenCall, CallRecord)],
+    /// The job gave up: a copy is owed to the dead-letter queue, for this reason, until
+    /// [`Store::dead_letter_sent`].
+    pub dead_letter_owed: Option<&'a str>,
+}
+
 impl Store {
     /// Opens a ledger row before a vendor call; commits immediately so that it survives a
     /// crash during the call.
@@ -73,8 +99,8 @@ impl Store {
         let call_id = uuid::Uuid::new_v4().simple().to_string();
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, state, started_at_ms, day) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8)",
+            "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, state, started_at_ms, day, reference) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9)",
         )
         .bind(call_id.clone())
         .bind(c.job_id.as_str().to_string())
@@ -84,6 +110,7 @@ impl Store {
         .bind(i64::from(c.attempt))
         .bind(now)
         .bind(day_of(now))
+        .bind(c.reference.map(str::to_string))
         .execute(self.pool())
         .await?;
         Ok(OpenCall {
@@ -96,88 +123,87 @@ impl Store {
     /// Completes a ledger row (and moves the billing counter) without deciding the job:
     /// a throttled or failed attempt that will be retried.
     pub async fn complete_call(&self, call: &OpenCall, rec: &CallRecord) -> Result<()> {
-        self.complete(call, rec, None).await.map(|_| ())
+        self.complete(call, rec).await
     }
 
     /// Completes the deciding call and writes the job's outcome in one transaction. `call` is
     /// `None` when no vendor call was made (e.g. a material could not be fetched). Returns
-    /// false if the job already had an outcome (a concurrent redelivery won); the ledger row
-    /// is completed either way, because the call did happen.
+    /// false if the job already had an outcome (a concurrent redelivery won); the ledger rows
+    /// are completed either way, because the calls did happen.
     ///
-    /// `charges` (what the vendor reports it charged) are written in the same transaction when
-    /// the outcome is new; entries already known (same vendor, reference, attempt, product)
-    /// are skipped, and only new charged entries move `vendor_charges`.
+    /// `d.charges` (what the vendor reports it charged) are written in the same transaction
+    /// when the outcome is new; entries already known (same vendor, reference, attempt,
+    /// product) are skipped, and only new charged entries move `vendor_charges`.
     pub async fn complete_with_outcome(
         &self,
         call: Option<&OpenCall>,
         rec: &CallRecord,
-        outcome: &Outcome,
-        charges: &[ChargeEntry],
+        d: Decision<'_>,
     ) -> Result<bool> {
-        match call {
-            Some(call) => self.complete(call, rec, Some((outcome, charges))).await,
-            None => {
-                let mut tx = self.pool().begin().await?;
-                let inserted = insert_outcome(&mut tx, outcome).await?;
-                if inserted {
-                    insert_charges(&mut tx, outcome.job_id.as_str(), charges).await?;
-                }
-                tx.commit().await?;
-                Ok(inserted)
-            }
-        }
-    }
-
-    async fn complete(
-        &self,
-        call: &OpenCall,
-        rec: &CallRecord,
-        outcome: Option<(&Outcome, &[ChargeEntry])>,
-    ) -> Result<bool> {
-        let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        // 'unknown' too: a row marked unknown by a redelivery while this call was still in
-        // flight gets its real answer after all.
-        let updated = sqlx::query(
-            "UPDATE vendor_calls SET state = $1, finished_at_ms = $2, http_status = $3, vendor_code = $4, \
-             vendor_request_id = $5, billable = $6 WHERE call_id = $7 AND state IN ('open', 'unknown') \
-             RETURNING day",
-        )
-        .bind(if rec.answer_lost { "unknown" } else { "done" })
-        .bind(now)
-        .bind(rec.http_status.map(i64::from))
-        .bind(rec.vendor_code.clone())
-        .bind(rec.vendor_request_id.clone())
-        .bind(i64::from(rec.billable))
-        .bind(call.call_id.clone())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let (Some(row), true) = (updated, rec.billable) {
-            use sqlx::Row;
-            // The counter is keyed by the day the call started, like the ledger row.
-            let day: String = row.try_get(0)?;
-            sqlx::query(
-                "INSERT INTO billing_counters (vendor, product, day, billable_calls) VALUES ($1, $2, $3, 1) \
-                 ON CONFLICT (vendor, product, day) DO UPDATE SET billable_calls = billing_counters.billable_calls + 1",
-            )
-            .bind(call.vendor.clone())
-            .bind(call.product.clone())
-            .bind(day)
-            .execute(&mut *tx)
-            .await?;
+        for (lost, answer) in d.recovered {
+            complete_in(&mut tx, lost, answer).await?;
         }
-        let inserted = match outcome {
-            Some((o, charges)) => {
-                let inserted = insert_outcome(&mut tx, o).await?;
-                if inserted {
-                    insert_charges(&mut tx, o.job_id.as_str(), charges).await?;
-                }
-                inserted
-            }
-            None => false,
-        };
+        if let Some(call) = call {
+            complete_in(&mut tx, call, rec).await?;
+        }
+        let inserted = insert_outcome(&mut tx, d.outcome, d.dead_letter_owed).await?;
+        if inserted {
+            insert_charges(&mut tx, d.outcome.job_id.as_str(), d.charges).await?;
+        }
         tx.commit().await?;
         Ok(inserted)
+    }
+
+    async fn complete(&self, call: &OpenCall, rec: &CallRecord) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        complete_in(&mut tx, call, rec).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The job's calls whose answer was lost (`unknown`) at `apis`, oldest first.
+    pub async fn lost_calls(&self, job_id: &JobId, apis: &[&str]) -> Result<Vec<LostCall>> {
+        let rows: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT call_id, vendor, product, api, reference FROM vendor_calls \
+             WHERE job_id = $1 AND state = 'unknown' ORDER BY attempt",
+        )
+        .bind(job_id.as_str().to_string())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| apis.contains(&r.3.as_str()))
+            .map(|(call_id, vendor, product, api, reference)| LostCall {
+                call: OpenCall {
+                    call_id,
+                    vendor,
+                    product,
+                },
+                api,
+                reference,
+            })
+            .collect())
+    }
+
+    /// `None` if the job has no outcome yet; else the reason of a dead-letter copy it still
+    /// owes (its outcome was recorded, the copy not yet confirmed by the broker), if any.
+    pub async fn outcome_owes(&self, job_id: &JobId) -> Result<Option<Option<String>>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT dead_letter_owed FROM outcomes WHERE job_id = $1")
+                .bind(job_id.as_str().to_string())
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// The broker confirmed the job's dead-letter copy: nothing is owed any more.
+    pub async fn dead_letter_sent(&self, job_id: &JobId) -> Result<()> {
+        sqlx::query("UPDATE outcomes SET dead_letter_owed = NULL WHERE job_id = $1")
+            .bind(job_id.as_str().to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// Claims `job_id` for `owner` until `lease_ms` from now, or renews the owner's claim.
@@ -252,11 +278,57 @@ impl Store {
     }
 }
 
-async fn insert_outcome(tx: &mut sqlx::Transaction<'_, sqlx::Any>, o: &Outcome) -> Result<bool> {
+/// Completes one ledger row and, if billable, moves the billing counter, inside `tx`.
+async fn complete_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    call: &OpenCall,
+    rec: &CallRecord,
+) -> Result<()> {
+    let now = now_ms();
+    // 'unknown' too: a row marked unknown by a redelivery while this call was still in
+    // flight gets its real answer after all, and so does a lost answer the vendor told us
+    // about when asked.
+    let updated = sqlx::query(
+        "UPDATE vendor_calls SET state = $1, finished_at_ms = $2, http_status = $3, vendor_code = $4, \
+         vendor_request_id = $5, billable = $6 WHERE call_id = $7 AND state IN ('open', 'unknown') \
+         RETURNING day",
+    )
+    .bind(if rec.answer_lost { "unknown" } else { "done" })
+    .bind(now)
+    .bind(rec.http_status.map(i64::from))
+    .bind(rec.vendor_code.clone())
+    .bind(rec.vendor_request_id.clone())
+    .bind(i64::from(rec.billable))
+    .bind(call.call_id.clone())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let (Some(row), true) = (updated, rec.billable) {
+        use sqlx::Row;
+        // The counter is keyed by the day the call started, like the ledger row.
+        let day: String = row.try_get(0)?;
+        sqlx::query(
+            "INSERT INTO billing_counters (vendor, product, day, billable_calls) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (vendor, product, day) DO UPDATE SET billable_calls = billing_counters.billable_calls + 1",
+        )
+        .bind(call.vendor.clone())
+        .bind(call.product.clone())
+        .bind(day)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_outcome(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    o: &Outcome,
+    dead_letter_owed: Option<&str>,
+) -> Result<bool> {
     let n = sqlx::query(
         "INSERT INTO outcomes (job_id, batch_id, vendor, operation, status, reason, vendor_code, vendor_message, \
-         similarity, liveness_score, vendor_request_id, vendor_ref, attempts, latency_ms, billed, completed_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         similarity, liveness_score, vendor_request_id, vendor_ref, attempts, latency_ms, billed, completed_at_ms, \
+         dead_letter_owed) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (job_id) DO NOTHING",
     )
     .bind(o.job_id.as_str().to_string())
@@ -275,6 +347,7 @@ async fn insert_outcome(tx: &mut sqlx::Transaction<'_, sqlx::Any>, o: &Outcome) 
     .bind(o.latency_ms as i64)
     .bind(i64::from(o.billed))
     .bind(o.completed_at.timestamp_millis())
+    .bind(dead_letter_owed.map(str::to_string))
     .execute(&mut **tx)
     .await?
     .rows_affected();

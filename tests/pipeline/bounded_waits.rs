@@ -215,7 +215,7 @@ async fn publishes_to_a_broker_that_stops_confirming_fail_instead_of_hanging() {
         .unwrap_err();
     assert!(matches!(err, QueueError::Timeout { .. }), "{err}");
     // The worker's copy to a delay queue: abandoned, not awaited forever.
-    let err = delivery.delay(Duration::from_secs(5)).await.unwrap_err();
+    let err = delivery.delay(Duration::from_secs(5), 0).await.unwrap_err();
     assert!(matches!(err, QueueError::Timeout { .. }), "{err}");
     frozen.store(false, Ordering::SeqCst);
     drop(consumer);

@@ -81,7 +81,7 @@ async fn iam_tokens_are_fetched_cached_and_accepted_and_bad_keys_are_not_retried
     for seq in ["101", "901"] {
         let payload = crate::helpers::message(&job("token", seq));
         assert_eq!(
-            process(&token_ctx, &payload, 0, 0).await,
+            process(&token_ctx, &payload, Default::default()).await,
             Disposition::Ack(Some(if seq == "101" {
                 kyc_schemas::Status::Passed
             } else {
@@ -111,7 +111,7 @@ async fn iam_tokens_are_fetched_cached_and_accepted_and_bad_keys_are_not_retried
     );
     let payload = crate::helpers::message(&job("badkey", "101"));
     assert_eq!(
-        process(&bad_ctx, &payload, 0, 0).await,
+        process(&bad_ctx, &payload, Default::default()).await,
         Disposition::Ack(Some(kyc_schemas::Status::Error))
     );
     let outcomes = app.outcomes_by_job("badkey").await;

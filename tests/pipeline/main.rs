@@ -19,6 +19,7 @@ mod material_sources;
 mod personal_data;
 mod poison;
 mod producer_restart;
+mod recovery;
 mod reports;
 mod retries;
 mod reverification;

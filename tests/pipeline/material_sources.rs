@@ -220,7 +220,7 @@ async fn materials_that_cannot_heal_fail_at_once_and_only_transient_ones_are_red
     let run = |j: Job| {
         let payload = crate::helpers::message(&j);
         let ctx = &ctx;
-        async move { kyc_worker::process::process(ctx, &payload, 1, 0).await }
+        async move { kyc_worker::process::process(ctx, &payload, Default::default()).await }
     };
     for (row, face) in [
         (2, format!("s3://{missing_bucket}/faces/face01.jpg")),
@@ -260,7 +260,7 @@ async fn materials_that_cannot_heal_fail_at_once_and_only_transient_ones_are_red
         &format!("s3://{}/faces/face01.jpg", app.bucket),
     ));
     assert_eq!(
-        kyc_worker::process::process(&denied, &payload, 1, 0).await,
+        kyc_worker::process::process(&denied, &payload, Default::default()).await,
         Disposition::Ack(Some(Status::Error))
     );
     // Published around the jobs table: keyed by job id.
@@ -280,7 +280,7 @@ async fn materials_that_cannot_heal_fail_at_once_and_only_transient_ones_are_red
     ))
     .await;
     assert!(
-        matches!(&transient, Disposition::Requeue(r) if r == "material face_image: storage temporarily unavailable"),
+        matches!(&transient, Disposition::Requeue { reason: r, .. } if r == "material face_image: storage temporarily unavailable"),
         "{transient:?}"
     );
     assert!(app.sim.ledger().entries.is_empty());

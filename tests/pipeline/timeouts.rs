@@ -59,7 +59,7 @@ async fn a_timed_out_call_is_recorded_as_unknown_and_listed() {
         materials: Default::default(),
         vendor_refs: Default::default(),
     };
-    let d = process(&ctx, &crate::helpers::message(&job), 0, 0).await;
+    let d = process(&ctx, &crate::helpers::message(&job), Default::default()).await;
     assert_eq!(d, Disposition::Ack(Some(Status::Passed)));
     tokio::time::sleep(Duration::from_millis(1500)).await; // the late answer lands at the simulator
     let states: Vec<(String, i64)> = app

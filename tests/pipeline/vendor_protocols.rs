@@ -119,7 +119,7 @@ async fn alibaba_refuses_bad_signatures_stale_timestamps_and_reused_nonces() {
     }))
     .unwrap();
     let payload = crate::helpers::message(&job);
-    let d = kyc_worker::process::process(&ctx, &payload, 1, 0).await;
+    let d = kyc_worker::process::process(&ctx, &payload, Default::default()).await;
     assert_eq!(
         d,
         kyc_worker::process::Disposition::Ack(Some(kyc_schemas::Status::Error))
@@ -247,7 +247,7 @@ async fn baidu_credentials_the_oauth_endpoint_refuses_end_as_auth_failed() {
     }))
     .unwrap();
     let payload = crate::helpers::message(&job);
-    kyc_worker::process::process(&ctx, &payload, 1, 0).await;
+    kyc_worker::process::process(&ctx, &payload, Default::default()).await;
     let outcomes = app.outcomes_by_job("oauth").await;
     assert_eq!(outcomes["oauth-1"].0, "error");
     assert_eq!(outcomes["oauth-1"].1, "auth_failed");

@@ -6,9 +6,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use kyc_schemas::JobId;
+use kyc_schemas::{JobId, Reason};
 use kyc_store::ledger::OpenCall;
-use kyc_store::{CallRecord, NewCall, Store, StoreError};
+use kyc_store::{CallRecord, Decision, LostCall, NewCall, Store, StoreError};
 
 use crate::limiter::Limiters;
 use crate::metrics::Metrics;
@@ -30,6 +30,10 @@ pub enum CallError {
     /// The next try is too far off to wait in the worker: park the job in a delay queue.
     #[error("retry deferred by {0:?}: {1}")]
     Defer(Duration, VendorError),
+    /// A call that can be asked about (see [`Caller::call_about`]) lost its answer: the
+    /// client asks the vendor what became of it before calling again.
+    #[error("the vendor's answer was lost ({0})")]
+    AnswerLost(VendorError),
 }
 
 /// How long a claim on a job lasts without renewal. While a delivery works on the job, a
@@ -43,6 +47,10 @@ pub const CLAIM_LEASE_MS: i64 = 15_000;
 /// How often the heartbeat renews a claim: five beats per lease, so four can be missed (a
 /// slow database) before the claim lapses.
 pub const CLAIM_RENEW_EVERY: Duration = Duration::from_millis(CLAIM_LEASE_MS as u64 / 5);
+
+/// How long after a lost answer the vendor is asked about it (at least: the wait goes to the
+/// delay queue when the job may defer, and the next delivery asks).
+pub const LOST_ANSWER_SETTLE: Duration = Duration::from_secs(5);
 
 /// Facts about the last call, for the outcome.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +77,8 @@ pub struct Caller<'a> {
     /// Calls made for this job so far, across deliveries (continues the numbering).
     attempts: u32,
     pending: Option<(OpenCall, CallRecord)>,
+    /// Lost answers the vendor has told us about since: settled with the outcome.
+    recovered: Vec<(OpenCall, CallRecord)>,
     last: LastCall,
     retries: u32,
     /// The vendor of the last call (for the consumer's progress watermark).
@@ -95,6 +105,7 @@ impl<'a> Caller<'a> {
             job_id,
             attempts: prior_attempts,
             pending: None,
+            recovered: Vec::new(),
             last: LastCall::default(),
             retries: 0,
             vendor: None,
@@ -102,7 +113,55 @@ impl<'a> Caller<'a> {
     }
 
     /// Calls `send` until it yields a result or the retry policy gives up.
-    pub async fn call<T, F, Fut>(&mut self, api: Api, mut send: F) -> Result<T, CallError>
+    pub async fn call<T, F, Fut>(&mut self, api: Api, send: F) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Exchange<T>>,
+    {
+        self.call_inner(api, None, false, send).await
+    }
+
+    /// Like [`Caller::call`], for a call about `reference` at the vendor (a verify_token):
+    /// the reference is written with the ledger row before the call goes out, so a worker
+    /// killed mid-call leaves what a later delivery needs to ask the vendor about it.
+    pub async fn call_about<T, F, Fut>(
+        &mut self,
+        api: Api,
+        reference: &str,
+        send: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Exchange<T>>,
+    {
+        self.call_inner(api, Some(reference), false, send).await
+    }
+
+    /// Like [`Caller::call_about`], for a billable call the vendor can be asked about: a lost
+    /// answer (a timeout after sending) is not retried blindly. The attempt is settled
+    /// `unknown`, the retry wait is served, and [`CallError::AnswerLost`] hands back to the
+    /// client, which asks the vendor what became of the call ([`Caller::lost_calls`]) before
+    /// calling again.
+    pub async fn call_or_ask<T, F, Fut>(
+        &mut self,
+        api: Api,
+        reference: &str,
+        send: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Exchange<T>>,
+    {
+        self.call_inner(api, Some(reference), true, send).await
+    }
+
+    async fn call_inner<T, F, Fut>(
+        &mut self,
+        api: Api,
+        reference: Option<&str>,
+        ask_when_lost: bool,
+        mut send: F,
+    ) -> Result<T, CallError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Exchange<T>>,
@@ -112,6 +171,19 @@ impl<'a> Caller<'a> {
             // A previous call of this job (an earlier step, or a failed attempt) is settled
             // now, in its own transaction, before the next one is opened.
             self.flush().await?;
+            // The budget is the job's: earlier deliveries may have spent it (a worker killed
+            // after its last try, a job parked in the delay queue after its last try).
+            if self.attempts >= self.retry.max_attempts {
+                return Err(CallError::Vendor(VendorError::Transient {
+                    code: "attempts_exhausted".into(),
+                    message: format!(
+                        "the job's {} vendor calls were spent by earlier deliveries",
+                        self.attempts
+                    ),
+                    retry_after: None,
+                    reason: Reason::VendorInternal,
+                }));
+            }
             let permit = self.limiters.acquire(&api).await?;
             let waited = permit.waited;
             if !waited.is_zero() {
@@ -145,6 +217,7 @@ impl<'a> Caller<'a> {
                     api: api.name,
                     product: api.product,
                     attempt: self.attempts,
+                    reference,
                 })
                 .await?;
             let started = Instant::now();
@@ -174,9 +247,19 @@ impl<'a> Caller<'a> {
                     answer_lost: ex.answer_lost,
                 },
             ));
+            let lost = ex.answer_lost && ask_when_lost;
             match ex.result {
                 Ok(v) => return Ok(v),
-                Err(e) => match schedule.next_delay(&e) {
+                // A lost answer is asked about only after the vendor had time to finish the
+                // call: asked too early, it would say "nothing recorded" and the next call
+                // would race the lost one.
+                Err(e) => match schedule.next_delay(&e, self.attempts).map(|d| {
+                    if lost {
+                        d.max(LOST_ANSWER_SETTLE)
+                    } else {
+                        d
+                    }
+                }) {
                     Some(delay) if delay > self.retry.max_in_process_delay && self.can_defer => {
                         // The attempt's ledger row is settled before anything else can fail.
                         self.flush().await?;
@@ -204,6 +287,10 @@ impl<'a> Caller<'a> {
                             // Settle the failed attempt's ledger row before giving up the job.
                             self.flush().await?;
                             return Err(e);
+                        }
+                        if lost {
+                            self.flush().await?;
+                            return Err(CallError::AnswerLost(e));
                         }
                     }
                     None => return Err(CallError::Vendor(e)),
@@ -259,6 +346,35 @@ impl<'a> Caller<'a> {
         Ok(self.store.first_reference_ms(vendor, reference).await?)
     }
 
+    /// This job's calls at `apis` whose answer was lost (a worker died mid-call, or a
+    /// timeout after sending), with the references written before they went out.
+    pub async fn lost_calls(&self, apis: &[Api]) -> Result<Vec<LostCall>, CallError> {
+        let names: Vec<&str> = apis.iter().map(|a| a.name).collect();
+        Ok(self.store.lost_calls(self.job_id, &names).await?)
+    }
+
+    /// The vendor, asked, said what became of a lost call: it is settled with the outcome
+    /// (same transaction) as answered, billed if `billable`.
+    pub fn recovered(&mut self, lost: &LostCall, vendor_code: Option<String>, billable: bool) {
+        // The outcome's `billed` says whether the job's deciding answer was billed.
+        self.last.billable |= billable;
+        tracing::info!(
+            api = lost.api,
+            billable,
+            "the vendor's answer to a lost call was recovered by asking"
+        );
+        self.recovered.push((
+            lost.call.clone(),
+            CallRecord {
+                http_status: None,
+                vendor_code,
+                vendor_request_id: None,
+                billable,
+                answer_lost: false,
+            },
+        ));
+    }
+
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -281,7 +397,14 @@ impl<'a> Caller<'a> {
         self,
         outcome: &kyc_schemas::Outcome,
         charges: &[kyc_store::ChargeEntry],
+        dead_letter_owed: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let decision = Decision {
+            outcome,
+            charges,
+            recovered: &self.recovered,
+            dead_letter_owed,
+        };
         let none = CallRecord::default();
         let (open, rec) = match &self.pending {
             Some((open, rec)) => (Some(open), rec),
@@ -294,11 +417,7 @@ impl<'a> Caller<'a> {
         let mut delay = Duration::from_millis(200);
         let mut failures = 0u32;
         loop {
-            match self
-                .store
-                .complete_with_outcome(open, rec, outcome, charges)
-                .await
-            {
+            match self.store.complete_with_outcome(open, rec, decision).await {
                 Ok(v) => {
                     if failures > 0 {
                         tracing::info!(failures, "outcome committed after the database returned");

@@ -151,59 +151,80 @@ impl Drop for Held {
 
 async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
     let message_id = delivery.message_id.clone().unwrap_or_default();
-    let result = match process(
-        ctx,
-        &delivery.payload,
-        delivery.delivery_count,
-        delivery.deferrals,
-    )
-    .await
-    {
+    let result = match process(ctx, &delivery.payload, delivery.headers).await {
         // Ack only now: the outcome (and ledger, and counter) are committed.
         Disposition::Ack(_) => delivery.ack().await,
-        Disposition::Requeue(reason) => {
+        Disposition::Requeue { reason, attempts } => {
             let reason = kyc_schemas::scrub(&reason);
-            tracing::warn!(message_id, reason, "requeueing job");
-            // A growing pause keeps an outage from becoming a hot redelivery loop that would
-            // spend the queue's delivery limit (20) in seconds: ~10 minutes of tolerance.
-            let pause = Duration::from_secs(1u64 << delivery.delivery_count.min(5))
-                .min(Duration::from_secs(30));
+            let requeues = delivery.headers.requeues;
+            tracing::warn!(message_id, reason, requeues, "requeueing job");
+            // A growing pause (counted in the message, not by the broker) keeps an outage
+            // from becoming a hot redelivery loop.
+            let pause = Duration::from_secs(1u64 << requeues.min(5)).min(Duration::from_secs(30));
             tokio::time::sleep(pause).await;
-            delivery.requeue().await
+            delivery.requeue(attempts).await
         }
-        Disposition::Delay(wait) => {
+        Disposition::Delay { wait, attempts } => {
             // Acked only once the delay queue's copy is confirmed.
-            delivery.delay(wait).await
+            delivery.delay(wait, attempts).await
         }
         Disposition::Park(wait) => {
             // Another live delivery holds the job: park this one instead of holding a slot
-            // while it waits. Not a retry, so the job's deferral budget is untouched.
+            // while it waits. Not a retry, so the job's counters are untouched.
             tracing::info!(message_id, "job claimed by another live delivery; parked");
             delivery.park(wait).await
         }
-        Disposition::DeadLetterAfterOutcome(reason) => {
+        Disposition::DeadLetterAfterOutcome { job_id, reason } => {
             // Reasons are built from codes and kinds; scrubbed anyway, as they are stored.
             let reason = kyc_schemas::scrub(&reason);
-            tracing::warn!(
-                message_id,
-                reason,
-                "job gave up; copy sent to the dead-letter queue"
-            );
-            ctx.metrics.dead_letter(vendor.as_str());
-            delivery.dead_letter(&reason).await
+            settle_dead_letter_copy(ctx, vendor, delivery, &job_id, &reason).await
         }
         Disposition::DeadLetter(reason) => {
             let reason = kyc_schemas::scrub(&reason);
-            tracing::error!(
-                message_id,
-                reason,
-                "poison message sent to the dead-letter queue"
-            );
-            ctx.metrics.dead_letter(vendor.as_str());
-            delivery.dead_letter(&reason).await
+            let sent = delivery.dead_letter(&reason).await;
+            if sent.is_ok() {
+                tracing::error!(
+                    message_id,
+                    reason,
+                    "poison message sent to the dead-letter queue"
+                );
+                ctx.metrics.dead_letter(vendor.as_str());
+            }
+            sent
         }
     };
     if let Err(e) = result {
         tracing::error!(message_id, error = %e, "could not settle delivery; the broker will redeliver it");
     }
+}
+
+/// The copy owed by a job that gave up: published and confirmed, then the database's "copy
+/// owed" mark cleared, then the delivery acked. Any failure leaves the mark and hands the
+/// message back, so the next delivery (which finds the outcome) tries again: the copy may
+/// arrive twice, never not at all.
+async fn settle_dead_letter_copy(
+    ctx: &crate::Context,
+    vendor: Vendor,
+    delivery: Delivery,
+    job_id: &kyc_schemas::JobId,
+    reason: &str,
+) -> Result<(), kyc_queue::QueueError> {
+    let message_id = delivery.message_id.clone().unwrap_or_default();
+    let attempts = delivery.headers.attempts;
+    if let Err(e) = delivery.copy_to_dead_letter(reason).await {
+        tracing::error!(message_id, error = %e, "dead-letter copy of a job that gave up failed; it stays owed and is settled on the next delivery");
+        ctx.metrics.dead_letter_copy_failed(vendor.as_str());
+        return delivery.requeue(attempts).await;
+    }
+    tracing::warn!(
+        message_id,
+        reason,
+        "job gave up; copy sent to the dead-letter queue"
+    );
+    ctx.metrics.dead_letter(vendor.as_str());
+    if let Err(e) = ctx.store.dead_letter_sent(job_id).await {
+        tracing::warn!(message_id, error = %e, "could not clear the dead-letter copy's owed mark; handing the job back (its copy may be sent twice)");
+        return delivery.requeue(attempts).await;
+    }
+    delivery.ack().await
 }

@@ -104,6 +104,16 @@ impl Metrics {
         );
     }
 
+    /// A dead-letter copy owed by a job that gave up could not be published (it stays owed
+    /// and is settled on the job's next delivery).
+    pub fn dead_letter_copy_failed(&self, vendor: &str) {
+        self.add(
+            "kyc_dead_letter_copy_failures_total",
+            vec![("vendor", vendor.into())],
+            1.0,
+        );
+    }
+
     pub fn in_flight(&self, delta: i64) {
         self.in_flight.fetch_add(delta, Ordering::Relaxed);
     }

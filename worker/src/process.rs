@@ -2,8 +2,9 @@
 //! already has an outcome, fetch its materials, call the vendor, record the outcome. The
 //! result says what to do with the message; the caller acks only after the commit.
 
+use kyc_queue::JobHeaders;
 use kyc_schemas::{
-    DataKeys, Job, JobMessage, Outcome, Reason, Status, CLEAR_JOB_SCHEMA_VERSION,
+    DataKeys, Job, JobId, JobMessage, Outcome, Reason, Status, CLEAR_JOB_SCHEMA_VERSION,
     JOB_SCHEMA_VERSION, OUTCOME_SCHEMA_VERSION,
 };
 use tracing::Instrument;
@@ -25,18 +26,24 @@ pub enum Disposition {
     /// Effects committed (or already there): ack. Carries the outcome's status if this
     /// delivery wrote it.
     Ack(Option<Status>),
-    /// Nothing decided, try again later (our database or storage failed).
-    Requeue(String),
+    /// Nothing decided, try again later (our database or storage failed). `attempts`: the
+    /// job's vendor calls so far, for the message's header.
+    Requeue { reason: String, attempts: u32 },
     /// The message can never be processed: dead-letter it with this reason.
     DeadLetter(String),
     /// Retry later, out of the worker: park the message in a delay queue for this long.
-    Delay(std::time::Duration),
+    Delay {
+        wait: std::time::Duration,
+        attempts: u32,
+    },
     /// Another live delivery holds the job's claim: park this one in a delay queue for this
-    /// long (not a retry: the job's deferral count stays), instead of holding a worker slot.
+    /// long (not a retry: the job's counters stay), instead of holding a worker slot.
     Park(std::time::Duration),
-    /// The outcome (`error`, attempts spent) is committed; ack, and leave a copy in the
-    /// dead-letter queue with this reason so an operator sees what gave up.
-    DeadLetterAfterOutcome(String),
+    /// The job gave up: its outcome (`error`, attempts spent) is committed together with a
+    /// "copy owed" mark. Publish a copy to the dead-letter queue with this reason so an
+    /// operator sees what gave up, clear the mark once the broker confirmed it, then ack.
+    /// A later delivery of the job finds the mark and comes here again.
+    DeadLetterAfterOutcome { job_id: JobId, reason: String },
 }
 
 /// Decodes a message into a job, or says why it is poison. The reason never quotes message
@@ -101,31 +108,47 @@ fn scrub(msg: &str) -> String {
     out
 }
 
-/// `deferrals`: how many times the job already went through a delay queue.
-pub async fn process(
-    ctx: &Context,
-    payload: &[u8],
-    delivery_count: u32,
-    deferrals: u32,
-) -> Disposition {
+/// `headers`: the job's own counters (calls made, requeues, trips through a delay queue).
+pub async fn process(ctx: &Context, payload: &[u8], headers: JobHeaders) -> Disposition {
     let job = match decode(payload, &ctx.keys) {
         Ok(j) => j,
         Err(reason) => return Disposition::DeadLetter(reason),
     };
     let span = tracing::info_span!("job", job_id = %job.job_id, batch_id = %job.batch_id, operation = %job.operation);
-    process_job(ctx, &job, delivery_count, deferrals)
-        .instrument(span)
-        .await
+    process_job(ctx, &job, headers).instrument(span).await
 }
 
 /// How long a duplicate delivery of a job that another live delivery holds is parked before
 /// it looks again (the smallest delay-queue bucket).
 pub const PARK: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn process_job(ctx: &Context, job: &Job, delivery_count: u32, deferrals: u32) -> Disposition {
+/// What a delivery of a job that already has an outcome does: ack, or settle a dead-letter
+/// copy the job still owes (an earlier delivery recorded the outcome, then lost the copy).
+/// `None`: no outcome yet.
+async fn already_decided(ctx: &Context, job: &Job) -> Result<Option<Disposition>, String> {
+    match ctx.store.outcome_owes(&job.job_id).await {
+        Ok(None) => Ok(None),
+        Ok(Some(None)) => Ok(Some(Disposition::Ack(None))),
+        Ok(Some(Some(reason))) => {
+            tracing::warn!("outcome recorded, dead-letter copy still owed; settling it now");
+            Ok(Some(Disposition::DeadLetterAfterOutcome {
+                job_id: job.job_id.clone(),
+                reason,
+            }))
+        }
+        Err(e) => Err(format!("database: {e}")),
+    }
+}
+
+async fn process_job(ctx: &Context, job: &Job, headers: JobHeaders) -> Disposition {
+    let requeue = |reason: String| Disposition::Requeue {
+        reason,
+        attempts: headers.attempts,
+    };
     // One live delivery per job. A duplicate message of a job being worked on is parked in
     // a delay queue (it holds no worker slot meanwhile) and looks again later: by then the
-    // job is decided (ack), or its claim has expired because its worker died (take over).
+    // job is decided (ack, or settle a copy it owes), or its claim has expired because its
+    // worker died (take over).
     let owner = uuid::Uuid::new_v4().simple().to_string();
     match ctx
         .store
@@ -134,22 +157,22 @@ async fn process_job(ctx: &Context, job: &Job, delivery_count: u32, deferrals: u
     {
         Ok(true) => {}
         Ok(false) => {
-            return match ctx.store.outcome_exists(&job.job_id).await {
-                Ok(true) => {
-                    tracing::info!("another delivery decided this job; acking the duplicate");
-                    Disposition::Ack(None)
+            return match already_decided(ctx, job).await {
+                Ok(Some(d)) => {
+                    tracing::info!("another delivery decided this job; settling the duplicate");
+                    d
                 }
-                Ok(false) => Disposition::Park(PARK),
-                Err(e) => Disposition::Requeue(format!("database: {e}")),
+                Ok(None) => Disposition::Park(PARK),
+                Err(reason) => requeue(reason),
             };
         }
-        Err(e) => return Disposition::Requeue(format!("database: {e}")),
+        Err(e) => return requeue(format!("database: {e}")),
     }
     // The claim is a short lease, renewed while this delivery works on the job; it lapses
     // within a lease of the worker dying (SIGKILL, OOM), so the job's redelivery can take
     // over in seconds. The heartbeat runs in this task: it stops with the job, whichever way.
     let disposition = tokio::select! {
-        d = decide(ctx, job, delivery_count, deferrals, &owner) => d,
+        d = decide(ctx, job, headers, &owner) => d,
         never = heartbeat(ctx, &job.job_id, &owner) => match never {},
     };
     // Handing back or decided: either way this delivery is done with the job.
@@ -179,36 +202,34 @@ async fn heartbeat(
     }
 }
 
-async fn decide(
-    ctx: &Context,
-    job: &Job,
-    delivery_count: u32,
-    deferrals: u32,
-    owner: &str,
-) -> Disposition {
+async fn decide(ctx: &Context, job: &Job, headers: JobHeaders, owner: &str) -> Disposition {
+    let requeue = |reason: String, attempts: u32| Disposition::Requeue { reason, attempts };
     // Checked under the claim: a redelivered (or duplicate) job that already has an outcome
     // makes no vendor call.
-    match ctx.store.outcome_exists(&job.job_id).await {
-        Ok(true) => {
-            tracing::info!("outcome already recorded; acking duplicate delivery");
-            return Disposition::Ack(None);
+    match already_decided(ctx, job).await {
+        Ok(Some(d)) => {
+            tracing::info!("outcome already recorded; no call for this delivery");
+            return d;
         }
-        Ok(false) => {}
-        Err(e) => return Disposition::Requeue(format!("database: {e}")),
+        Ok(None) => {}
+        Err(reason) => return requeue(reason, headers.attempts),
     }
-    let prior = match ctx.store.recover_calls(&job.job_id).await {
-        Ok((unknown, prior)) => {
+    let calls = match ctx.store.recover_calls(&job.job_id).await {
+        Ok((unknown, calls)) => {
             if unknown > 0 {
                 tracing::warn!(
                     unknown,
                     "calls left open by an earlier delivery marked unknown"
                 );
             }
-            prior
+            calls
         }
-        Err(e) => return Disposition::Requeue(format!("database: {e}")),
+        Err(e) => return requeue(format!("database: {e}"), headers.attempts),
     };
-    let can_defer = deferrals < ctx.retry.max_deferrals;
+    // The attempt budget is the job's: the count its message carries, or the ledger's when
+    // that is higher (a worker killed mid-job could not update the message).
+    let prior = calls.max(headers.attempts);
+    let can_defer = headers.deferrals < ctx.retry.max_deferrals;
     let mut caller = Caller::new(ctx, &job.job_id, owner, prior, can_defer);
 
     // Alibaba downloads remote images itself (presigned URLs): only local files are read here.
@@ -216,12 +237,12 @@ async fn decide(
     let needed = crate::vendors::materials_needed(job);
     let mut verdict =
         match materials::load(&ctx.objects, &job.materials, needed, remote_by_url).await {
-            Err(e) if e.source.is_transient() && delivery_count < 5 => {
+            Err(e) if e.source.is_transient() && headers.requeues < MAX_MATERIAL_REQUEUES => {
                 // Field name only: a URI can name the person or carry a signed token.
-                return Disposition::Requeue(format!(
-                    "material {}: storage temporarily unavailable",
-                    e.field
-                ));
+                return requeue(
+                    format!("material {}: storage temporarily unavailable", e.field),
+                    prior,
+                );
             }
             Err(e) if e.source.is_not_allowed() => {
                 tracing::warn!(field = e.field, "material not allowed");
@@ -242,23 +263,31 @@ async fn decide(
             }
             Ok(loaded) => match call_vendor(ctx, job, &loaded, &mut caller).await {
                 Ok(v) => Ok(v),
-                Err(CallError::Vendor(e)) => Err(e),
-                Err(CallError::Store(e)) => return Disposition::Requeue(format!("database: {e}")),
+                // A lost answer the client could not ask about is the job's last word, as any
+                // other error.
+                Err(CallError::Vendor(e) | CallError::AnswerLost(e)) => Err(e),
+                Err(CallError::Store(e)) => {
+                    return requeue(format!("database: {e}"), caller.attempts())
+                }
                 // Another delivery owns the job now and will decide it.
                 Err(CallError::ClaimLost) => return Disposition::Ack(None),
                 Err(CallError::Defer(delay, e)) => {
                     tracing::info!(
                         code = e.code(),
                         delay_ms = delay.as_millis() as u64,
-                        deferrals,
+                        deferrals = headers.deferrals,
                         "retry deferred to the delay queue"
                     );
-                    return Disposition::Delay(delay);
+                    return Disposition::Delay {
+                        wait: delay,
+                        attempts: caller.attempts(),
+                    };
                 }
             },
         };
     // Attempts spent on a retryable error: the outcome says `error`, and a copy of the job goes
-    // to the dead-letter queue so that someone looks at what gave up.
+    // to the dead-letter queue so that someone looks at what gave up. The copy is owed from
+    // the moment the outcome commits (same transaction) until the broker confirms it.
     let gave_up = match &verdict {
         Err(e @ (VendorError::Throttled { .. } | VendorError::Transient { .. })) => Some(format!(
             "{GAVE_UP} after {} calls; last vendor code {}",
@@ -273,7 +302,8 @@ async fn decide(
         .unwrap_or_default();
     let outcome = outcome_of(job, &caller, verdict);
     let status = outcome.status;
-    match caller.finish(&outcome, &charges).await {
+    let attempts = caller.attempts();
+    match caller.finish(&outcome, &charges, gave_up.as_deref()).await {
         Ok(true) => {
             ctx.metrics.job_finished(
                 job.vendor().as_str(),
@@ -287,14 +317,22 @@ async fn decide(
                 "outcome recorded"
             );
             match gave_up {
-                Some(reason) => Disposition::DeadLetterAfterOutcome(reason),
+                Some(reason) => Disposition::DeadLetterAfterOutcome {
+                    job_id: job.job_id.clone(),
+                    reason,
+                },
                 None => Disposition::Ack(Some(status)),
             }
         }
+        // Another delivery recorded the outcome first; whatever it owes, it settles.
         Ok(false) => Disposition::Ack(None),
-        Err(e) => Disposition::Requeue(format!("database: {e}")),
+        Err(e) => requeue(format!("database: {e}"), attempts),
     }
 }
+
+/// A material whose storage keeps failing transiently is handed back this many times (the
+/// count travels in the message), then the job ends `error` / `material_unavailable`.
+const MAX_MATERIAL_REQUEUES: u32 = 5;
 
 async fn call_vendor(
     ctx: &Context,

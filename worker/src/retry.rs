@@ -10,7 +10,8 @@ use crate::vendors::VendorError;
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    /// Vendor calls per delivery of a job, first call included.
+    /// Vendor calls per job, first call included, across every delivery and every trip
+    /// through a delay queue (the job's budget, not a delivery's).
     pub max_attempts: u32,
     pub min_delay: Duration,
     pub max_delay: Duration,
@@ -33,12 +34,12 @@ impl Default for RetryPolicy {
     }
 }
 
-/// A retry schedule for one job delivery.
+/// A retry schedule for one step of a job delivery (its backoff grows within the step; the
+/// attempt budget is the job's, passed in by the caller).
 #[derive(Debug)]
 pub struct Schedule {
     policy: RetryPolicy,
     backoff: backon::ExponentialBackoff,
-    attempts: u32,
     auth_refreshed: bool,
 }
 
@@ -52,7 +53,6 @@ impl RetryPolicy {
                 .with_jitter()
                 .without_max_times()
                 .build(),
-            attempts: 0,
             auth_refreshed: false,
         }
     }
@@ -66,11 +66,11 @@ impl Schedule {
         delay.min(self.policy.max_delay)
     }
 
-    /// Called after each failed call: `Some(delay)` to try again after `delay`, `None` to
-    /// give up (permanent error or attempts spent).
-    pub fn next_delay(&mut self, err: &VendorError) -> Option<Duration> {
-        self.attempts += 1;
-        if self.attempts >= self.policy.max_attempts {
+    /// Called after each failed call, with the job's calls so far (every delivery, this one
+    /// included): `Some(delay)` to try again after `delay`, `None` to give up (permanent error
+    /// or the job's attempts spent).
+    pub fn next_delay(&mut self, err: &VendorError, job_attempts: u32) -> Option<Duration> {
+        if job_attempts >= self.policy.max_attempts {
             return None;
         }
         match err {
@@ -113,7 +113,7 @@ mod tests {
             message: String::new(),
             reason: Reason::InvalidRequest,
         };
-        assert_eq!(s.next_delay(&e), None);
+        assert_eq!(s.next_delay(&e, 1), None);
     }
 
     #[test]
@@ -123,9 +123,12 @@ mod tests {
             ..Default::default()
         };
         let mut s = policy.schedule();
-        assert!(s.next_delay(&transient(None)).is_some());
-        assert!(s.next_delay(&transient(None)).is_some());
-        assert_eq!(s.next_delay(&transient(None)), None);
+        assert!(s.next_delay(&transient(None), 1).is_some());
+        assert!(s.next_delay(&transient(None), 2).is_some());
+        assert_eq!(s.next_delay(&transient(None), 3), None);
+        // The budget is the job's: a fresh schedule (a later delivery, a step after a trip
+        // through the delay queue) does not reset it.
+        assert_eq!(policy.schedule().next_delay(&transient(None), 3), None);
     }
 
     #[test]
@@ -138,19 +141,19 @@ mod tests {
         };
         let mut s = policy.schedule();
         assert_eq!(
-            s.next_delay(&transient(Some(Duration::from_millis(80)))),
+            s.next_delay(&transient(Some(Duration::from_millis(80))), 1),
             Some(Duration::from_millis(80)),
         );
         // A Retry-After beyond the cap is honoured in full (for the delay queue), but a wait
         // inside the worker is cut to the cap: the delivery must not go stale.
         let long = s
-            .next_delay(&transient(Some(Duration::from_secs(60))))
+            .next_delay(&transient(Some(Duration::from_secs(60))), 2)
             .unwrap();
         assert_eq!(long, Duration::from_secs(60));
         assert_eq!(s.in_process(long), Duration::from_millis(100));
         for _ in 0..20 {
             // backon's jitter may add up to one delay on top of its cap.
-            assert!(s.next_delay(&transient(None)).unwrap() <= Duration::from_millis(200));
+            assert!(s.next_delay(&transient(None), 3).unwrap() <= Duration::from_millis(200));
         }
     }
 
@@ -160,7 +163,7 @@ mod tests {
         let e = VendorError::AuthExpired {
             code: "APIG.0307".into(),
         };
-        assert_eq!(s.next_delay(&e), Some(Duration::ZERO));
-        assert_eq!(s.next_delay(&e), None);
+        assert_eq!(s.next_delay(&e, 1), Some(Duration::ZERO));
+        assert_eq!(s.next_delay(&e, 2), None);
     }
 }

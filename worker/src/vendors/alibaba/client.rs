@@ -4,7 +4,7 @@
 //! SubmitVerification).
 
 use kyc_objects::{ObjectStore, ObjectUri};
-use kyc_schemas::{Job, Operation, Reason, Vendor};
+use kyc_schemas::{Job, Operation, Reason, Status, Vendor};
 
 use super::config::AlibabaConfig;
 use super::request::{self, ImageUrls, Picture, Pictures};
@@ -37,6 +37,13 @@ const MAX_UPLOAD_ERRORS: u32 = 2;
 /// longer complete at `now`.
 fn past_window(since: Option<i64>, now: i64, window: std::time::Duration) -> bool {
     since.is_some_and(|s| now - s > window.as_millis() as i64)
+}
+
+/// How a SubmitVerification ended: answered, or recovered by asking about a lost one.
+#[derive(Debug)]
+enum Submitted {
+    Answered(Verdict),
+    Recovered(Verdict),
 }
 
 #[derive(Debug)]
@@ -110,32 +117,44 @@ impl AlibabaClient {
         // Atomic, not a Cell: the job's future must be Send.
         let upload_errors = &std::sync::atomic::AtomicU32::new(0);
         let (biz_type, reference) = (&biz_type, &reference);
-        let mut verdict = caller
-            .call(api, || async move {
-                let ex = self.once(api, job, m, objects, biz_type, reference).await;
-                match &ex.result {
-                    Err(VendorError::Transient { code, .. })
-                        if code == "Error.MaterialsUploadError" =>
-                    {
-                        let n =
-                            upload_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        if n < MAX_UPLOAD_ERRORS {
-                            return ex;
-                        }
-                        let code = code.clone();
-                        Exchange {
-                            result: Err(VendorError::Permanent {
-                                code,
-                                message: "the vendor could not take the materials".into(),
-                                reason: Reason::MaterialUnavailable,
-                            }),
-                            ..ex
-                        }
+        let send = || async move {
+            let ex = self.once(api, job, m, objects, biz_type, reference).await;
+            match &ex.result {
+                Err(VendorError::Transient { code, .. })
+                    if code == "Error.MaterialsUploadError" =>
+                {
+                    let n = upload_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if n < MAX_UPLOAD_ERRORS {
+                        return ex;
                     }
-                    _ => ex,
+                    let code = code.clone();
+                    Exchange {
+                        result: Err(VendorError::Permanent {
+                            code,
+                            message: "the vendor could not take the materials".into(),
+                            reason: Reason::MaterialUnavailable,
+                        }),
+                        ..ex
+                    }
                 }
-            })
-            .await?;
+                _ => ex,
+            }
+        };
+        let mut verdict = if api == SUBMIT_VERIFICATION {
+            match self
+                .submit(job, m, objects, biz_type, reference, caller, send)
+                .await?
+            {
+                Submitted::Answered(v) => v,
+                // The vendor had decided the ticket already: its answer is the outcome.
+                Submitted::Recovered(mut v) => {
+                    v.vendor_ref = Some(reference.clone());
+                    return Ok(v);
+                }
+            }
+        } else {
+            caller.call(api, send).await?
+        };
         // DescribeVerifyResult −1 (未认证): the person may still be on their way, or may have
         // quit (the seed's own examples). Pending while it can still complete, then abandoned.
         if api == DESCRIBE_VERIFY_RESULT && verdict.vendor_code.as_deref() == Some("-1") {
@@ -149,6 +168,65 @@ impl AlibabaClient {
         // What reconciliation needs later: the BizId (or TicketId) under the scene.
         verdict.vendor_ref = Some(reference.clone());
         Ok(verdict)
+    }
+
+    /// SubmitVerification, never billed twice for a ticket the vendor has decided. Before the
+    /// submission (and after a submission whose answer was lost), a lost SubmitVerification
+    /// of this job is asked about with DescribeVerifyResult (BizType = `Biz`, BizId =
+    /// `TicketId`, the simulator's and A12's reading; a free query): a recorded verdict is the
+    /// outcome, and the lost call is settled as answered and billed (StatusCode 1 and 2 are
+    /// billed). −1 means nothing decided is recorded: the lost submission never reached a
+    /// verdict (or is in review, and resubmitting meets `Error.DuplicatedTicketId`, free), so
+    /// the ticket is submitted again. The seed's −1 also covers a name/ID mismatch; such a
+    /// ticket is then submitted (and billed) again, which the vendor offers no way to avoid.
+    #[allow(clippy::too_many_arguments)]
+    async fn submit<F, Fut>(
+        &self,
+        job: &Job,
+        m: &Loaded,
+        objects: &ObjectStore,
+        biz_type: &str,
+        ticket: &str,
+        caller: &mut Caller<'_>,
+        mut send: F,
+    ) -> Result<Submitted, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Exchange<Verdict>>,
+    {
+        loop {
+            let lost = caller.lost_calls(&[SUBMIT_VERIFICATION]).await?;
+            if let Some(last) = lost.last() {
+                tracing::info!(
+                    lost = lost.len(),
+                    "a SubmitVerification answer was lost; asking DescribeVerifyResult"
+                );
+                let described = caller
+                    .call(DESCRIBE_VERIFY_RESULT, || {
+                        self.once(DESCRIBE_VERIFY_RESULT, job, m, objects, biz_type, ticket)
+                    })
+                    .await?;
+                if described.vendor_code.as_deref() != Some("-1") {
+                    let code = if described.status == Status::Passed {
+                        "1"
+                    } else {
+                        "2"
+                    };
+                    // Only the latest lost call can have been decided: a decided ticket
+                    // refuses resubmission while passed, and earlier ones stay `unknown`.
+                    caller.recovered(last, Some(code.into()), true);
+                    return Ok(Submitted::Recovered(described));
+                }
+            }
+            match caller
+                .call_or_ask(SUBMIT_VERIFICATION, ticket, &mut send)
+                .await
+            {
+                Err(CallError::AnswerLost(_)) => continue,
+                Ok(v) => return Ok(Submitted::Answered(v)),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// One attempt. Image URLs are presigned per attempt, so a retry never sends a URL that

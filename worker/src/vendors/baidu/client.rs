@@ -47,6 +47,17 @@ struct Run18 {
     since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// What asking about an earlier session of the job found.
+#[derive(Debug)]
+enum Recovered {
+    /// No session to ask about, or it is gone: open a new one.
+    Nothing,
+    /// The session is alive and nobody verified yet: carry on with its verify_token.
+    Resume(String),
+    /// The person verified already: the verdict.
+    Decided(Verdict),
+}
+
 #[derive(Debug)]
 struct CachedToken {
     /// `Debug` of the client must not print it: a `Secret`.
@@ -141,7 +152,7 @@ impl BaiduClient {
         let body = wire(&request::by_token(token));
         let consecutive = Run18::default();
         caller
-            .call(RESULT_GETALL, || {
+            .call_about(RESULT_GETALL, token, || {
                 self.guarded(
                     &consecutive,
                     self.post(RESULT_GETALL, &body, |b| response::parse_getall(b, token)),
@@ -171,18 +182,26 @@ impl BaiduClient {
                 )
             })?;
         let consecutive = Run18::default();
-        let body = wire(&request::generate(&plan));
-        let token = caller
-            .call(GENERATE, || {
-                self.guarded(
-                    &consecutive,
-                    self.post(GENERATE, &body, response::parse_generate),
-                )
-            })
-            .await?;
+        let token = match self.recover_session(caller).await? {
+            Recovered::Decided(v) => return Ok(v),
+            Recovered::Resume(token) => token,
+            Recovered::Nothing => {
+                let body = wire(&request::generate(&plan));
+                caller
+                    .call(GENERATE, || {
+                        self.guarded(
+                            &consecutive,
+                            self.post(GENERATE, &body, response::parse_generate),
+                        )
+                    })
+                    .await?
+            }
+        };
+        // The session's calls carry its verify_token into the ledger before they go out: a
+        // worker killed mid-call leaves what the next delivery needs to ask about it.
         if let Some(body) = request::idcard_submit(job, &token).as_ref().map(wire) {
             caller
-                .call(IDCARD_SUBMIT, || {
+                .call_about(IDCARD_SUBMIT, &token, || {
                     self.guarded(
                         &consecutive,
                         self.post(IDCARD_SUBMIT, &body, response::parse_ack),
@@ -198,7 +217,7 @@ impl BaiduClient {
                 self.config.liveness_control.as_deref(),
             ));
             caller
-                .call(UPLOAD_MATCH_IMAGE, || {
+                .call_about(UPLOAD_MATCH_IMAGE, &token, || {
                     self.guarded(
                         &consecutive,
                         self.post(UPLOAD_MATCH_IMAGE, &body, response::parse_ack),
@@ -216,6 +235,52 @@ impl BaiduClient {
             vendor_ref: Some(token),
             charges: Vec::new(),
         })
+    }
+
+    /// A session an earlier delivery of this job opened, whose idcard/submit or
+    /// uploadMatchImage lost its answer (the worker died mid-call): asked about with
+    /// result/getall by its verify_token (a free query) instead of opening a second session.
+    /// Verified already (the person was quicker than our redelivery): that verdict, with its
+    /// charges, is the outcome. Nobody verified yet: the session is resumed (its free set-up
+    /// calls are sent again on the same token). Token unknown or expired: a new session, as
+    /// without recovery. A lost verifyToken/generate left no token to ask about: a new
+    /// session too (an unused session costs nothing; Baidu bills the person's attempts).
+    async fn recover_session(&self, caller: &mut Caller<'_>) -> Result<Recovered, CallError> {
+        let lost = caller
+            .lost_calls(&[IDCARD_SUBMIT, UPLOAD_MATCH_IMAGE])
+            .await?;
+        let Some(token) = lost.iter().rev().find_map(|l| l.reference.clone()) else {
+            return Ok(Recovered::Nothing);
+        };
+        tracing::info!(
+            lost = lost.len(),
+            "a session call lost its answer; asking result/getall about its verify_token"
+        );
+        let verdict = match self.getall(&token, caller).await {
+            Ok(v) => v,
+            Err(CallError::Vendor(VendorError::Permanent {
+                reason: Reason::SessionExpired,
+                ..
+            })) => {
+                tracing::info!("the earlier session is gone; opening a new one");
+                return Ok(Recovered::Nothing);
+            }
+            Err(e) => return Err(e),
+        };
+        // The vendor knows the session: the lost calls reached it (Baidu never bills them).
+        for l in lost
+            .iter()
+            .filter(|l| l.reference.as_deref() == Some(&token))
+        {
+            caller.recovered(l, None, false);
+        }
+        if verdict.status == Status::Pending {
+            return Ok(Recovered::Resume(token));
+        }
+        Ok(Recovered::Decided(Verdict {
+            vendor_ref: Some(token),
+            ..verdict
+        }))
     }
 
     /// Counts error 18 in a row; persisting, it becomes `quota_exhausted`.
