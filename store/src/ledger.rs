@@ -96,7 +96,18 @@ impl Store {
     /// Opens a ledger row before a vendor call; commits immediately so that it survives a
     /// crash during the call.
     pub async fn open_call(&self, c: NewCall<'_>) -> Result<OpenCall> {
-        let call_id = uuid::Uuid::new_v4().simple().to_string();
+        self.open_call_as(&Self::new_call_id(), c).await
+    }
+
+    /// A fresh ledger row id, chosen before the row is written so that a writer whose
+    /// commit reply was lost can still name (and withdraw) the row it may have written.
+    pub fn new_call_id() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    /// [`Store::open_call`] with the row id chosen by the caller.
+    pub async fn open_call_as(&self, call_id: &str, c: NewCall<'_>) -> Result<OpenCall> {
+        let call_id = call_id.to_string();
         let now = now_ms();
         sqlx::query(
             "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, state, started_at_ms, day, reference) \
@@ -118,6 +129,19 @@ impl Store {
             vendor: c.vendor.to_string(),
             product: c.product.to_string(),
         })
+    }
+
+    /// Removes a row that is still `open` because its call was never sent: the insert failed
+    /// as far as the writer knows (its reply was lost in a database outage), so no call
+    /// followed. Without this, the next delivery would find the row open and count a call
+    /// that never reached the vendor as `unknown` (possibly billed). True if a row went.
+    pub async fn withdraw_call(&self, call_id: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM vendor_calls WHERE call_id = $1 AND state = 'open'")
+            .bind(call_id.to_string())
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n > 0)
     }
 
     /// Completes a ledger row (and moves the billing counter) without deciding the job:

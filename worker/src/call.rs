@@ -209,17 +209,42 @@ impl<'a> Caller<'a> {
             }
             self.attempts += 1;
             self.vendor = Some(api.vendor.as_str());
-            let open = self
+            let call_id = Store::new_call_id();
+            let opened = self
                 .store
-                .open_call(NewCall {
-                    job_id: self.job_id,
-                    vendor: api.vendor.as_str(),
-                    api: api.name,
-                    product: api.product,
-                    attempt: self.attempts,
-                    reference,
-                })
-                .await?;
+                .open_call_as(
+                    &call_id,
+                    NewCall {
+                        job_id: self.job_id,
+                        vendor: api.vendor.as_str(),
+                        api: api.name,
+                        product: api.product,
+                        attempt: self.attempts,
+                        reference,
+                    },
+                )
+                .await;
+            let open = match opened {
+                Ok(open) => open,
+                Err(e) => {
+                    // The insert may have committed with its reply lost (a database outage):
+                    // no call follows, so take the row back while we still know its id, or
+                    // the next delivery would count it as an `unknown`, possibly billed call.
+                    // Tried for as long as an outage is worth waiting out (the job is held
+                    // meanwhile, as when a verdict waits for its commit).
+                    let give_up = Instant::now() + WITHDRAW_FOR;
+                    let mut delay = Duration::from_millis(200);
+                    while let Err(w) = self.store.withdraw_call(&call_id).await {
+                        if Instant::now() >= give_up {
+                            tracing::warn!(error = %w, "could not withdraw the ledger row of a call never sent");
+                            break;
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(COMMIT_RETRY_MAX);
+                    }
+                    return Err(e.into());
+                }
+            };
             let started = Instant::now();
             let ex = send().await;
             drop(permit);
@@ -444,6 +469,9 @@ const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Retries a database write with backoff (0.2, 0.4, 0.8, 1.6, 3.2 s: about 6 s in all), for
 /// writes made before a call: giving up there costs nothing but a redelivery.
+/// How long a worker keeps trying to take back the ledger row of a call it never sent.
+const WITHDRAW_FOR: Duration = Duration::from_secs(120);
+
 async fn with_retries<T, F, Fut>(mut write: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
