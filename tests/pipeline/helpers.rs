@@ -493,6 +493,22 @@ impl TestApp {
 
     /// Every message in a queue as the broker holds it: (message id, body, headers). The
     /// messages stay in the queue (they are returned when the channel closes).
+    /// Waits until a vendor's work queue has no message ready (all taken by consumers).
+    pub async fn wait_queue_taken(&self, vendor: kyc_schemas::Vendor, within: Duration) {
+        let start = Instant::now();
+        loop {
+            let (ready, _) = self.work_queue_state(vendor).await;
+            if ready == 0 {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{ready} messages still ready after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// (messages ready, consumers) of a vendor's work queue, without touching its messages.
     pub async fn work_queue_state(&self, vendor: kyc_schemas::Vendor) -> (u32, u32) {
         let conn = amqp_connection(&self.amqp_url).await;

@@ -5,6 +5,7 @@
 
 mod all_vendors;
 mod bounded_waits;
+mod chaos;
 mod claims;
 mod credentials;
 mod csv_safety;

@@ -213,10 +213,17 @@ async fn rerunning_the_producer_and_redelivering_jobs_change_nothing() {
         .publish_confirmed(&payloads)
         .await
         .unwrap();
-    // Give the worker time to consume them; the queue must drain with no new calls.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Wait until the worker has taken every copy off the queue; stopping it then drains
+    // (settles) what it holds, so every copy has been handled when the ledger is read.
+    app.wait_queue_taken(kyc_schemas::Vendor::Huawei, Duration::from_secs(30))
+        .await;
     let _ = stop.send(());
     w.await.unwrap();
+    assert_eq!(
+        app.work_queue_state(kyc_schemas::Vendor::Huawei).await.0,
+        0,
+        "a copy was handed back instead of settled"
+    );
     assert_eq!(
         app.sim.ledger().entries.len(),
         calls_before,
@@ -263,7 +270,9 @@ async fn two_copies_of_a_job_in_the_queue_make_one_vendor_call() {
         .unwrap();
     app.wait_for_outcomes("twins", 1, Duration::from_secs(30))
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await; // the copy settles too
+    // The second copy is taken too; stopping the workers drains (settles) it.
+    app.wait_queue_taken(kyc_schemas::Vendor::Huawei, Duration::from_secs(30))
+        .await;
     let _ = stop1.send(());
     let _ = stop2.send(());
     w1.await.unwrap();
