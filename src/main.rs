@@ -10,6 +10,8 @@ mod embedded;
 mod health;
 mod keys;
 mod material_server;
+#[cfg(test)]
+mod monitoring;
 mod telemetry;
 
 use std::path::PathBuf;

@@ -114,6 +114,16 @@ impl Metrics {
         );
     }
 
+    /// Vendor calls an earlier delivery left open (the worker died or lost the database
+    /// mid-call): the vendor may have answered and billed them, and nobody knows the verdict.
+    pub fn unknown_calls(&self, vendor: &str, n: u64) {
+        self.add(
+            "kyc_unknown_calls_total",
+            vec![("vendor", vendor.into())],
+            n as f64,
+        );
+    }
+
     pub fn in_flight(&self, delta: i64) {
         self.in_flight.fetch_add(delta, Ordering::Relaxed);
     }

@@ -217,6 +217,7 @@ async fn decide(ctx: &Context, job: &Job, headers: JobHeaders, owner: &str) -> D
     let calls = match ctx.store.recover_calls(&job.job_id).await {
         Ok((unknown, calls)) => {
             if unknown > 0 {
+                ctx.metrics.unknown_calls(job.vendor().as_str(), unknown);
                 tracing::warn!(
                     unknown,
                     "calls left open by an earlier delivery marked unknown"
