@@ -20,11 +20,7 @@ use crate::helpers::{service, spawn_app};
 const JOBS: i64 = 3000;
 
 fn kill(child: &mut Child) {
-    let ok = std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    crate::worker_processes::signal(child, "-KILL");
     child.wait().unwrap();
 }
 

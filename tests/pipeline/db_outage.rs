@@ -89,17 +89,8 @@ async fn answers_the_vendor_gave_during_a_database_outage_are_kept_and_billed_on
         objects: base.objects.clone(),
         clients: kyc_worker::Clients {
             huawei: Some(
-                kyc_worker::HuaweiConfig {
-                    endpoint: app.sim.base_url(),
-                    iam_endpoint: app.sim.base_url(),
-                    region: "cn-north-4".into(),
-                    project_id: "test-project".into(),
-                    auth: app.huawei_auth(),
-                    timeout: Duration::from_secs(10),
-                    enterprise_project_id: None,
-                    retry_uncropped: true,
-                }
-                .build(reqwest::Client::new()),
+                app.huawei_config(Duration::from_secs(10))
+                    .build(reqwest::Client::new()),
             ),
             ..Default::default()
         },

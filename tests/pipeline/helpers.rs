@@ -202,19 +202,7 @@ impl TestApp {
     /// A worker context talking to this app's simulator, with quotas high enough not to
     /// slow the tests down.
     pub fn context(&self) -> Arc<Context> {
-        let huawei = HuaweiConfig {
-            endpoint: self.sim.base_url(),
-            iam_endpoint: self.sim.base_url(),
-            region: "cn-north-4".into(),
-            project_id: "test-project".into(),
-            auth: HuaweiAuth::AkSk {
-                ak: self.ak.clone(),
-                sk: self.sk.clone(),
-            },
-            timeout: Duration::from_secs(10),
-            enterprise_project_id: None,
-            retry_uncropped: true,
-        };
+        let huawei = self.huawei_config(Duration::from_secs(10));
         let quotas: HashMap<String, Quota> = kyc_worker::vendors::APIS
             .iter()
             .map(|api| (Limiters::key(api), Quota::qps(200.0, 50)))
@@ -267,6 +255,43 @@ impl TestApp {
     }
 
     /// The credentials this app's simulator accepts.
+    /// `kyc produce` as a child process with this app's database, broker and queue prefix,
+    /// run in the input's folder (where it writes the rejects and skipped files by default).
+    pub fn produce_child(&self, args: &[&str], s3_endpoint: Option<&str>) -> std::process::Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kyc"));
+        if let Some(input) = args.iter().skip_while(|a| **a != "--input").nth(1) {
+            if let Some(dir) = std::path::Path::new(input).parent().filter(|d| d.is_dir()) {
+                cmd.current_dir(dir);
+            }
+        }
+        cmd.arg("produce")
+            .arg("--quiet")
+            .args(args)
+            .env("KYC_DATABASE_URL", &self.db_url)
+            .env("KYC_AMQP_URL", &self.amqp_url)
+            .env("KYC_QUEUE_PREFIX", &self.topology.prefix)
+            .env_remove("KYC_SKIP_VERIFIED_WITHIN")
+            .envs(child_env());
+        if let Some(ep) = s3_endpoint {
+            cmd.env("KYC_S3_ENDPOINT", ep);
+        }
+        cmd.output().expect("run kyc produce")
+    }
+
+    /// A Huawei client configuration (AK/SK) for this app's simulator.
+    pub fn huawei_config(&self, timeout: Duration) -> HuaweiConfig {
+        HuaweiConfig {
+            endpoint: self.sim.base_url(),
+            iam_endpoint: self.sim.base_url(),
+            region: "cn-north-4".into(),
+            project_id: "test-project".into(),
+            auth: self.huawei_auth(),
+            timeout,
+            enterprise_project_id: None,
+            retry_uncropped: true,
+        }
+    }
+
     pub fn huawei_auth(&self) -> HuaweiAuth {
         HuaweiAuth::AkSk {
             ak: self.ak.clone(),
@@ -648,4 +673,27 @@ pub fn closed_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A child's stdout and stderr, for assertions and failure messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The batch id `kyc produce` printed: `batch <id> (<encoding>): …`.
+pub fn batch_of(o: &std::process::Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("batch "))
+        .unwrap_or_else(|| panic!("no summary line in {}", output_text(o)));
+    line["batch ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
 }

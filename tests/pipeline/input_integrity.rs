@@ -3,56 +3,11 @@
 //! error mid-object, a stray quote, a huge line, a header without a needed column) stops the
 //! run with its own exit code and a message naming the line, leaving the batch unfinished.
 
-use std::process::Output;
 use std::time::Duration;
 
 use sqlx::Row;
 
-use crate::helpers::{service, spawn_app, TestApp};
-
-/// `kyc produce` with this app's database, broker and queue prefix.
-fn produce(app: &TestApp, args: &[&str], s3_endpoint: Option<&str>) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kyc"));
-    // Run in the input's folder: the rejects file goes to the current folder by default.
-    if let Some(input) = args.iter().skip_while(|a| **a != "--input").nth(1) {
-        if let Some(dir) = std::path::Path::new(input).parent().filter(|d| d.is_dir()) {
-            cmd.current_dir(dir);
-        }
-    }
-    cmd.arg("produce")
-        .arg("--quiet")
-        .args(args)
-        .env("KYC_DATABASE_URL", &app.db_url)
-        .env("KYC_AMQP_URL", &app.amqp_url)
-        .env("KYC_QUEUE_PREFIX", &app.topology.prefix)
-        .envs(crate::helpers::child_env());
-    if let Some(ep) = s3_endpoint {
-        cmd.env("KYC_S3_ENDPOINT", ep);
-    }
-    cmd.output().expect("run kyc produce")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The batch id `kyc produce` printed: `batch <id> (<encoding>): …`.
-fn batch_of(o: &Output) -> String {
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("batch "))
-        .unwrap_or_else(|| panic!("no summary line in {}", text(o)));
-    line["batch ".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string()
-}
+use crate::helpers::{batch_of, output_text as text, service, spawn_app, TestApp};
 
 async fn finished(app: &TestApp, batch: &str) -> Option<bool> {
     let pool = sqlx::PgPool::connect(&app.db_url).await.unwrap();
@@ -98,14 +53,14 @@ async fn a_retried_run_of_the_same_input_publishes_and_bills_nothing_twice() {
     std::fs::write(&input, &csv).unwrap();
     let input = input.to_str().unwrap();
 
-    let first = produce(&app, &["--input", input], None);
+    let first = app.produce_child(&["--input", input], None);
     assert_eq!(first.status.code(), Some(3), "{}", text(&first));
     let batch = batch_of(&first);
     assert!(batch.starts_with("in-"), "derived from the input: {batch}");
     assert!(text(&first).contains("5 published"), "{}", text(&first));
 
     // The Job's retry: same input, no --batch-id.
-    let second = produce(&app, &["--input", input], None);
+    let second = app.produce_child(&["--input", input], None);
     assert_eq!(second.status.code(), Some(3), "{}", text(&second));
     assert_eq!(batch_of(&second), batch);
     assert!(
@@ -132,7 +87,7 @@ async fn a_retried_run_of_the_same_input_publishes_and_bills_nothing_twice() {
 
     // A changed file is a new batch.
     std::fs::write(dir.path().join("nightly.csv"), rows(2, 50)).unwrap();
-    let third = produce(&app, &["--input", input], None);
+    let third = app.produce_child(&["--input", input], None);
     assert_eq!(third.status.code(), Some(0), "{}", text(&third));
     assert_ne!(batch_of(&third), batch);
     app.cleanup().await;
@@ -144,8 +99,7 @@ async fn assert_refused_input(app: &TestApp, csv: &str, extra: &[&str], expect: 
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
     std::fs::write(&input, csv).unwrap();
-    let out = produce(
-        app,
+    let out = app.produce_child(
         &[&["--input", input.to_str().unwrap()], extra].concat(),
         None,
     );
@@ -270,7 +224,7 @@ async fn an_s3_read_that_fails_midway_stops_the_run_and_leaves_the_batch_unfinis
     let (scheme, hostport) = endpoint.split_once("://").unwrap();
     let (port, proxy) = cutting_proxy(hostport.trim_end_matches('/').to_string(), 1_600_000).await;
     let through_proxy = format!("{scheme}://127.0.0.1:{port}");
-    let out = produce(&app, &["--input", &uri], Some(&through_proxy));
+    let out = app.produce_child(&["--input", &uri], Some(&through_proxy));
     proxy.abort();
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(
@@ -283,7 +237,7 @@ async fn an_s3_read_that_fails_midway_stops_the_run_and_leaves_the_batch_unfinis
     assert_eq!(finished(&app, &batch).await, Some(false));
 
     // The same input again, readable this time: the same batch, resumed and finished.
-    let again = produce(&app, &["--input", &uri], Some(&endpoint));
+    let again = app.produce_child(&["--input", &uri], Some(&endpoint));
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     assert_eq!(batch_of(&again), batch);
     assert_eq!(finished(&app, &batch).await, Some(true));

@@ -231,17 +231,8 @@ async fn rotated_keys_keep_old_values_readable_and_a_missing_key_is_named() {
         objects: base.objects.clone(),
         clients: kyc_worker::Clients {
             huawei: Some(
-                kyc_worker::HuaweiConfig {
-                    endpoint: app.sim.base_url(),
-                    iam_endpoint: app.sim.base_url(),
-                    region: "cn-north-4".into(),
-                    project_id: "test-project".into(),
-                    auth: app.huawei_auth(),
-                    timeout: Duration::from_secs(10),
-                    enterprise_project_id: None,
-                    retry_uncropped: true,
-                }
-                .build(reqwest::Client::new()),
+                app.huawei_config(Duration::from_secs(10))
+                    .build(reqwest::Client::new()),
             ),
             ..Default::default()
         },

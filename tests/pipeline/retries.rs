@@ -48,17 +48,8 @@ fn huawei_context(app: &TestApp, retry: RetryPolicy) -> Arc<Context> {
         objects: base.objects.clone(),
         clients: kyc_worker::Clients {
             huawei: Some(
-                kyc_worker::HuaweiConfig {
-                    endpoint: app.sim.base_url(),
-                    iam_endpoint: app.sim.base_url(),
-                    region: "cn-north-4".into(),
-                    project_id: "test-project".into(),
-                    auth: app.huawei_auth(),
-                    timeout: Duration::from_secs(5),
-                    enterprise_project_id: None,
-                    retry_uncropped: true,
-                }
-                .build(reqwest::Client::new()),
+                app.huawei_config(Duration::from_secs(5))
+                    .build(reqwest::Client::new()),
             ),
             ..Default::default()
         },
@@ -246,17 +237,8 @@ async fn long_waits_go_through_the_delay_queue_and_spent_jobs_are_dead_lettered(
         objects: base.objects.clone(),
         clients: kyc_worker::Clients {
             huawei: Some(
-                kyc_worker::HuaweiConfig {
-                    endpoint: app.sim.base_url(),
-                    iam_endpoint: app.sim.base_url(),
-                    region: "cn-north-4".into(),
-                    project_id: "test-project".into(),
-                    auth: app.huawei_auth(),
-                    timeout: Duration::from_secs(5),
-                    enterprise_project_id: None,
-                    retry_uncropped: true,
-                }
-                .build(reqwest::Client::new()),
+                app.huawei_config(Duration::from_secs(5))
+                    .build(reqwest::Client::new()),
             ),
             ..Default::default()
         },

@@ -3,47 +3,9 @@
 //! that covers them, and costs no vendor call; failures, not-found and old passes are
 //! verified again, and without the flag every row is.
 
-use std::process::Output;
 use std::time::Duration;
 
-use crate::helpers::{id_with_seq, spawn_app, TestApp};
-
-/// `kyc produce` in `dir`, where it writes the rejects and skipped files by default.
-fn produce(app: &TestApp, dir: &std::path::Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kyc"))
-        .current_dir(dir)
-        .arg("produce")
-        .arg("--quiet")
-        .args(args)
-        .env("KYC_DATABASE_URL", &app.db_url)
-        .env("KYC_AMQP_URL", &app.amqp_url)
-        .env("KYC_QUEUE_PREFIX", &app.topology.prefix)
-        .env_remove("KYC_SKIP_VERIFIED_WITHIN")
-        .envs(crate::helpers::child_env())
-        .output()
-        .expect("run kyc produce")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn batch_of(o: &Output) -> String {
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("batch "))
-        .unwrap_or_else(|| panic!("no summary line in {}", text(o)));
-    line["batch ".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string()
-}
+use crate::helpers::{batch_of, id_with_seq, output_text as text, spawn_app, TestApp};
 
 /// One row per (customer_ref, sequence code): 123 passes, 901 fails, 930 is not found.
 fn csv(people: &[(&str, usize, &str)]) -> String {
@@ -88,7 +50,7 @@ async fn people_who_passed_recently_are_skipped_listed_and_not_billed_again() {
         ("D", 4, "930"),
     ];
     std::fs::write(path("night1.csv"), csv(&night1)).unwrap();
-    let first = produce(&app, dir.path(), &["--input", &path("night1.csv")]);
+    let first = app.produce_child(&["--input", &path("night1.csv")], None);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let batch1 = batch_of(&first);
     work_off(&app, &batch1, 4).await;
@@ -98,15 +60,14 @@ async fn people_who_passed_recently_are_skipped_listed_and_not_billed_again() {
     let mut night2 = night1.to_vec();
     night2.push(("E", 5, "123"));
     std::fs::write(path("night2.csv"), csv(&night2)).unwrap();
-    let second = produce(
-        &app,
-        dir.path(),
+    let second = app.produce_child(
         &[
             "--input",
             &path("night2.csv"),
             "--skip-verified-within",
             "30d",
         ],
+        None,
     );
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
     let out = text(&second);
@@ -166,15 +127,14 @@ async fn people_who_passed_recently_are_skipped_listed_and_not_billed_again() {
     pool.close().await;
     let night3 = [("A", 1, "123"), ("B", 2, "123")];
     std::fs::write(path("night3.csv"), csv(&night3)).unwrap();
-    let third = produce(
-        &app,
-        dir.path(),
+    let third = app.produce_child(
         &[
             "--input",
             &path("night3.csv"),
             "--skip-verified-within",
             "30d",
         ],
+        None,
     );
     assert!(text(&third).contains("1 published"), "{}", text(&third));
     assert!(
@@ -187,7 +147,7 @@ async fn people_who_passed_recently_are_skipped_listed_and_not_billed_again() {
     // (New customer references: another file, so another batch.)
     let night4 = [("A4", 1, "123"), ("B4", 2, "123")];
     std::fs::write(path("night4.csv"), csv(&night4)).unwrap();
-    let fourth = produce(&app, dir.path(), &["--input", &path("night4.csv")]);
+    let fourth = app.produce_child(&["--input", &path("night4.csv")], None);
     assert!(text(&fourth).contains("2 published"), "{}", text(&fourth));
     assert!(
         !text(&fourth).contains("not re-verified"),

@@ -8,7 +8,7 @@ use kyc_simulator::FaultConfig;
 
 use crate::helpers::{spawn_app, TestApp};
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
