@@ -505,11 +505,20 @@ impl Fleet {
         &self,
         n: usize,
         quotas: &str,
-        concurrency: usize,
+        concurrency: Option<usize>,
         sources: &str,
         extra_env: &[(&str, String)],
     ) -> anyhow::Result<Vec<std::process::Child>> {
         let exe = std::env::current_exe()?;
+        // Unset, the workers' concurrency follows the quota (their default).
+        let fixed: Vec<(&str, String)> = concurrency
+            .map(|c| {
+                vec![
+                    ("KYC_WORKER_CONCURRENCY", c.to_string()),
+                    ("KYC_PREFETCH", (c * 2).to_string()),
+                ]
+            })
+            .unwrap_or_default();
         (0..n)
             .map(|_| {
                 std::process::Command::new(&exe)
@@ -536,9 +545,13 @@ impl Fleet {
                     .env("KYC_HTTP_LISTEN", "127.0.0.1:0")
                     .env("KYC_QUOTAS", quotas)
                     .env("KYC_MATERIAL_SOURCES", sources)
-                    .env("KYC_WORKER_CONCURRENCY", concurrency.to_string())
-                    .env("KYC_PREFETCH", (concurrency * 2).to_string())
-                    .env("RUST_LOG", "error")
+                    .env_remove("KYC_WORKER_CONCURRENCY")
+                    .env_remove("KYC_PREFETCH")
+                    .envs(fixed.iter().map(|(k, v)| (*k, v.as_str())))
+                    .env(
+                        "RUST_LOG",
+                        std::env::var("KYC_BENCH_WORKER_LOG").unwrap_or_else(|_| "error".into()),
+                    )
                     .env("HUAWEICLOUD_SDK_AK", &self.creds.huawei_ak)
                     .env("HUAWEICLOUD_SDK_SK", &self.creds.huawei_sk)
                     .env("HUAWEICLOUD_SDK_PROJECT_ID", &self.creds.project_id)
@@ -610,7 +623,7 @@ async fn quota(
         .map(|(api, q)| format!("huawei.{api}={q}/1"))
         .collect::<Vec<_>>()
         .join(",");
-    let children = fleet.spawn_workers(workers, &spec, 32, "", &[])?;
+    let children = fleet.spawn_workers(workers, &spec, None, "", &[])?;
     tokio::time::sleep(Duration::from_secs(warmup)).await;
     let count =
         |sim: &kyc_simulator::LedgerSummary| -> std::collections::BTreeMap<String, (u64, u64)> {
@@ -689,7 +702,7 @@ async fn throughput(
     let children = fleet.spawn_workers(
         workers,
         "huawei.ivs-standard=100000/1000,huawei.ivs-idcard-extention=100000/1000",
-        64,
+        None,
         &sources,
         &[],
     )?;
@@ -783,7 +796,7 @@ async fn memory(
         let mut children = fleet.spawn_workers(
             1,
             "huawei.ivs-standard=100000/1000",
-            jobs,
+            Some(jobs),
             &sources,
             &[("KYC_MATERIAL_BUDGET", b.to_string())],
         )?;

@@ -67,12 +67,15 @@ pub struct WorkArgs {
     /// Vendors to consume (default: all).
     #[arg(long, value_delimiter = ',')]
     vendors: Vec<Vendor>,
-    /// Jobs in flight per vendor.
-    #[arg(long, env = "KYC_WORKER_CONCURRENCY", default_value_t = 16)]
-    concurrency: usize,
-    /// Unacked deliveries per vendor queue.
-    #[arg(long, env = "KYC_PREFETCH", default_value_t = 32)]
-    prefetch: u16,
+    /// Jobs in flight per vendor, fixed. Default: KYC_WORKER_CONCURRENCY; unset or empty, the
+    /// limit follows the quota (it grows while slots go unused and shrinks while calls queue
+    /// for slots).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Unacked deliveries per vendor queue. Default: KYC_PREFETCH; unset or empty, the most
+    /// the concurrency limit may reach.
+    #[arg(long)]
+    prefetch: Option<u16>,
     /// Seconds in-flight jobs get to finish after SIGTERM (keep below the pod's grace period).
     #[arg(long, env = "KYC_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
     shutdown_grace_secs: u64,
@@ -659,8 +662,12 @@ pub fn http_client() -> reqwest::Client {
         .expect("TLS backend initializes")
 }
 
-pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
+pub async fn work(mut a: WorkArgs) -> anyhow::Result<ExitCode> {
     init_logs(&a.conn);
+    a.concurrency = a
+        .concurrency
+        .or(config::env_number("KYC_WORKER_CONCURRENCY")?);
+    a.prefetch = a.prefetch.or(config::env_number("KYC_PREFETCH")?);
     let keys = keys::require_data_keys(
         "kyc work",
         "to open the sealed names and ID numbers of job messages",
@@ -668,7 +675,11 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
     let sources = a.material.sources()?;
     // Each job in flight makes a few short queries: a connection per two jobs, within reason
     // (several replicas share the server's connection limit).
-    let store = connect_store_sized(&a.conn, (a.concurrency as u32 / 2 + 4).min(32)).await?;
+    let store = connect_store_sized(
+        &a.conn,
+        a.concurrency.map_or(32, |n| (n as u32 / 2 + 4).min(32)),
+    )
+    .await?;
     let broker = broker(&a.conn, a.conn.topology()).await?;
     broker.declare().await.context("Failed to declare queues")?;
     tracing::info!(
@@ -734,7 +745,7 @@ pub async fn work(a: WorkArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .with_context(|| format!("Failed to listen on {} (KYC_HTTP_LISTEN)", a.http_listen))?;
-    tracing::info!(vendors = ?settings.vendors, concurrency = settings.concurrency, "worker started");
+    tracing::info!(vendors = ?settings.vendors, concurrency = ?settings.concurrency, "worker started");
     kyc_worker::run(ctx, broker.clone(), settings, shutdown_signal())
         .await
         .context("Worker failed")?;

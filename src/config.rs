@@ -176,9 +176,11 @@ pub fn baidu_from_env() -> Option<BaiduConfig> {
     })
 }
 
-/// Conservative default quotas per API, 10 QPS each with room for 20 calls in flight: Huawei
-/// IVS's documented 10 QPS; Alibaba documents 10–50 per API and account; Baidu's paid face
-/// APIs default to 10 (the H5 endpoints' own limit is not documented).
+/// Conservative default quotas per API, 10 QPS each, without bursts: Huawei IVS's documented
+/// 10 QPS; Alibaba documents 10–50 per API and account; Baidu's paid face APIs default to 10
+/// (the H5 endpoints' own limit is not documented). No burst: a vendor counts calls per
+/// second, and a burst of Q on top of a full second's Q would be 2Q in one second. No cap on
+/// calls in flight either: the worker's concurrency follows the quota.
 pub fn default_quotas() -> HashMap<String, Quota> {
     kyc_worker::vendors::APIS
         .iter()
@@ -187,8 +189,8 @@ pub fn default_quotas() -> HashMap<String, Quota> {
                 kyc_worker::Limiters::key(api),
                 Quota {
                     qps: 10.0,
-                    burst: 10,
-                    max_in_flight: Some(20),
+                    burst: 1,
+                    max_in_flight: None,
                 },
             )
         })
@@ -223,7 +225,8 @@ pub fn parse_quotas(text: &str) -> anyhow::Result<HashMap<String, Quota>> {
             Some(b) => b
                 .parse()
                 .map_err(|_| anyhow::anyhow!("quota {entry:?}: burst is not a whole number"))?,
-            None => qps.ceil().max(1.0) as u32,
+            // Evenly spaced calls unless a burst is asked for (see `default_quotas`).
+            None => 1,
         };
         let max_in_flight = parts
             .next()
@@ -244,6 +247,17 @@ pub fn parse_quotas(text: &str) -> anyhow::Result<HashMap<String, Quota>> {
         );
     }
     Ok(out)
+}
+
+/// A whole number from the environment; unset or empty is `None` (Kubernetes config maps
+/// carry every variable, the unused ones empty).
+pub fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
+            anyhow::anyhow!("{name}={v:?} is not a whole number (leave it empty for the default)")
+        }),
+        _ => Ok(None),
+    }
 }
 
 /// Quotas: the defaults, then `KYC_QUOTAS_FILE`, then `KYC_QUOTAS` (later entries win).
@@ -517,7 +531,7 @@ mod tests {
             q["huawei.ivs-idcard-extention"],
             Quota {
                 qps: 2.5,
-                burst: 3,
+                burst: 1,
                 max_in_flight: None
             }
         );

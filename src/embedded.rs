@@ -46,9 +46,9 @@ pub struct RunArgs {
     /// Batch id (default: run-<timestamp>).
     #[arg(long)]
     batch_id: Option<String>,
-    /// Jobs in flight per vendor.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    /// Jobs in flight per vendor, fixed (default: follows the quota).
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// No progress bar (for scripts and tests).
     #[arg(long)]
     quiet: bool,

@@ -320,8 +320,8 @@ impl TestApp {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let broker = self.broker.clone();
         let settings = WorkerSettings {
-            concurrency: 8,
-            prefetch: 16,
+            concurrency: Some(8),
+            prefetch: Some(16),
             shutdown_grace: Duration::from_secs(10),
             ..WorkerSettings::default()
         };

@@ -20,6 +20,7 @@ mod material_sources;
 mod personal_data;
 mod poison;
 mod producer_restart;
+mod quota_stall;
 mod recovery;
 mod reports;
 mod retries;

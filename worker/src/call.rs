@@ -185,6 +185,9 @@ impl<'a> Caller<'a> {
                 }));
             }
             let permit = self.limiters.acquire(&api).await?;
+            for _ in 0..permit.dropped_slots {
+                self.metrics.slot_dropped(api.vendor.as_str(), api.name);
+            }
             let waited = permit.waited;
             if !waited.is_zero() {
                 self.metrics
@@ -230,19 +233,23 @@ impl<'a> Caller<'a> {
                     // The insert may have committed with its reply lost (a database outage):
                     // no call follows, so take the row back while we still know its id, or
                     // the next delivery would count it as an `unknown`, possibly billed call.
-                    // Tried for as long as an outage is worth waiting out (the job is held
-                    // meanwhile, as when a verdict waits for its commit).
-                    let give_up = Instant::now() + WITHDRAW_FOR;
-                    let mut delay = Duration::from_millis(200);
-                    while let Err(w) = self.store.withdraw_call(&call_id).await {
-                        if Instant::now() >= give_up {
-                            tracing::warn!(error = %w, "could not withdraw the ledger row of a call never sent");
-                            break;
-                        }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(COMMIT_RETRY_MAX);
-                    }
+                    self.withdraw_unsent(&call_id).await;
                     return Err(e.into());
+                }
+            };
+            // The writes above can stall on the database; a slot that went by meanwhile is
+            // dropped and a fresh one taken, so calls held up together do not go out together.
+            let permit = if permit.is_fresh() {
+                permit
+            } else {
+                drop(permit);
+                self.metrics.slot_dropped(api.vendor.as_str(), api.name);
+                match self.limiters.acquire(&api).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.withdraw_unsent(&call_id).await;
+                        return Err(e.into());
+                    }
                 }
             };
             let started = Instant::now();
@@ -321,6 +328,22 @@ impl<'a> Caller<'a> {
                     None => return Err(CallError::Vendor(e)),
                 },
             }
+        }
+    }
+
+    /// Takes back the ledger row of a call that was never sent. Tried for as long as an
+    /// outage is worth waiting out (the job is held meanwhile, as when a verdict waits for
+    /// its commit).
+    async fn withdraw_unsent(&self, call_id: &str) {
+        let give_up = Instant::now() + WITHDRAW_FOR;
+        let mut delay = Duration::from_millis(200);
+        while let Err(w) = self.store.withdraw_call(call_id).await {
+            if Instant::now() >= give_up {
+                tracing::warn!(error = %w, "could not withdraw the ledger row of a call never sent");
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(COMMIT_RETRY_MAX);
         }
     }
 

@@ -9,19 +9,22 @@ use std::time::Duration;
 
 use kyc_queue::{Broker, Delivery};
 use kyc_schemas::Vendor;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::concurrency::{self, Gate};
 use crate::process::{process, Disposition};
 use crate::SharedContext;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub vendors: Vec<Vendor>,
-    /// Jobs in flight per vendor.
-    pub concurrency: usize,
-    /// Unacked deliveries the broker may push ahead, per vendor.
-    pub prefetch: u16,
+    /// Jobs in flight per vendor; `None` lets the limit follow the quota (see
+    /// [`crate::concurrency`]).
+    pub concurrency: Option<usize>,
+    /// Unacked deliveries the broker may push ahead, per vendor; `None`: the most jobs the
+    /// vendor's limit may reach, so the broker never holds the limit back.
+    pub prefetch: Option<u16>,
     pub shutdown_grace: Duration,
 }
 
@@ -29,8 +32,8 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             vendors: Vendor::ALL.to_vec(),
-            concurrency: 16,
-            prefetch: 32,
+            concurrency: None,
+            prefetch: None,
             shutdown_grace: Duration::from_secs(25),
         }
     }
@@ -46,11 +49,26 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut vendors = JoinSet::new();
     for vendor in settings.vendors.clone() {
-        let consumer = broker.consume(vendor, settings.prefetch).await?;
+        let gate = match settings.concurrency {
+            Some(n) => Gate::fixed(n),
+            None => {
+                let (initial, ceiling) = concurrency::bounds(&ctx.limiters, vendor.as_str());
+                Gate::new(initial, concurrency::FLOOR.min(ceiling), ceiling)
+            }
+        };
+        // Quorum queues take no change of prefetch on a live consumer, so the broker may
+        // push ahead as many deliveries as the limit may ever reach; the gate, not the
+        // prefetch, decides how many are worked on.
+        let prefetch = settings
+            .prefetch
+            .unwrap_or_else(|| u16::try_from(gate.ceiling()).unwrap_or(u16::MAX));
+        let consumer = broker.consume(vendor, prefetch).await?;
         vendors.spawn(consume_vendor(
             ctx.clone(),
             consumer,
             vendor,
+            gate,
+            settings.concurrency.is_none(),
             settings.clone(),
             stop_rx.clone(),
         ));
@@ -83,17 +101,26 @@ async fn consume_vendor(
     ctx: SharedContext,
     mut consumer: kyc_queue::Consumer,
     vendor: Vendor,
+    gate: Arc<Gate>,
+    adaptive: bool,
     settings: WorkerSettings,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), kyc_queue::QueueError> {
     let mut failure = None;
-    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let controller = adaptive.then(|| {
+        tokio::spawn(concurrency::control(
+            gate.clone(),
+            ctx.clone(),
+            vendor.as_str(),
+        ))
+    });
+    ctx.metrics.concurrency_limit(vendor.as_str(), gate.limit());
     let mut tasks = JoinSet::new();
     loop {
-        // Take a slot first, so a delivery is only pulled when it can start at once.
+        // Pass the gate first, so a delivery is only pulled when it can start at once.
         let permit = tokio::select! {
             _ = stop.changed() => break,
-            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+            p = gate.enter() => p,
         };
         let next = tokio::select! {
             _ = stop.changed() => break,
@@ -121,6 +148,9 @@ async fn consume_vendor(
             }
         }
         while tasks.try_join_next().is_some() {}
+    }
+    if let Some(c) = controller {
+        c.abort();
     }
     let drained = tokio::time::timeout(settings.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}

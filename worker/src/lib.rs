@@ -2,6 +2,7 @@
 //!
 //! # Layout (one job's path, top to bottom)
 //! - [`consume`]: one consumer per vendor queue, bounded concurrency, clean shutdown
+//! - [`concurrency`]: the jobs in flight per vendor, steered by the limiter's queue
 //! - [`process`]: delivery → job → (already done? skip) → materials → vendor → record → ack
 //! - [`materials`]: fetches the job's images from object storage
 //! - [`limiter`]: per vendor × API rate limits, a token before every call (retries too)
@@ -13,6 +14,7 @@
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod call;
+pub mod concurrency;
 pub mod consume;
 pub mod limiter;
 pub mod materials;

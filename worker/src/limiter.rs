@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,35 @@ impl Quota {
 pub struct CallPermit {
     _in_flight: Option<OwnedSemaphorePermit>,
     pub waited: Duration,
+    /// When the slot came up.
+    granted: Instant,
+    /// How late after `granted` the call may still go out (see [`CallPermit::is_fresh`]).
+    grace: Duration,
+    /// Slots reserved for this call that had gone by when the reservation returned (a
+    /// database that stalled) and were dropped.
+    pub dropped_slots: u32,
 }
+
+impl CallPermit {
+    /// Whether the call may still use this slot. A slot is spent within its instant or
+    /// dropped: work done between taking the slot and sending (the ledger row, a claim
+    /// renewal) can stall on the database, and calls that waited there would otherwise all
+    /// go out together when it returns, a burst the vendor throttles.
+    pub fn is_fresh(&self) -> bool {
+        self.granted.elapsed() <= self.grace
+    }
+}
+
+/// How late a slot may be used: half its interval, so that late calls never put two calls
+/// of one interval into the same instant, and never more than 25 ms.
+fn grace_of(q: Option<&Quota>) -> Duration {
+    match q {
+        Some(q) => Duration::from_micros((q.interval_us() / 2) as u64).min(MAX_GRACE),
+        None => MAX_GRACE,
+    }
+}
+
+const MAX_GRACE: Duration = Duration::from_millis(25);
 
 #[derive(Debug)]
 struct Shared {
@@ -110,6 +139,10 @@ impl Shared {
 #[derive(Debug, Default)]
 pub struct Limiters {
     quotas: HashMap<String, Quota>,
+    /// Tasks inside [`Limiters::acquire`] per API, in every mode: the signal that a vendor's
+    /// quota, not the number of jobs in flight, bounds its calls (read by the concurrency
+    /// controller).
+    queued: HashMap<String, Arc<AtomicUsize>>,
     local: HashMap<String, Arc<DefaultDirectRateLimiter>>,
     in_flight: HashMap<String, Arc<Semaphore>>,
     shared: Option<Shared>,
@@ -145,8 +178,13 @@ impl Limiters {
                     .map(|n| (k.clone(), Arc::new(Semaphore::new(n.max(1) as usize))))
             })
             .collect();
+        let queued = quotas
+            .keys()
+            .map(|k| (k.clone(), Arc::new(AtomicUsize::new(0))))
+            .collect();
         Self {
             quotas,
+            queued,
             local,
             in_flight,
             shared: None,
@@ -171,10 +209,25 @@ impl Limiters {
         format!("{}.{}", api.vendor.as_str(), api.name)
     }
 
+    /// The quota of every limited API of `vendor` with the number of tasks waiting for one
+    /// of its slots right now.
+    pub fn queued(&self, vendor: &str) -> Vec<(&str, f64, usize)> {
+        self.queued
+            .iter()
+            .filter(|(k, _)| k.split('.').next() == Some(vendor))
+            .map(|(k, n)| {
+                let qps = self.quotas.get(k).map_or(0.0, |q| q.qps);
+                (k.as_str(), qps, n.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
     /// Waits for this API's next slot (and an in-flight permit).
     pub async fn acquire(&self, api: &Api) -> Result<CallPermit, StoreError> {
         let key = Self::key(api);
+        let _queued = self.queued.get(&key).map(|n| Queued::new(n.clone()));
         let start = Instant::now();
+        let mut dropped_slots = 0;
         let in_flight = match self.in_flight.get(&key) {
             Some(s) => Some(
                 s.clone()
@@ -195,6 +248,9 @@ impl Limiters {
                 .entry(key.clone())
                 .or_default() += 1;
             let result = self.wait_for_slot(shared, &key, q).await;
+            if let Ok(n) = result {
+                dropped_slots = n;
+            }
             *shared
                 .waiting
                 .lock()
@@ -206,16 +262,36 @@ impl Limiters {
         Ok(CallPermit {
             _in_flight: in_flight,
             waited: start.elapsed(),
+            granted: Instant::now(),
+            grace: grace_of(self.quotas.get(&key)),
+            dropped_slots,
         })
     }
 
-    /// Sleeps until a shared slot comes up. A slot reserved before a throttle answer is given
-    /// up and another reserved: the pause must stop calls already waiting, too.
-    async fn wait_for_slot(&self, shared: &Shared, key: &str, q: &Quota) -> Result<(), StoreError> {
+    /// Sleeps until a shared slot comes up; returns how many slots it dropped. A slot reserved
+    /// before a throttle answer is given up and another reserved: the pause must stop calls
+    /// already waiting, too.
+    async fn wait_for_slot(
+        &self,
+        shared: &Shared,
+        key: &str,
+        q: &Quota,
+    ) -> Result<u32, StoreError> {
+        let mut dropped = 0;
+        // A configured burst hands out slots up to `burst - 1` intervals before now on purpose.
+        let grace =
+            grace_of(Some(q)).as_micros() as i64 + i64::from(q.burst.max(1) - 1) * q.interval_us();
         loop {
             let reserved_at = Instant::now();
             let slot = self.shared_slot(shared, key, q).await?;
             let wait = slot - now_us();
+            if wait < -grace {
+                // The reservation itself waited on the database (its `now` is old), so its
+                // slot has gone by: used now, it would go out with every other call that
+                // waited there. Dropped; the next reservation starts from the present.
+                dropped += 1;
+                continue;
+            }
             if wait > 0 {
                 tokio::time::sleep(Duration::from_micros(wait as u64)).await;
             }
@@ -226,7 +302,7 @@ impl Limiters {
                 .get(key)
                 .is_some_and(|t| *t > reserved_at);
             if !throttled_since {
-                return Ok(());
+                return Ok(dropped);
             }
         }
     }
@@ -292,6 +368,22 @@ impl Limiters {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Counts a task as waiting for a slot until dropped (also when its future is cancelled).
+struct Queued(Arc<AtomicUsize>);
+
+impl Queued {
+    fn new(n: Arc<AtomicUsize>) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

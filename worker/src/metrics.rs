@@ -24,6 +24,7 @@ pub struct Metrics {
     // std Mutex: held for a map update, never across an await.
     counters: Mutex<BTreeMap<(&'static str, Labels), f64>>,
     latency: Mutex<BTreeMap<Labels, Histogram>>,
+    gauges: Mutex<BTreeMap<(&'static str, Labels), f64>>,
     in_flight: AtomicI64,
     /// Per-consumer liveness watermark, read by `/healthz`.
     pub progress: crate::progress::Progress,
@@ -124,6 +125,41 @@ impl Metrics {
         );
     }
 
+    /// A slot came up while the call's ledger row was being written and had gone by when
+    /// the call was ready: dropped, another taken (a slow or stalled database).
+    pub fn slot_dropped(&self, vendor: &str, api: &str) {
+        self.add(
+            "kyc_limiter_slots_dropped_total",
+            vec![("vendor", vendor.into()), ("api", api.into())],
+            1.0,
+        );
+    }
+
+    /// The jobs a vendor's consumer may hold at once, as the controller set it.
+    pub fn concurrency_limit(&self, vendor: &str, limit: usize) {
+        self.set(
+            "kyc_concurrency_limit",
+            vec![("vendor", vendor.into())],
+            limit as f64,
+        );
+    }
+
+    /// Tasks waiting for a slot of one API (at the last controller tick).
+    pub fn limiter_queue(&self, vendor: &str, api: &str, waiting: usize) {
+        self.set(
+            "kyc_limiter_queue",
+            vec![("vendor", vendor.into()), ("api", api.into())],
+            waiting as f64,
+        );
+    }
+
+    fn set(&self, name: &'static str, labels: Labels, v: f64) {
+        self.gauges
+            .lock()
+            .expect("metrics lock")
+            .insert((name, labels), v);
+    }
+
     pub fn in_flight(&self, delta: i64) {
         self.in_flight.fetch_add(delta, Ordering::Relaxed);
     }
@@ -136,6 +172,15 @@ impl Metrics {
         for ((name, labels), v) in counters.iter() {
             if *name != last {
                 let _ = writeln!(out, "# TYPE {name} counter");
+                last = name;
+            }
+            let _ = writeln!(out, "{name}{{{}}} {v}", fmt_labels(labels));
+        }
+        drop(counters);
+        let mut last = "";
+        for ((name, labels), v) in self.gauges.lock().expect("metrics lock").iter() {
+            if *name != last {
+                let _ = writeln!(out, "# TYPE {name} gauge");
                 last = name;
             }
             let _ = writeln!(out, "{name}{{{}}} {v}", fmt_labels(labels));
