@@ -82,6 +82,9 @@ enum BenchKind {
         jobs: usize,
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Fixed jobs in flight per worker (default: the workers' own, following the quota).
+        #[arg(long)]
+        concurrency: Option<usize>,
         #[arg(long, default_value = "bench/baseline.json")]
         baseline: PathBuf,
     },
@@ -106,8 +109,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             conn,
             jobs,
             workers,
+            concurrency,
             baseline,
-        } => throughput(conn, jobs, workers, &baseline).await,
+        } => throughput(conn, jobs, workers, concurrency, &baseline).await,
         BenchKind::Memory {
             conn,
             jobs,
@@ -452,6 +456,18 @@ impl Fleet {
     /// Publishes `n` jobs: two thirds three-factor with `face` as the image, one third two-factor.
     /// `sources`: the material allowlist `face` is on (empty for a local file).
     async fn produce(&self, n: usize, face: &str, sources: &str) -> anyhow::Result<()> {
+        self.produce_with(n, face, sources, 3).await
+    }
+
+    /// Publishes `n` jobs, every `two_factor_every`-th two-factor (no image), the others
+    /// three-factor with `face`; 1 or 0: every job fetches the image, as in a nightly run.
+    async fn produce_with(
+        &self,
+        n: usize,
+        face: &str,
+        sources: &str,
+        two_factor_every: usize,
+    ) -> anyhow::Result<()> {
         let mut csv = Vec::new();
         let w = &mut csv;
         writeln!(w, "operation,name,id_number,face_image")?;
@@ -462,7 +478,7 @@ impl Fleet {
                 100 + i % 800
             ))
             .expect("digits");
-            if i % 3 == 2 {
+            if two_factor_every > 1 && i % two_factor_every == two_factor_every - 1 {
                 writeln!(w, "huawei.idcard_extension,王伟,{},", id.as_str())?;
             } else {
                 writeln!(w, "huawei.standard,王伟,{},{face}", id.as_str())?;
@@ -564,15 +580,8 @@ impl Fleet {
             .collect()
     }
 
-    async fn stop(self, mut workers: Vec<std::process::Child>) -> anyhow::Result<()> {
-        for w in &workers {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &w.id().to_string()])
-                .status();
-        }
-        for w in &mut workers {
-            let _ = w.wait();
-        }
+    async fn stop(self, workers: Vec<std::process::Child>) -> anyhow::Result<()> {
+        stop_workers(workers);
         self.broker.close().await;
         delete_queues(&self.conn, &self.topology).await;
         self.sim.stop().await;
@@ -581,6 +590,18 @@ impl Fleet {
 }
 
 /// Peak RSS of another process, in MB (Linux `VmHWM`).
+/// SIGTERM to every worker, then waits for each to exit.
+fn stop_workers(mut workers: Vec<std::process::Child>) {
+    for w in &workers {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status();
+    }
+    for w in &mut workers {
+        let _ = w.wait();
+    }
+}
+
 fn peak_rss_of(pid: u32) -> Option<f64> {
     peak_rss_in(&format!("/proc/{pid}/status"))
 }
@@ -679,9 +700,22 @@ async fn throughput(
     conn: Conn,
     jobs: usize,
     workers: usize,
+    concurrency: Option<usize>,
     baseline: &Path,
 ) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(false, "warn,sqlx=error,lapin=off");
+    // This machine's speed, measured in the same run: the parse-only producer figure. Jobs/s
+    // are also given as a ratio to it, since absolute figures drift between machines.
+    let calibration = {
+        let dir = tempfile::tempdir()?;
+        let input = dir.path().join("calibrate.csv");
+        generate(&input, 200_000)?;
+        let (store, scratch) = scratch_store(&conn, dir.path()).await?;
+        let parse = stage(&store, &Broker::memory(), &input, "parse", 500, true).await?;
+        drop_scratch(store, scratch).await?;
+        parse.rows_per_s
+    };
+    println!("calibrated: {calibration:.0} parse-only rows/s");
     let fleet = Fleet::start(&conn, kyc_simulator::FaultConfig::default()).await?;
     // The face comes from the S3 server, as in production.
     let objects = crate::commands::objects(&conn, None).await?;
@@ -695,20 +729,56 @@ async fn throughput(
         .context("Failed to create a bucket (KYC_S3_ENDPOINT, AWS_* credentials)")?;
     let face = format!("s3://{bucket}/face.jpg");
     objects.put(&face, bytes::Bytes::from_static(FACE)).await?;
-    let start = Instant::now();
     let sources = format!("s3://{bucket}/");
-    fleet.produce(jobs, &face, &sources).await?;
-    let produced = start.elapsed();
-    let children = fleet.spawn_workers(
+    // The producer is timed on its own: the clock of the workers starts with a loaded queue.
+    let started = Instant::now();
+    fleet.produce_with(jobs, &face, &sources, 1).await?;
+    let produced = started.elapsed();
+    println!(
+        "queue loaded: {jobs} jobs in {:.1} s",
+        produced.as_secs_f64()
+    );
+    let is_pg = fleet.store.backend() == kyc_store::Backend::Postgres;
+    // Statistics of other sessions reach pg_stat_database about a second after they commit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let commits_before = commits(&fleet.store, is_pg).await;
+    let mut children = fleet.spawn_workers(
         workers,
         "huawei.ivs-standard=100000/1000,huawei.ivs-idcard-extention=100000/1000",
-        None,
+        concurrency,
         &sources,
         &[],
     )?;
-    let mut children = children;
+    // Ready: every worker has its consumer on the queue.
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, consumers) = fleet.broker.work_queue_state(Vendor::Huawei).await?;
+        if consumers as usize >= workers {
+            break;
+        }
+        if let Some(status) = children
+            .iter_mut()
+            .find_map(|c| c.try_wait().ok().flatten())
+        {
+            anyhow::bail!("a worker process exited early ({status}); run it by hand to see why");
+        }
+        anyhow::ensure!(
+            Instant::now() < ready_by,
+            "the workers did not start consuming"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("workers ready; clock started");
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let cpu_before = crate::procstat::sample(&pids);
+    let t0 = Instant::now();
+    // Jobs done before the clock started (between the consumers' start and the first look)
+    // are not counted.
+    let done_before = fleet.store.outcome_count("bench").await? as usize;
+    let mut polls = 1;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
+        polls += 1;
         if fleet.store.outcome_count("bench").await? as usize >= jobs {
             break;
         }
@@ -722,17 +792,64 @@ async fn throughput(
             Instant::now() < deadline,
             "the workers did not finish {jobs} jobs within 10 minutes"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let took = start.elapsed();
+    let took = t0.elapsed();
+    let cpu_after = crate::procstat::sample(&pids);
     let rss: Vec<f64> = children
         .iter()
         .filter_map(|c| peak_rss_of(c.id()))
         .collect();
     let peak = rss.iter().cloned().fold(0.0, f64::max);
-    fleet.stop(children).await?;
-    let jobs_per_s = jobs as f64 / took.as_secs_f64();
-    println!("{jobs} jobs, {workers} worker process(es): {jobs_per_s:.0} jobs/s end to end ({:.1} s; producing took {:.1} s)", took.as_secs_f64(), produced.as_secs_f64());
+    // Only verdicts count: an `error` outcome is a job the run failed, not one it did.
+    let mut decided = 0usize;
+    let mut errors = 0usize;
+    for (_, status, n) in fleet.store.status_counts("bench").await? {
+        if matches!(status.as_str(), "passed" | "failed" | "not_found") {
+            decided += n as usize;
+        } else {
+            errors += n as usize;
+        }
+    }
+    polls += 1;
+    stop_workers(children);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let commits_after = commits(&fleet.store, is_pg).await;
+    fleet.stop(Vec::new()).await?;
+    let counted = decided.saturating_sub(done_before);
+    let jobs_per_s = counted as f64 / took.as_secs_f64();
+    println!(
+        "{jobs} jobs ({counted} counted: verdicts decided after the clock started; {done_before} done before it, {errors} errors), {workers} worker process(es)"
+    );
+    println!(
+        "{jobs_per_s:.0} jobs/s over {:.1} s from a loaded queue and ready workers; producing took {:.1} s on its own",
+        took.as_secs_f64(),
+        produced.as_secs_f64()
+    );
+    let per_parse = jobs_per_s / calibration * 1000.0;
+    println!(
+        "machine speed (parse-only producer, same run): {calibration:.0} rows/s; jobs/s per 1000 rows/s of it: {per_parse:.3}"
+    );
+    let spent = crate::procstat::spent(&cpu_before, &cpu_after);
+    let mut cpu = serde_json::Map::new();
+    for (group, secs) in &spent {
+        let ms = secs * 1000.0 / counted.max(1) as f64;
+        println!("CPU per job, {group:<18} {ms:>7.3} ms");
+        cpu.insert(group.to_string(), json!((ms * 1000.0).round() / 1000.0));
+    }
+    let ours = spent.get("worker").copied().unwrap_or(0.0)
+        + spent.get("postgresql").copied().unwrap_or(0.0);
+    let ours_ms = ours * 1000.0 / counted.max(1) as f64;
+    println!("CPU per job, worker + database   {ours_ms:>7.3} ms (target ≤ 0.5)");
+    let commits_per_job = match (commits_before, commits_after) {
+        (Some(b), Some(a)) => {
+            // The benchmark's own polling transactions are not the workers'.
+            let c = (a - b - polls) as f64 / jobs as f64;
+            println!("database commits per job: {c:.2} (all of the workers' transactions, start-up included; target ≤ 1)");
+            Some((c * 100.0).round() / 100.0)
+        }
+        _ => None,
+    };
     println!("peak worker RSS: {peak:.1} MB");
     let vs = baseline_ratio(baseline, "throughput", "jobs_per_s", jobs_per_s);
     if let Some(r) = vs {
@@ -740,9 +857,22 @@ async fn throughput(
     }
     println!(
         "{}",
-        json!({"bench": "throughput", "jobs": jobs, "workers": workers, "jobs_per_s": jobs_per_s.round(), "peak_worker_rss_mb": (peak * 10.0).round() / 10.0, "jobs_per_s_vs_baseline": vs})
+        json!({"bench": "throughput", "jobs": jobs, "counted": counted, "errors": errors, "workers": workers, "jobs_per_s": jobs_per_s.round(), "produce_s": (produced.as_secs_f64() * 10.0).round() / 10.0, "parse_rows_per_s": calibration.round(), "jobs_per_s_per_1000_parse_rows_per_s": (per_parse * 1000.0).round() / 1000.0, "cpu_ms_per_job": cpu, "worker_plus_db_cpu_ms_per_job": (ours_ms * 1000.0).round() / 1000.0, "db_commits_per_job": commits_per_job, "peak_worker_rss_mb": (peak * 10.0).round() / 10.0, "jobs_per_s_vs_baseline": vs})
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Transactions committed in the scratch database so far (PostgreSQL only).
+async fn commits(store: &Store, is_pg: bool) -> Option<i64> {
+    if !is_pg {
+        return None;
+    }
+    sqlx::query_scalar::<_, i64>(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(store.pool())
+    .await
+    .ok()
 }
 
 /// `kyc bench memory`: the same jobs twice, each time in a fresh fleet with one worker

@@ -12,6 +12,7 @@ mod keys;
 mod material_server;
 #[cfg(test)]
 mod monitoring;
+mod procstat;
 mod telemetry;
 
 use std::path::PathBuf;

@@ -237,6 +237,24 @@ impl AmqpBroker {
         })
     }
 
+    /// (ready messages, consumers) of a vendor's work queue, by a passive declare: it creates
+    /// nothing and fails if the queue does not exist.
+    pub(crate) async fn work_queue_state(&self, vendor: Vendor) -> Result<(u32, u32)> {
+        let ch = self.conn.create_channel().await?;
+        let q = ch
+            .queue_declare(
+                self.topology.work_queue(vendor).as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let _ = ch.close(200, "ok".into()).await;
+        Ok((q.message_count(), q.consumer_count()))
+    }
+
     pub(crate) async fn consume(&self, vendor: Vendor, prefetch: u16) -> Result<AmqpConsumer> {
         let channel = self.conn.create_channel().await?;
         channel

@@ -121,6 +121,22 @@ impl Broker {
         }
     }
 
+    /// (ready messages, consumers) of a vendor's work queue (the in-process queue has no
+    /// consumer count: 0).
+    pub async fn work_queue_state(&self, vendor: Vendor) -> Result<(u32, u32)> {
+        match self {
+            Broker::Amqp(b) => {
+                amqp::within(
+                    b.timeouts().connect,
+                    "read a queue's state",
+                    b.work_queue_state(vendor),
+                )
+                .await
+            }
+            Broker::Memory(b) => Ok((b.len(vendor) as u32, 0)),
+        }
+    }
+
     /// Readiness probe.
     pub fn is_connected(&self) -> bool {
         match self {

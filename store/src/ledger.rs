@@ -92,6 +92,19 @@ pub struct Decision<'a> {
     pub dead_letter_owed: Option<&'a str>,
 }
 
+/// What [`Store::start_job`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStart {
+    /// Claimed for this delivery. `unknown`: calls an earlier delivery left open, just
+    /// marked unknown; `calls`: the job's calls in all, so numbering continues.
+    Claimed { unknown: u64, calls: u32 },
+    /// The job has an outcome; `owed` is the reason of a dead-letter copy still owed.
+    /// `claimed`: this delivery took the claim (and must release it).
+    Decided { owed: Option<String>, claimed: bool },
+    /// Another live delivery holds the claim, and there is no outcome yet.
+    Held,
+}
+
 impl Store {
     /// Opens a ledger row before a vendor call; commits immediately so that it survives a
     /// crash during the call.
@@ -251,6 +264,67 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         Ok(row.is_some())
+    }
+
+    /// What a delivery finds when it starts on a job, in one transaction (one commit where
+    /// three used to be): the claim taken (or renewed), the outcome looked up, and calls left
+    /// `open` by a dead delivery marked `unknown`.
+    pub async fn start_job(&self, job_id: &JobId, owner: &str, lease_ms: i64) -> Result<JobStart> {
+        let now = now_ms();
+        let id = job_id.as_str().to_string();
+        let mut tx = self.pool().begin().await?;
+        let claimed: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO job_claims (job_id, owner, until_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (job_id) DO UPDATE SET owner = $4, until_ms = $5 \
+             WHERE job_claims.until_ms < $6 OR job_claims.owner = $7 \
+             RETURNING job_id",
+        )
+        .bind(id.clone())
+        .bind(owner.to_string())
+        .bind(now + lease_ms)
+        .bind(owner.to_string())
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(owner.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claimed = claimed.is_some();
+        let outcome: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT dead_letter_owed FROM outcomes WHERE job_id = $1")
+                .bind(id.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let start = match (outcome, claimed) {
+            (Some((owed,)), _) => JobStart::Decided { owed, claimed },
+            (None, false) => JobStart::Held,
+            (None, true) => {
+                let (calls, open): (i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'open' THEN 1 ELSE 0 END), 0) \
+                     FROM vendor_calls WHERE job_id = $1",
+                )
+                .bind(id.clone())
+                .fetch_one(&mut *tx)
+                .await?;
+                let unknown = if open > 0 {
+                    sqlx::query(
+                        "UPDATE vendor_calls SET state = 'unknown', finished_at_ms = $1 WHERE job_id = $2 AND state = 'open'",
+                    )
+                    .bind(now)
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                } else {
+                    0
+                };
+                JobStart::Claimed {
+                    unknown,
+                    calls: calls as u32,
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(start)
     }
 
     /// Drops the owner's claim (the job is decided, or handed back).

@@ -30,7 +30,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection as _};
 
 pub use jobs::{JobInsert, NewJob, RecentPass};
-pub use ledger::{CallRecord, ChargeEntry, Decision, LostCall, NewCall};
+pub use ledger::{CallRecord, ChargeEntry, Decision, JobStart, LostCall, NewCall};
 pub use personal::{PurgeCounts, StoredSubject};
 pub use reach::DbTimeouts;
 

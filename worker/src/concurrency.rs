@@ -186,12 +186,32 @@ pub fn next_limit(limit: usize, step: Step) -> usize {
     }
 }
 
+/// Jobs finished over the last steps, below which a growth is not checked for payoff: the
+/// count is too noisy to tell (and a rate this low is a quota's, not the machine's, bound).
+const PAYOFF_MIN_JOBS: usize = 30;
+/// A growth must raise the jobs finished by at least this fraction, or it is taken back.
+const PAYOFF: f64 = 0.05;
+/// Steps without growth after a growth that did not pay.
+const FREEZE_STEPS: usize = 20;
+
 /// Steers `gate` for `vendor` until the task is aborted.
+///
+/// Without a binding quota (none configured, or a large one) the limiter's queue is always
+/// empty and would let the limit grow to its ceiling, although past the machine's capacity
+/// more jobs in flight only wait longer and hold more memory. So at high rates each growth
+/// must pay: if the jobs finished over the next steps did not rise by [`PAYOFF`], the limit
+/// goes back and stays for [`FREEZE_STEPS`] (a gradient check, as in Netflix's
+/// concurrency-limits).
 pub async fn control(gate: Arc<Gate>, ctx: SharedContext, vendor: &'static str) {
     let (limiters, metrics) = (&ctx.limiters, &ctx.metrics);
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut step = Step::default();
+    // Jobs finished in each of the last SAMPLES_PER_STEP steps.
+    let mut recent: std::collections::VecDeque<usize> = Default::default();
+    // A growth under test: (limit before, jobs finished over the steps before, steps left).
+    let mut probe: Option<(usize, usize, usize)> = None;
+    let mut frozen = 0usize;
     metrics.concurrency_limit(vendor, gate.limit());
     loop {
         tick.tick().await;
@@ -212,14 +232,40 @@ pub async fn control(gate: Arc<Gate>, ctx: SharedContext, vendor: &'static str) 
         if step.looks < SAMPLES_PER_STEP {
             continue;
         }
-        step.progress = gate.take_finished() > 0;
+        let finished = gate.take_finished();
+        step.progress = finished > 0;
+        recent.push_back(finished);
+        if recent.len() > SAMPLES_PER_STEP {
+            recent.pop_front();
+        }
+        let lately: usize = recent.iter().sum();
         for (key, _, n) in &queues {
             let api = key.split_once('.').map_or(*key, |(_, a)| a);
             metrics.limiter_queue(vendor, api, *n);
         }
-        let next = next_limit(gate.limit(), step);
-        tracing::debug!(vendor, ?step, limit = gate.limit(), next, queues = ?queues, "concurrency step");
-        if next != gate.limit() {
+        let limit = gate.limit();
+        let mut next = next_limit(limit, step);
+        if let Some((before, jobs_before, left)) = probe {
+            if left > 1 {
+                probe = Some((before, jobs_before, left - 1));
+                next = next.min(limit);
+            } else {
+                probe = None;
+                if (lately as f64) < jobs_before as f64 * (1.0 + PAYOFF) {
+                    tracing::debug!(vendor, limit, before, "growth did not pay; taken back");
+                    next = before;
+                    frozen = FREEZE_STEPS;
+                }
+            }
+        } else if next > limit {
+            if frozen > 0 {
+                next = limit;
+            } else if lately >= PAYOFF_MIN_JOBS {
+                probe = Some((limit, lately, SAMPLES_PER_STEP));
+            }
+        }
+        frozen = frozen.saturating_sub(1);
+        if next != limit {
             gate.set_limit(next);
             tracing::debug!(vendor, limit = gate.limit(), "concurrency limit changed");
         }

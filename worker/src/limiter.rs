@@ -70,16 +70,21 @@ impl CallPermit {
     }
 }
 
-/// How late a slot may be used: half its interval, so that late calls never put two calls
-/// of one interval into the same instant, and never more than 25 ms.
+/// How late a slot may be used: half its interval (late calls never put two calls of one
+/// interval into the same instant), and at least 25 ms: a database round trip on a busy
+/// machine takes that long, and below it every slot of a high quota would be dropped, each
+/// drop costing another reservation. A stall is seconds.
 fn grace_of(q: Option<&Quota>) -> Duration {
     match q {
-        Some(q) => Duration::from_micros((q.interval_us() / 2) as u64).min(MAX_GRACE),
-        None => MAX_GRACE,
+        Some(q) => Duration::from_micros((q.interval_us() / 2) as u64).max(MIN_GRACE),
+        None => MIN_GRACE,
     }
 }
 
-const MAX_GRACE: Duration = Duration::from_millis(25);
+const MIN_GRACE: Duration = Duration::from_millis(25);
+/// Slots one call may drop before it takes a late one: a database slow for good (not stalled)
+/// makes every reservation late, and dropping them all would stop the calls instead.
+const MAX_DROPS: u32 = 3;
 
 #[derive(Debug)]
 struct Shared {
@@ -278,20 +283,23 @@ impl Limiters {
         q: &Quota,
     ) -> Result<u32, StoreError> {
         let mut dropped = 0;
-        // A configured burst hands out slots up to `burst - 1` intervals before now on purpose.
-        let grace =
-            grace_of(Some(q)).as_micros() as i64 + i64::from(q.burst.max(1) - 1) * q.interval_us();
+        let grace = grace_of(Some(q)).as_micros() as i64;
         loop {
             let reserved_at = Instant::now();
+            let asked = now_us();
             let slot = self.shared_slot(shared, key, q).await?;
-            let wait = slot - now_us();
-            if wait < -grace {
-                // The reservation itself waited on the database (its `now` is old), so its
-                // slot has gone by: used now, it would go out with every other call that
-                // waited there. Dropped; the next reservation starts from the present.
+            let now = now_us();
+            // How late the slot is beyond what was asked for (a burst slot lies before `asked`
+            // on purpose and is late only by the time the reservation took).
+            let late = now - slot.max(asked);
+            if late > grace && dropped < MAX_DROPS {
+                // The reservation itself waited on the database, so its slot has gone by:
+                // used now, it would go out with every other call that waited there.
+                // Dropped; the next reservation starts from the present.
                 dropped += 1;
                 continue;
             }
+            let wait = slot - now;
             if wait > 0 {
                 tokio::time::sleep(Duration::from_micros(wait as u64)).await;
             }

@@ -7,6 +7,7 @@ use kyc_schemas::{
     DataKeys, Job, JobId, JobMessage, Outcome, Reason, Status, CLEAR_JOB_SCHEMA_VERSION,
     JOB_SCHEMA_VERSION, OUTCOME_SCHEMA_VERSION,
 };
+use kyc_store::JobStart;
 use tracing::Instrument;
 
 use crate::call::{CallError, Caller};
@@ -122,24 +123,6 @@ pub async fn process(ctx: &Context, payload: &[u8], headers: JobHeaders) -> Disp
 /// it looks again (the smallest delay-queue bucket).
 pub const PARK: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// What a delivery of a job that already has an outcome does: ack, or settle a dead-letter
-/// copy the job still owes (an earlier delivery recorded the outcome, then lost the copy).
-/// `None`: no outcome yet.
-async fn already_decided(ctx: &Context, job: &Job) -> Result<Option<Disposition>, String> {
-    match ctx.store.outcome_owes(&job.job_id).await {
-        Ok(None) => Ok(None),
-        Ok(Some(None)) => Ok(Some(Disposition::Ack(None))),
-        Ok(Some(Some(reason))) => {
-            tracing::warn!("outcome recorded, dead-letter copy still owed; settling it now");
-            Ok(Some(Disposition::DeadLetterAfterOutcome {
-                job_id: job.job_id.clone(),
-                reason,
-            }))
-        }
-        Err(e) => Err(format!("database: {e}")),
-    }
-}
-
 async fn process_job(ctx: &Context, job: &Job, headers: JobHeaders) -> Disposition {
     let requeue = |reason: String| Disposition::Requeue {
         reason,
@@ -150,34 +133,55 @@ async fn process_job(ctx: &Context, job: &Job, headers: JobHeaders) -> Dispositi
     // job is decided (ack, or settle a copy it owes), or its claim has expired because its
     // worker died (take over).
     let owner = uuid::Uuid::new_v4().simple().to_string();
-    match ctx
+    // Claim, outcome and calls left open, read in one transaction.
+    let (unknown, calls) = match ctx
         .store
-        .claim_job(&job.job_id, &owner, crate::call::CLAIM_LEASE_MS)
+        .start_job(&job.job_id, &owner, crate::call::CLAIM_LEASE_MS)
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
-            return match already_decided(ctx, job).await {
-                Ok(Some(d)) => {
-                    tracing::info!("another delivery decided this job; settling the duplicate");
-                    d
-                }
-                Ok(None) => Disposition::Park(PARK),
-                Err(reason) => requeue(reason),
-            };
+        Ok(JobStart::Claimed { unknown, calls }) => (unknown, calls),
+        Ok(JobStart::Decided { owed, claimed }) => {
+            tracing::info!("outcome already recorded; no call for this delivery");
+            if claimed {
+                let _ = ctx.store.release_claim(&job.job_id, &owner).await;
+            }
+            return settle_decided(job, owed);
         }
+        Ok(JobStart::Held) => return Disposition::Park(PARK),
         Err(e) => return requeue(format!("database: {e}")),
+    };
+    if unknown > 0 {
+        ctx.metrics.unknown_calls(job.vendor().as_str(), unknown);
+        tracing::warn!(
+            unknown,
+            "calls left open by an earlier delivery marked unknown"
+        );
     }
     // The claim is a short lease, renewed while this delivery works on the job; it lapses
     // within a lease of the worker dying (SIGKILL, OOM), so the job's redelivery can take
     // over in seconds. The heartbeat runs in this task: it stops with the job, whichever way.
     let disposition = tokio::select! {
-        d = decide(ctx, job, headers, &owner) => d,
+        d = decide(ctx, job, headers, &owner, calls) => d,
         never = heartbeat(ctx, &job.job_id, &owner) => match never {},
     };
     // Handing back or decided: either way this delivery is done with the job.
     let _ = ctx.store.release_claim(&job.job_id, &owner).await;
     disposition
+}
+
+/// A delivery of a job that already has an outcome: ack, or settle a dead-letter copy the
+/// job still owes (an earlier delivery recorded the outcome, then lost the copy).
+fn settle_decided(job: &Job, owed: Option<String>) -> Disposition {
+    match owed {
+        None => Disposition::Ack(None),
+        Some(reason) => {
+            tracing::warn!("outcome recorded, dead-letter copy still owed; settling it now");
+            Disposition::DeadLetterAfterOutcome {
+                job_id: job.job_id.clone(),
+                reason,
+            }
+        }
+    }
 }
 
 /// Renews the job's claim every [`crate::call::CLAIM_RENEW_EVERY`] until dropped. A failed
@@ -202,31 +206,14 @@ async fn heartbeat(
     }
 }
 
-async fn decide(ctx: &Context, job: &Job, headers: JobHeaders, owner: &str) -> Disposition {
+async fn decide(
+    ctx: &Context,
+    job: &Job,
+    headers: JobHeaders,
+    owner: &str,
+    calls: u32,
+) -> Disposition {
     let requeue = |reason: String, attempts: u32| Disposition::Requeue { reason, attempts };
-    // Checked under the claim: a redelivered (or duplicate) job that already has an outcome
-    // makes no vendor call.
-    match already_decided(ctx, job).await {
-        Ok(Some(d)) => {
-            tracing::info!("outcome already recorded; no call for this delivery");
-            return d;
-        }
-        Ok(None) => {}
-        Err(reason) => return requeue(reason, headers.attempts),
-    }
-    let calls = match ctx.store.recover_calls(&job.job_id).await {
-        Ok((unknown, calls)) => {
-            if unknown > 0 {
-                ctx.metrics.unknown_calls(job.vendor().as_str(), unknown);
-                tracing::warn!(
-                    unknown,
-                    "calls left open by an earlier delivery marked unknown"
-                );
-            }
-            calls
-        }
-        Err(e) => return requeue(format!("database: {e}"), headers.attempts),
-    };
     // The attempt budget is the job's: the count its message carries, or the ledger's when
     // that is higher (a worker killed mid-job could not update the message).
     let prior = calls.max(headers.attempts);
