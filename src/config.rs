@@ -263,6 +263,14 @@ pub fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>>
 /// Quotas: the defaults, then `KYC_QUOTAS_FILE`, then `KYC_QUOTAS` (later entries win).
 pub fn quotas() -> anyhow::Result<HashMap<String, Quota>> {
     let mut q = default_quotas();
+    q.extend(explicit_quotas()?);
+    Ok(q)
+}
+
+/// Only the quotas set in `KYC_QUOTAS_FILE` and `KYC_QUOTAS`, without the defaults: what
+/// `kyc doctor` holds against the list of APIs.
+pub fn explicit_quotas() -> anyhow::Result<HashMap<String, Quota>> {
+    let mut q = HashMap::new();
     if let Some(path) = env("KYC_QUOTAS_FILE") {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("KYC_QUOTAS_FILE {path}: {e}"))?;

@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod config;
+mod doctor;
 mod embedded;
 mod health;
 mod keys;
@@ -13,6 +14,7 @@ mod material_server;
 #[cfg(test)]
 mod monitoring;
 mod procstat;
+mod status;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -129,6 +131,11 @@ enum Command {
     Purge(commands::PurgeArgs),
     /// Benchmarks: figures and a last-line JSON, compared with bench/baseline.json.
     Bench(bench::BenchArgs),
+    /// Pre-flight check: database and migrations, broker queues, material sources, vendor
+    /// credentials (calls that are not billed), clock skew, quotas. Exit 0 only if all pass.
+    Doctor(doctor::DoctorArgs),
+    /// Where each batch stands: counts, outcomes, unknown calls, throughput, ETA, queues.
+    Status(status::StatusArgs),
 }
 
 #[tokio::main]
@@ -144,6 +151,8 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate(a) => commands::migrate(a).await,
         Command::Purge(a) => commands::purge(a).await,
         Command::Bench(a) => bench::run(a).await,
+        Command::Doctor(a) => doctor::run(a).await,
+        Command::Status(a) => status::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -552,6 +552,22 @@ impl ObjectStore {
         }
     }
 
+    /// Lists at most one key under `prefix` of `bucket` (ListObjectsV2, max-keys 1): proves
+    /// the bucket exists and this key may read it, without reading any object. `kyc doctor`.
+    pub async fn list_one(&self, bucket: &str, prefix: &str) -> Result<()> {
+        let at = format!("s3://{bucket}/");
+        let client = self.s3_for(&at)?;
+        client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| s3_error(&at, e))?;
+        Ok(())
+    }
+
     /// Creates a bucket if it does not exist (tests, the local demo).
     pub async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
         let at = format!("s3://{bucket}");

@@ -90,7 +90,7 @@ pub async fn connect(url: &str, ca_pem: Option<&str>) -> Result<Connection> {
 
 #[derive(Debug, Clone)]
 pub struct AmqpBroker {
-    conn: Arc<Connection>,
+    pub(crate) conn: Arc<Connection>,
     topology: Topology,
     timeouts: AmqpTimeouts,
 }

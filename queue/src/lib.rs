@@ -7,6 +7,8 @@
 //!   job's own counters: [`JobHeaders`])
 //! - [`amqp`]: lapin: publishing with pipelined confirms, consuming with manual acks
 //! - [`memory`]: the embedded in-process queue with the same semantics
+//! - [`verify`]: does the broker hold the queues this version declares, with its arguments
+//!   (`kyc doctor`), and how many messages each holds (`kyc status`)
 //!
 //! One queue per vendor means a throttled vendor's backlog never blocks the others' jobs.
 #![warn(unreachable_pub, missing_debug_implementations)]
@@ -14,6 +16,7 @@
 pub mod amqp;
 pub mod memory;
 pub mod topology;
+pub mod verify;
 
 use kyc_schemas::Vendor;
 

@@ -43,7 +43,8 @@ pub struct FaultConfig {
     #[serde(alias = "aliyun")]
     pub alibaba: VendorFaults,
     pub baidu: VendorFaults,
-    /// Moves the simulator's clock (session and token lifetimes), in seconds.
+    /// Moves the simulator's clock (session and token lifetimes, Huawei's signature window,
+    /// every answer's `Date` header), in seconds.
     pub clock_offset_secs: i64,
 }
 

@@ -139,10 +139,31 @@ pub fn router(state: Shared) -> Router {
         .merge(huawei::routes())
         .merge(alibaba::routes())
         .merge(baidu::routes())
+        // Every answer's `Date` is the simulator's clock, so that `clock_offset_secs` looks
+        // like a vendor whose clock (or ours) is off: what `kyc doctor` measures.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            date_header,
+        ))
         // Vendors accept bodies up to 12 MB (Huawei AK/SK); their own checks answer above
         // that, not a generic 413 from the framework.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
         .with_state(state)
+}
+
+/// Sets `Date` from [`AppState::now`] (hyper only adds its own when none is set).
+async fn date_header(
+    State(s): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let now = s.now();
+    let mut resp = next.run(req).await;
+    let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&date) {
+        resp.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    resp
 }
 
 async fn admin_ledger(State(s): State<Shared>) -> Json<LedgerSummary> {

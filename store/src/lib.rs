@@ -13,6 +13,7 @@
 //! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
 //! - [`audit`]: the trail of unmasked exports (who, which filter, where to, how many rows)
 //! - [`reach`]: bounded waits (connect, pool, statements) and why a database cannot be reached
+//! - [`status`]: where each batch stands (`kyc status`), and whether the schema is current
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod audit;
@@ -23,6 +24,7 @@ pub mod personal;
 pub mod queries;
 pub mod rate_limits;
 pub mod reach;
+pub mod status;
 
 use std::str::FromStr;
 

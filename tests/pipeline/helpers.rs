@@ -278,6 +278,27 @@ impl TestApp {
         cmd.output().expect("run kyc produce")
     }
 
+    /// The variables that point a `kyc` child at this app's simulator with the credentials
+    /// it accepts, for all three vendors.
+    pub fn vendor_env(&self) -> Vec<(&'static str, String)> {
+        let url = self.sim.base_url();
+        vec![
+            ("HUAWEICLOUD_SDK_AK", self.ak.clone()),
+            ("HUAWEICLOUD_SDK_SK", self.sk.clone()),
+            ("HUAWEICLOUD_SDK_PROJECT_ID", "test-project".into()),
+            ("KYC_HUAWEI_ENDPOINT", url.clone()),
+            ("KYC_HUAWEI_IAM_ENDPOINT", url.clone()),
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", self.ak.clone()),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", self.sk.clone()),
+            ("KYC_ALIBABA_ENDPOINT", url.clone()),
+            ("KYC_ALIBABA_BIZ_TYPE", "RPBasic".into()),
+            ("BAIDU_API_KEY", self.ak.clone()),
+            ("BAIDU_SECRET_KEY", self.sk.clone()),
+            ("KYC_BAIDU_ENDPOINT", url),
+            ("KYC_BAIDU_PLAN_ID", "sim-authority".into()),
+        ]
+    }
+
     /// A Huawei client configuration (AK/SK) for this app's simulator.
     pub fn huawei_config(&self, timeout: Duration) -> HuaweiConfig {
         HuaweiConfig {

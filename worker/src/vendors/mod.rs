@@ -42,6 +42,89 @@ pub const APIS: [Api; 13] = [
     baidu::RESULT_GETALL,
 ];
 
+/// The endpoints a job of `op` may call: its own, plus those the client calls on its way
+/// (Baidu's session set-up) or to ask about a lost answer (`docs/design.md`). What quotas
+/// must cover for an operation, and what its jobs spend of each (`kyc status`'s ETA).
+pub fn apis_of(op: kyc_schemas::Operation) -> &'static [Api] {
+    use kyc_schemas::Operation as Op;
+    match op {
+        Op::HuaweiStandard => &[huawei::STANDARD],
+        Op::HuaweiIdcardExtension => &[huawei::EXTENSION],
+        Op::AlibabaVerifyMaterial => &[alibaba::VERIFY_MATERIAL],
+        Op::AlibabaSubmitVerification => &[
+            alibaba::SUBMIT_VERIFICATION,
+            alibaba::DESCRIBE_VERIFY_RESULT,
+        ],
+        Op::AlibabaDescribeVerifyResult => &[alibaba::DESCRIBE_VERIFY_RESULT],
+        Op::BaiduStartSession => &[
+            baidu::GENERATE,
+            baidu::IDCARD_SUBMIT,
+            baidu::UPLOAD_MATCH_IMAGE,
+            baidu::RESULT_GETALL,
+        ],
+        Op::BaiduResultDetail => &[baidu::RESULT_DETAIL],
+        Op::BaiduResultSimple => &[baidu::RESULT_SIMPLE],
+        Op::BaiduResultStat => &[baidu::RESULT_STAT, baidu::RESULT_GETALL],
+        Op::BaiduResultMedia => &[baidu::RESULT_MEDIA, baidu::RESULT_GETALL],
+        Op::BaiduResultGetall => &[baidu::RESULT_GETALL],
+    }
+}
+
+/// What one credentials probe found (`kyc doctor`): a single call that is not billed, made
+/// with the worker's own signing or token code.
+#[derive(Debug)]
+pub struct Probe {
+    /// What was called and why it costs nothing, for the operator.
+    pub call: &'static str,
+    /// The call proves the signature (key and secret) is accepted, not that the account may
+    /// use the verification product.
+    pub signature_only: bool,
+    /// The vendor's `Date` header, and this host's clock when the request left and when its
+    /// answer came: the vendor's time lies between them, up to the header's one second.
+    pub vendor_date: Option<chrono::DateTime<chrono::Utc>>,
+    pub sent_at: chrono::DateTime<chrono::Utc>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// `Ok` when the vendor accepted the credentials; else the classified refusal or failure.
+    pub result: Result<(), VendorError>,
+}
+
+impl Probe {
+    pub(crate) fn start(call: &'static str, signature_only: bool) -> Self {
+        let now = chrono::Utc::now();
+        Self {
+            call,
+            signature_only,
+            vendor_date: None,
+            sent_at: now,
+            received_at: now,
+            result: Ok(()),
+        }
+    }
+
+    /// Records the answer's arrival and its `Date` header.
+    pub(crate) fn answered(&mut self, headers: &reqwest::header::HeaderMap) {
+        self.received_at = chrono::Utc::now();
+        self.vendor_date = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|d| d.with_timezone(&chrono::Utc));
+    }
+
+    pub(crate) fn failed(mut self, e: VendorError) -> Self {
+        self.received_at = chrono::Utc::now();
+        self.result = Err(e);
+        self
+    }
+
+    /// Vendor clock minus ours, in seconds (positive: the vendor is ahead), if it sent a
+    /// `Date`. Measured against the middle of the exchange.
+    pub fn skew_secs(&self) -> Option<i64> {
+        let mid = self.sent_at + (self.received_at - self.sent_at) / 2;
+        self.vendor_date.map(|d| (d - mid).num_seconds())
+    }
+}
+
 /// One vendor endpoint: the ledger's `api`, the billing counters' `product`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Api {
@@ -231,6 +314,25 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every endpoint is called by some operation, and every operation calls an endpoint
+    /// of its own vendor that has a quota key.
+    #[test]
+    fn the_operations_apis_are_the_quota_keys() {
+        let mut used: Vec<&str> = Vec::new();
+        for op in kyc_schemas::Operation::ALL {
+            let apis = apis_of(op);
+            assert!(!apis.is_empty(), "{op}");
+            for a in apis {
+                assert_eq!(a.vendor, op.vendor(), "{op}");
+                assert!(APIS.contains(a), "{op}: {}", a.name);
+                used.push(a.name);
+            }
+        }
+        for a in APIS {
+            assert!(used.contains(&a.name), "no operation calls {}", a.name);
+        }
+    }
 
     #[test]
     fn retry_after_accepts_seconds_and_http_dates() {

@@ -48,8 +48,8 @@ enum Submitted {
 
 #[derive(Debug)]
 pub struct AlibabaClient {
-    config: AlibabaConfig,
-    http: reqwest::Client,
+    pub(super) config: AlibabaConfig,
+    pub(super) http: reqwest::Client,
 }
 
 fn refused(code: &str, message: String, reason: Reason) -> CallError {

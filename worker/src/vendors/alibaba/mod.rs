@@ -5,6 +5,7 @@
 
 mod client;
 mod config;
+mod probe;
 pub mod request;
 pub mod response;
 pub mod sign;

@@ -67,8 +67,8 @@ struct CachedToken {
 
 #[derive(Debug)]
 pub struct BaiduClient {
-    config: BaiduConfig,
-    http: reqwest::Client,
+    pub(super) config: BaiduConfig,
+    pub(super) http: reqwest::Client,
     // A tokio Mutex: one task refreshes while the others wait for its token.
     token: Mutex<Option<CachedToken>>,
 }
@@ -408,20 +408,8 @@ impl BaiduClient {
                 return Ok(t.value.expose().to_string());
             }
         }
-        let url = format!(
-            "{}/oauth/2.0/token",
-            self.config.endpoint.trim_end_matches('/')
-        );
         let resp = self
-            .http
-            .get(url)
-            .query(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", self.config.api_key.as_str()),
-                ("client_secret", self.config.secret_key.as_str()),
-            ])
-            // The call timeout bounds it too: a hung token endpoint must not outlast the call.
-            .timeout(self.config.timeout.min(Duration::from_secs(10)))
+            .token_request()
             .send()
             .await
             .map_err(|e| VendorError::from_reqwest(&e))?;
@@ -437,22 +425,48 @@ impl BaiduClient {
             });
             return Ok(token.to_string());
         }
-        if status >= 500 || status == 429 {
-            return Err(VendorError::Transient {
-                code: format!("OAuth HTTP {status}"),
-                message: "token endpoint failed".into(),
-                retry_after: None,
-                reason: Reason::VendorInternal,
-            });
-        }
-        Err(VendorError::Permanent {
-            code: v["error"].as_str().unwrap_or("oauth").to_string(),
-            message: v["error_description"]
-                .as_str()
-                .unwrap_or("token refused")
-                .to_string(),
-            reason: Reason::AuthFailed,
-        })
+        Err(token_refused(status, &v))
+    }
+}
+
+/// Why the token endpoint gave no token: a server failure (retry) or a refusal of the
+/// API Key / Secret Key.
+pub(super) fn token_refused(status: u16, v: &serde_json::Value) -> VendorError {
+    if status >= 500 || status == 429 {
+        return VendorError::Transient {
+            code: format!("OAuth HTTP {status}"),
+            message: "token endpoint failed".into(),
+            retry_after: None,
+            reason: Reason::VendorInternal,
+        };
+    }
+    VendorError::Permanent {
+        code: v["error"].as_str().unwrap_or("oauth").to_string(),
+        message: v["error_description"]
+            .as_str()
+            .unwrap_or("token refused")
+            .to_string(),
+        reason: Reason::AuthFailed,
+    }
+}
+
+impl BaiduClient {
+    /// The OAuth token request, as the worker sends it and `kyc doctor` probes it. The
+    /// secret travels in the query (Baidu's protocol): never log this request's URL.
+    pub(super) fn token_request(&self) -> reqwest::RequestBuilder {
+        let url = format!(
+            "{}/oauth/2.0/token",
+            self.config.endpoint.trim_end_matches('/')
+        );
+        self.http
+            .get(url)
+            .query(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.config.api_key.as_str()),
+                ("client_secret", self.config.secret_key.as_str()),
+            ])
+            // The call timeout bounds it too: a hung token endpoint must not outlast the call.
+            .timeout(self.config.timeout.min(Duration::from_secs(10)))
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod client;
 mod config;
+mod probe;
 pub mod request;
 pub mod response;
 

@@ -36,8 +36,8 @@ struct CachedToken {
 
 #[derive(Debug)]
 pub struct HuaweiClient {
-    config: HuaweiConfig,
-    http: reqwest::Client,
+    pub(super) config: HuaweiConfig,
+    pub(super) http: reqwest::Client,
     // A tokio Mutex: the holder awaits the IAM call, and the other tasks should wait for
     // that one refresh instead of each starting their own.
     token: Mutex<Option<CachedToken>>,
@@ -208,35 +208,12 @@ impl HuaweiClient {
                 return Ok(t.value.expose().to_string());
             }
         }
-        let HuaweiAuth::Password {
-            user,
-            password,
-            domain,
-        } = &self.config.auth
-        else {
+        let Some(request) = self.token_request() else {
             return Err(permanent_config(
                 "token requested without password credentials",
             ));
         };
-        let body = serde_json::json!({
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": { "user": { "name": user, "password": password, "domain": { "name": domain } } }
-                },
-                "scope": { "project": { "name": self.config.region } }
-            }
-        });
-        let url = format!(
-            "{}/v3/auth/tokens?nocatalog=true",
-            self.config.iam_endpoint.trim_end_matches('/')
-        );
-        let resp = self
-            .http
-            .post(url)
-            .timeout(self.config.timeout.min(Duration::from_secs(10)))
-            .header("Content-Type", "application/json;charset=utf8")
-            .body(body.to_string())
+        let resp = request
             .send()
             .await
             .map_err(|e| VendorError::from_reqwest(&e))?;
@@ -262,6 +239,41 @@ impl HuaweiClient {
             }
             (s, _) => Err(response::iam_error(s)),
         }
+    }
+}
+
+impl HuaweiClient {
+    /// The IAM password-token request (`POST /v3/auth/tokens`), as the worker sends it and
+    /// `kyc doctor` probes it; `None` in AK/SK mode.
+    pub(super) fn token_request(&self) -> Option<reqwest::RequestBuilder> {
+        let HuaweiAuth::Password {
+            user,
+            password,
+            domain,
+        } = &self.config.auth
+        else {
+            return None;
+        };
+        let body = serde_json::json!({
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": { "user": { "name": user, "password": password, "domain": { "name": domain } } }
+                },
+                "scope": { "project": { "name": self.config.region } }
+            }
+        });
+        let url = format!(
+            "{}/v3/auth/tokens?nocatalog=true",
+            self.config.iam_endpoint.trim_end_matches('/')
+        );
+        Some(
+            self.http
+                .post(url)
+                .timeout(self.config.timeout.min(Duration::from_secs(10)))
+                .header("Content-Type", "application/json;charset=utf8")
+                .body(body.to_string()),
+        )
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod client;
 mod config;
+mod probe;
 pub(crate) mod request;
 mod response;
 mod sign;
