@@ -74,6 +74,9 @@ fn exported() -> BTreeSet<String> {
     m.dead_letter("huawei");
     m.dead_letter_copy_failed("huawei");
     m.unknown_calls("huawei", 1);
+    m.slot_dropped("huawei", "ivs-standard");
+    m.concurrency_limit("huawei", 16);
+    m.limiter_queue("huawei", "ivs-standard", 0);
     m.in_flight(1);
     m.render()
         .lines()
