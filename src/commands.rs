@@ -691,6 +691,10 @@ pub async fn work(mut a: WorkArgs) -> anyhow::Result<ExitCode> {
         .await?
         .with_material_sources(sources)
         .with_material_budget(a.material_budget);
+    let spend = config::spend_settings()?;
+    for (vendor, cap) in spend.caps.iter() {
+        tracing::info!(vendor = vendor.as_str(), cap = %cap, day = %spend.zone, "spend cap per day");
+    }
     let ctx = Arc::new(Context {
         store: store.clone(),
         objects,
@@ -700,7 +704,14 @@ pub async fn work(mut a: WorkArgs) -> anyhow::Result<ExitCode> {
         retry: RetryPolicy::default(),
         metrics: Default::default(),
         keys,
+        spend: kyc_worker::spend::SpendGuard::new(spend),
     });
+    // The caps' budgets on /metrics from the start, and in the log.
+    ctx.spend
+        .publish(&ctx.store, &ctx.metrics)
+        .await
+        .context("Failed to read the spend of capped vendors")?;
+
     // Credentials decide consumption: a worker never takes a vendor's jobs it cannot call
     // (they would all end as `error/auth_failed` in seconds, and a re-run would skip them).
     let credentials = [
@@ -746,12 +757,13 @@ pub async fn work(mut a: WorkArgs) -> anyhow::Result<ExitCode> {
     .await
     .with_context(|| format!("Failed to listen on {} (KYC_HTTP_LISTEN)", a.http_listen))?;
     tracing::info!(vendors = ?settings.vendors, concurrency = ?settings.concurrency, "worker started");
+    let spend = ctx.spend.clone();
     kyc_worker::run(ctx, broker.clone(), settings, shutdown_signal())
         .await
         .context("Worker failed")?;
     probes.abort();
     broker.close().await;
-    tracing::info!("worker stopped");
+    tracing::info!(deferred_by_spend_cap = spend.deferred(), "worker stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -871,8 +883,10 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
             let store = connect_store(&conn).await?;
             let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
             let dest = Destination::parse(out.as_deref(), "billing")?;
+            let prices = config::prices()?;
             let n = kyc_report::write_billing(
                 &store,
+                &prices,
                 from.map(day).as_deref(),
                 to.map(day).as_deref(),
                 vendor.map(|v| v.as_str()),
@@ -890,6 +904,15 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
             let dest = Destination::parse(out.as_deref(), "reconcile")?;
             let s = kyc_report::write_reconcile(&store, &batch, dest.writer()?).await?;
             let at = dest.finish(&conn).await?;
+            let capped: i64 = store
+                .cap_deferrals(Some(&batch))
+                .await?
+                .iter()
+                .map(|d| d.waiting)
+                .sum();
+            if capped > 0 {
+                eprintln!("batch {batch}: {capped} of the missing jobs are deferred by a spend cap to the next window (KYC_SPEND_CAPS)");
+            }
             eprintln!(
                 "batch {batch}: {} jobs, {} done, {} missing (published, no outcome), {} unpublished, {} unknown (possibly billed) calls; {} ({at})",
                 s.jobs,

@@ -76,6 +76,10 @@ pub const ENV_VARS: &[(&str, Kind)] = &[
     ("KYC_S3_TIMEOUT", Kind::Config),
     ("KYC_STUCK_AFTER", Kind::Config),
     ("KYC_MATERIAL_BUDGET", Kind::Config),
+    ("KYC_PRICES", Kind::Config),
+    ("KYC_PRICES_FILE", Kind::Config),
+    ("KYC_SPEND_CAPS", Kind::Config),
+    ("KYC_SPEND_TIMEZONE", Kind::Config),
 ];
 
 /// Where materials may come from: the flags of every command that reads CSV material cells
@@ -280,6 +284,47 @@ pub fn explicit_quotas() -> anyhow::Result<HashMap<String, Quota>> {
         q.extend(parse_quotas(&text)?);
     }
     Ok(q)
+}
+
+/// The price table: `KYC_PRICES_FILE`, then `KYC_PRICES` (later entries win). No defaults:
+/// the vendors' list prices are not in the copied documentation, and a guessed price is
+/// worse than "no price configured".
+pub fn prices() -> anyhow::Result<kyc_schemas::money::PriceTable> {
+    let mut t = kyc_schemas::money::PriceTable::default();
+    if let Some(path) = env("KYC_PRICES_FILE") {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("KYC_PRICES_FILE {path}: {e}"))?;
+        t.extend_from(&text)
+            .map_err(|e| anyhow::anyhow!("KYC_PRICES_FILE {path}: price {e}"))?;
+    }
+    if let Some(text) = env("KYC_PRICES") {
+        t.extend_from(&text)
+            .map_err(|e| anyhow::anyhow!("KYC_PRICES: price {e}"))?;
+    }
+    Ok(t)
+}
+
+/// Spend caps (`KYC_SPEND_CAPS`), their day (`KYC_SPEND_TIMEZONE`, Beijing by default) and
+/// the prices a money cap is counted in, checked together.
+pub fn spend_settings() -> anyhow::Result<kyc_worker::spend::SpendSettings> {
+    let caps = match env("KYC_SPEND_CAPS") {
+        Some(text) => kyc_schemas::money::SpendCaps::parse(&text)
+            .map_err(|e| anyhow::anyhow!("KYC_SPEND_CAPS: cap {e}"))?,
+        None => Default::default(),
+    };
+    let zone = match env("KYC_SPEND_TIMEZONE") {
+        Some(text) => kyc_schemas::money::SpendZone::parse(&text)
+            .map_err(|e| anyhow::anyhow!("KYC_SPEND_TIMEZONE: {e}"))?,
+        None => Default::default(),
+    };
+    let settings = kyc_worker::spend::SpendSettings {
+        caps,
+        prices: prices()?,
+        zone,
+        ..Default::default()
+    };
+    settings.validate()?;
+    Ok(settings)
 }
 
 /// Who runs an unmasked export, for its audit record: `--operator` / `KYC_OPERATOR` when set,

@@ -311,6 +311,8 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         retry: RetryPolicy::default(),
         metrics: Default::default(),
         keys: keys.data.clone(),
+        // A capped vendor's jobs wait for the next window: this run then waits with them.
+        spend: kyc_worker::spend::SpendGuard::new(config::spend_settings()?),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(kyc_worker::run(
@@ -449,6 +451,12 @@ async fn print_summary(
         println!("rejected rows and reasons: {}", rejects.display());
     }
     let counts = store.status_counts(batch_id).await?;
+    for d in store.cap_deferrals(Some(batch_id)).await? {
+        println!(
+            "{}: {} jobs deferred by the spend cap (KYC_SPEND_CAPS) to a later window, {} still waiting",
+            d.vendor, d.jobs, d.waiting
+        );
+    }
     let statuses = ["passed", "failed", "not_found", "pending", "error"];
     println!();
     println!(

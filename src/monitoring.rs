@@ -77,6 +77,8 @@ fn exported() -> BTreeSet<String> {
     m.slot_dropped("huawei", "ivs-standard");
     m.concurrency_limit("huawei", 16);
     m.limiter_queue("huawei", "ivs-standard", 0);
+    m.spend("huawei", "calls", 3.0, 1.0);
+    m.cap_deferral("huawei");
     m.in_flight(1);
     m.render()
         .lines()

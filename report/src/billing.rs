@@ -1,16 +1,18 @@
 //! The billing report: per vendor × product × day, the billing counter, the ledger's billable
 //! calls (they must agree), the calls whose answer was lost (possibly billed), and — where the
-//! vendor reports its charges — the vendor's figure and the difference.
+//! vendor reports its charges — the vendor's figure and the difference. With a price table
+//! (`KYC_PRICES`), each row also has its unit price, currency and amounts, computed exactly
+//! (integer ten-thousandths, never floats); a product without a price says so in `amount`.
 
 use std::io::Write;
 
+use kyc_schemas::money::PriceTable;
+use kyc_schemas::safe_csv::{Cell, Number};
 use kyc_store::Store;
-
-use kyc_schemas::safe_csv::Cell;
 
 use crate::{csv_writer, ReportError};
 
-pub const BILLING_COLUMNS: [&str; 8] = [
+pub const BILLING_COLUMNS: [&str; 12] = [
     "vendor",
     "product",
     "day",
@@ -19,11 +21,19 @@ pub const BILLING_COLUMNS: [&str; 8] = [
     "unknown_calls",
     "vendor_charged_calls",
     "difference",
+    "unit_price",
+    "currency",
+    "amount",
+    "vendor_charged_amount",
 ];
+
+/// What `amount` says for a product the price table does not name.
+pub const NO_PRICE: &str = "no price configured";
 
 /// Days are `YYYY-MM-DD` (UTC), both bounds inclusive. Returns the number of rows.
 pub async fn write_billing<W: Write>(
     store: &Store,
+    prices: &PriceTable,
     from_day: Option<&str>,
     to_day: Option<&str>,
     vendor: Option<&str>,
@@ -37,6 +47,22 @@ pub async fn write_billing<W: Write>(
         // Positive: we counted more than the vendor charged; negative: the vendor charged
         // calls we did not count (look at the unknown calls first).
         let difference = r.vendor_charged.map(|v| r.billable_calls - v);
+        let price = r
+            .vendor
+            .parse::<kyc_schemas::Vendor>()
+            .ok()
+            .and_then(|v| prices.price(v, &r.product));
+        let (unit_price, currency, amount, vendor_amount) = match price {
+            Some(p) => (
+                Cell::from(Number::amount(p.amount)),
+                Cell::from(p.currency.to_string()),
+                Cell::from(Number::amount(p.amount.times(r.billable_calls))),
+                r.vendor_charged.map_or(Cell::Empty, |n| {
+                    Cell::from(Number::amount(p.amount.times(n)))
+                }),
+            ),
+            None => (Cell::Empty, Cell::Empty, Cell::from(NO_PRICE), Cell::Empty),
+        };
         w.write_row([
             Cell::from(&r.vendor),
             Cell::from(&r.product),
@@ -46,6 +72,10 @@ pub async fn write_billing<W: Write>(
             Cell::from(r.unknown_calls),
             Cell::from(r.vendor_charged),
             Cell::from(difference),
+            unit_price,
+            currency,
+            amount,
+            vendor_amount,
         ])?;
     }
     w.flush()?;

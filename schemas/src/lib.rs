@@ -16,6 +16,7 @@
 //! - [`mask`]: how PII is shown when it must be shown at all (reports, `Debug`)
 //! - [`redact`]: `scrub` for text that leaves the process, `Secret` and `redact_url` for `Debug`
 //! - [`safe_csv`]: the CSV writer of every file we hand to people: no cell runs as a formula
+//! - [`money`]: exact amounts, the price table per vendor × product, spend caps and the spend day
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod codes;
@@ -24,6 +25,7 @@ pub mod id_number;
 pub mod job;
 pub mod mask;
 pub mod mobile;
+pub mod money;
 pub mod outcome;
 pub mod person_name;
 pub mod redact;

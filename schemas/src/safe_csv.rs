@@ -45,6 +45,12 @@ impl Number {
     pub fn fixed(value: f64, places: usize) -> Self {
         Number(format!("{value:.places$}"))
     }
+
+    /// An exact amount (`1.50`, `0.0375`), from its integer units: money never goes through
+    /// a float on its way to a file.
+    pub fn amount(value: crate::money::Amount) -> Self {
+        Number(value.to_string())
+    }
 }
 
 impl fmt::Display for Number {

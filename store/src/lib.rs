@@ -11,6 +11,8 @@
 //!   and the outcome written in the same transaction as the deciding call
 //! - [`rate_limits`]: account quotas shared by all replicas (GCRA rows)
 //! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
+//! - [`spend`]: a capped vendor's spend in the current window (from the ledger), and the jobs
+//!   a spend cap deferred
 //! - [`audit`]: the trail of unmasked exports (who, which filter, where to, how many rows)
 //! - [`reach`]: bounded waits (connect, pool, statements) and why a database cannot be reached
 //! - [`status`]: where each batch stands (`kyc status`), and whether the schema is current
@@ -24,6 +26,7 @@ pub mod personal;
 pub mod queries;
 pub mod rate_limits;
 pub mod reach;
+pub mod spend;
 pub mod status;
 
 use std::str::FromStr;

@@ -131,6 +131,7 @@ fn context_for(app: &TestApp, endpoint: &str, secret: &str) -> Arc<Context> {
         },
         metrics: Default::default(),
         keys: base.keys.clone(),
+        spend: Default::default(),
     })
 }
 

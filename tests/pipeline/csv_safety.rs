@@ -162,9 +162,17 @@ async fn reports_neutralise_hostile_cells(store: &Store) {
     }
 
     let mut out = Vec::new();
-    kyc_report::write_billing(store, None, None, None, false, &mut out)
-        .await
-        .unwrap();
+    kyc_report::write_billing(
+        store,
+        &Default::default(),
+        None,
+        None,
+        None,
+        false,
+        &mut out,
+    )
+    .await
+    .unwrap();
     let rows = records(&out);
     assert_eq!(rows.len(), HOSTILE.len());
     for row in &rows {

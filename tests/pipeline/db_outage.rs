@@ -98,6 +98,7 @@ async fn answers_the_vendor_gave_during_a_database_outage_are_kept_and_billed_on
         retry: kyc_worker::RetryPolicy::default(),
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     });
 
     let dir = tempfile::tempdir().unwrap();

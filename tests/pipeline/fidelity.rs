@@ -133,6 +133,7 @@ async fn ivs_0009_on_a_large_cropped_face_is_resent_once_uncropped() {
         retry: base.retry.clone(),
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     });
     let off = [with_face("crop-off", "cropped", "916")];
     run(&app, ctx, "crop-off", &off).await;
@@ -207,6 +208,7 @@ async fn describe_minus_one_is_pending_within_the_window_and_abandoned_after_it(
         retry: base.retry.clone(),
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     });
     let late = [describe("ali-late", "forever")];
     run(&app, ctx, "ali-late", &late).await;

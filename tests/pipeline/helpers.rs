@@ -224,6 +224,7 @@ impl TestApp {
             },
             metrics: Default::default(),
             keys: keyring().data.clone(),
+            spend: Default::default(),
         })
     }
 

@@ -57,6 +57,7 @@ fn context(
         retry: RetryPolicy::default(),
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     })
 }
 

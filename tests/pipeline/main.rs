@@ -27,6 +27,7 @@ mod reports;
 mod retries;
 mod reverification;
 mod server_mode;
+mod spend_caps;
 mod status;
 mod timeouts;
 mod tls;

@@ -240,6 +240,7 @@ async fn rotated_keys_keep_old_values_readable_and_a_missing_key_is_named() {
         retry: Default::default(),
         metrics: Default::default(),
         keys: rotated.clone(),
+        spend: Default::default(),
     });
     let (stop, w) = app.spawn_worker_with(ctx).await;
     app.wait_for_outcomes("rot-1", 1, Duration::from_secs(60))

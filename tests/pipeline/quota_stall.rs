@@ -116,6 +116,7 @@ async fn calls_held_up_by_a_database_stall_do_not_go_out_together() {
         retry: kyc_worker::RetryPolicy::default(),
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     });
 
     let dir = tempfile::tempdir().unwrap();

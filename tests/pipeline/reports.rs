@@ -93,8 +93,11 @@ async fn all_reports(store: &Store) {
         1
     );
 
+    // Priced: one product has a price (amounts exact: 2 × 1.50, the vendor's 3 × 1.50), the
+    // other none, which the report says instead of guessing.
     let mut out = Vec::new();
-    kyc_report::write_billing(store, None, None, None, false, &mut out)
+    let prices = kyc_schemas::money::PriceTable::parse("huawei.ivs-standard=1.50 CNY").unwrap();
+    kyc_report::write_billing(store, &prices, None, None, None, false, &mut out)
         .await
         .unwrap();
     check("billing.csv", &out);

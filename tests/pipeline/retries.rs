@@ -57,6 +57,7 @@ fn huawei_context(app: &TestApp, retry: RetryPolicy) -> Arc<Context> {
         retry,
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     })
 }
 
@@ -252,6 +253,7 @@ async fn long_waits_go_through_the_delay_queue_and_spent_jobs_are_dead_lettered(
         },
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     });
     let (stop, worker) = app.spawn_worker_with(ctx).await;
     let start = Instant::now();

@@ -43,6 +43,7 @@ async fn a_timed_out_call_is_recorded_as_unknown_and_listed() {
         },
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     });
     let job = Job {
         schema_version: 1,

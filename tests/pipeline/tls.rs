@@ -242,6 +242,7 @@ async fn the_simulator_downloads_presigned_urls_over_verified_tls() {
             retry: base.retry.clone(),
             metrics: Default::default(),
             keys: crate::helpers::keyring().data.clone(),
+            spend: Default::default(),
         });
         let (stop, worker) = app.spawn_worker_with(ctx).await;
         app.wait_for_outcomes(batch, 1, Duration::from_secs(60))

@@ -111,6 +111,7 @@ async fn alibaba_refuses_bad_signatures_stale_timestamps_and_reused_nonces() {
         retry: base.retry.clone(),
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     });
     let job: kyc_schemas::Job = serde_json::from_value(serde_json::json!({
         "schema_version": 1, "job_id": "sig-1", "batch_id": "sig", "source_row": 2,
@@ -181,6 +182,7 @@ async fn each_vendor_throttles_with_its_own_signal_and_every_job_still_passes() 
         },
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     });
     let (stop, worker) = app.spawn_worker_with(ctx).await;
     app.wait_for_outcomes("quota", 24, Duration::from_secs(120))
@@ -239,6 +241,7 @@ async fn baidu_credentials_the_oauth_endpoint_refuses_end_as_auth_failed() {
         retry: base.retry.clone(),
         metrics: Default::default(),
         keys: crate::helpers::keyring().data.clone(),
+        spend: Default::default(),
     });
     let job: kyc_schemas::Job = serde_json::from_value(serde_json::json!({
         "schema_version": 1, "job_id": "oauth-1", "batch_id": "oauth", "source_row": 2,

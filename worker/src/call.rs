@@ -34,6 +34,10 @@ pub enum CallError {
     /// client asks the vendor what became of it before calling again.
     #[error("the vendor's answer was lost ({0})")]
     AnswerLost(VendorError),
+    /// The vendor's spend cap for this window is reached (see `crate::spend`): no call; the
+    /// job waits in a delay queue for the next window, its budgets untouched.
+    #[error("spend cap of {} reached; deferred by {:?}", .0.vendor, .0.wait)]
+    OverCap(crate::spend::OverCap),
 }
 
 /// How long a claim on a job lasts without renewal. While a delivery works on the job, a
@@ -73,6 +77,7 @@ pub struct Caller<'a> {
     metrics: &'a Metrics,
     limiters: &'a Limiters,
     retry: &'a RetryPolicy,
+    spend: &'a crate::spend::SpendGuard,
     job_id: &'a JobId,
     /// Calls made for this job so far, across deliveries (continues the numbering).
     attempts: u32,
@@ -102,6 +107,7 @@ impl<'a> Caller<'a> {
             metrics: &ctx.metrics,
             limiters: &ctx.limiters,
             retry: &ctx.retry,
+            spend: &ctx.spend,
             job_id,
             attempts: prior_attempts,
             pending: None,
@@ -184,6 +190,8 @@ impl<'a> Caller<'a> {
                     reason: Reason::VendorInternal,
                 }));
             }
+            // Spend caps: held from here until the call's ledger row is committed.
+            let budget = crate::spend::hook(self.spend, self.store, self.metrics, &api).await?;
             let permit = self.limiters.acquire(&api).await?;
             for _ in 0..permit.dropped_slots {
                 self.metrics.slot_dropped(api.vendor.as_str(), api.name);
@@ -227,6 +235,7 @@ impl<'a> Caller<'a> {
                     },
                 )
                 .await;
+            drop(budget);
             let open = match opened {
                 Ok(open) => open,
                 Err(e) => {

@@ -204,6 +204,11 @@ async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
             tracing::info!(message_id, "job claimed by another live delivery; parked");
             delivery.park(wait).await
         }
+        Disposition::CapDeferred(wait) => {
+            // The vendor's spend cap is reached (worker/src/spend.rs): not a retry, so the
+            // job's counters stay; it looks again after `wait`, in the delay queue.
+            delivery.park(wait).await
+        }
         Disposition::DeadLetterAfterOutcome { job_id, reason } => {
             // Reasons are built from codes and kinds; scrubbed anyway, as they are stored.
             let reason = kyc_schemas::scrub(&reason);

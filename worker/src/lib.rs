@@ -7,6 +7,7 @@
 //! - [`materials`]: fetches the job's images from object storage
 //! - [`limiter`]: per vendor × API rate limits, a token before every call (retries too)
 //! - [`retry`]: backoff with jitter (backon), `Retry-After` honoured
+//! - [`spend`]: spend caps per vendor and window, checked before every billable call
 //! - [`call`]: one vendor call = limiter token + ledger row + HTTP + retry decision
 //! - [`metrics`]: counters and latency histograms for `/metrics` (no PII in labels)
 //! - [`progress`]: per-consumer liveness watermark: a stuck consumer fails `/healthz`
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod process;
 pub mod progress;
 pub mod retry;
+pub mod spend;
 pub mod vendors;
 
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct Context {
     /// Open the sealed personal fields of job messages (every configured key id, so
     /// messages sealed before a rotation still open).
     pub keys: kyc_schemas::DataKeys,
+    /// Spend caps per vendor and window (`SpendGuard::default()`: none).
+    pub spend: spend::SpendGuard,
 }
 
 pub type SharedContext = Arc<Context>;

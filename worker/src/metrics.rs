@@ -135,6 +135,23 @@ impl Metrics {
         );
     }
 
+    /// A capped vendor's budget for the current window and what is left of it (`unit`:
+    /// `calls` or a currency code; money as a float here, for display only).
+    pub fn spend(&self, vendor: &str, unit: &str, cap: f64, remaining: f64) {
+        let labels = vec![("vendor", vendor.to_string()), ("unit", unit.to_string())];
+        self.set("kyc_spend_cap", labels.clone(), cap);
+        self.set("kyc_spend_remaining", labels, remaining);
+    }
+
+    /// A job sent to a later window because its vendor's spend cap was reached.
+    pub fn cap_deferral(&self, vendor: &str) {
+        self.add(
+            "kyc_spend_deferrals_total",
+            vec![("vendor", vendor.into())],
+            1.0,
+        );
+    }
+
     /// The jobs a vendor's consumer may hold at once, as the controller set it.
     pub fn concurrency_limit(&self, vendor: &str, limit: usize) {
         self.set(
@@ -242,6 +259,28 @@ mod tests {
         assert!(text.contains("kyc_vendor_call_duration_seconds_bucket{vendor=\"huawei\",api=\"ivs-standard\",le=\"0.05\"} 0"));
         assert!(
             text.contains("kyc_vendor_throttles_total{vendor=\"huawei\",api=\"ivs-standard\"} 1")
+        );
+    }
+
+    #[test]
+    fn spend_gauges_render_per_vendor_and_unit() {
+        let m = Metrics::default();
+        m.spend("huawei", "calls", 3.0, 3.0);
+        m.spend("huawei", "calls", 3.0, 0.0);
+        m.cap_deferral("huawei");
+        let text = m.render();
+        assert!(text.contains("# TYPE kyc_spend_remaining gauge"), "{text}");
+        assert!(
+            text.contains("kyc_spend_remaining{vendor=\"huawei\",unit=\"calls\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kyc_spend_cap{vendor=\"huawei\",unit=\"calls\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kyc_spend_deferrals_total{vendor=\"huawei\"} 1"),
+            "{text}"
         );
     }
 }

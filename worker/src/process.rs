@@ -45,6 +45,9 @@ pub enum Disposition {
     /// operator sees what gave up, clear the mark once the broker confirmed it, then ack.
     /// A later delivery of the job finds the mark and comes here again.
     DeadLetterAfterOutcome { job_id: JobId, reason: String },
+    /// The vendor's spend cap for this window is reached: park the job in a delay queue for
+    /// this long (the next window, or a recheck), its attempt and retry budgets untouched.
+    CapDeferred(std::time::Duration),
 }
 
 /// Decodes a message into a job, or says why it is poison. The reason never quotes message
@@ -259,6 +262,7 @@ async fn decide(
                 }
                 // Another delivery owns the job now and will decide it.
                 Err(CallError::ClaimLost) => return Disposition::Ack(None),
+                Err(CallError::OverCap(over)) => return cap_deferred(ctx, job, over).await,
                 Err(CallError::Defer(delay, e)) => {
                     tracing::info!(
                         code = e.code(),
@@ -316,6 +320,27 @@ async fn decide(
         Ok(false) => Disposition::Ack(None),
         Err(e) => requeue(format!("database: {e}"), attempts),
     }
+}
+
+/// A job whose vendor's spend cap is reached: counted (metrics, and one row per job in the
+/// database for `kyc status` and the run summary), then parked until the next window.
+async fn cap_deferred(ctx: &Context, job: &Job, over: crate::spend::OverCap) -> Disposition {
+    let vendor = over.vendor.as_str();
+    ctx.metrics.cap_deferral(vendor);
+    if let Err(e) = ctx
+        .store
+        .record_cap_deferral(job.job_id.as_str(), &job.batch_id, vendor)
+        .await
+    {
+        // Only the count is lost; the job is deferred all the same.
+        tracing::warn!(error = %e, "could not record the spend-cap deferral");
+    }
+    tracing::info!(
+        vendor,
+        wait_s = over.wait.as_secs(),
+        "spend cap reached; job deferred to the next window"
+    );
+    Disposition::CapDeferred(over.wait)
 }
 
 /// A material whose storage keeps failing transiently is handed back this many times (the
