@@ -106,6 +106,11 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .batch_status(a.batch.as_deref(), a.limit.max(1), since)
         .await
         .context("Failed to read the batches")?;
+    // Jobs a spend cap (KYC_SPEND_CAPS) sent to a later window, per batch and vendor.
+    let capped = store
+        .cap_deferrals(a.batch.as_deref())
+        .await
+        .context("Failed to read the spend-cap deferrals")?;
     store.close().await;
     if let Some(b) = &a.batch {
         if batches.is_empty() {
@@ -123,6 +128,15 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", json(&batches, &queues, a.window, &quotas));
     } else {
         print!("{}", table(&batches, &queues, a.window, &quotas));
+        for d in capped
+            .iter()
+            .filter(|d| batches.iter().any(|b| b.batch_id == d.batch_id))
+        {
+            println!(
+                "batch {}: {} {} jobs deferred by the spend cap (KYC_SPEND_CAPS), {} still waiting for the next window",
+                d.batch_id, d.jobs, d.vendor, d.waiting
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
