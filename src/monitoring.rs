@@ -275,3 +275,36 @@ fn names_inside_strings_label_lists_and_functions_are_not_metrics() {
     );
     assert_eq!(names.into_iter().collect::<Vec<_>>(), ["x_bucket", "y"]);
 }
+
+#[test]
+fn the_readme_explains_exactly_the_alerts_the_rules_define() {
+    // One source of truth: the PrometheusRule defines the alerts, the README's "What each
+    // alert means" table must name each of them and no other.
+    let defined: BTreeSet<String> = RULES
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert:"))
+        .map(|n| n.trim().to_string())
+        .collect();
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("### What each alert means and what to do")
+        .nth(1)
+        .expect("README has the alert table")
+        .split("\n#")
+        .next()
+        .unwrap_or_default();
+    let explained: BTreeSet<String> = table
+        .lines()
+        .filter(|l| l.starts_with("| `Kyc"))
+        .flat_map(|l| {
+            l.split('|')
+                .nth(1)
+                .unwrap_or_default()
+                .split(',')
+                .map(|n| n.trim().trim_matches('`').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!defined.is_empty());
+    assert_eq!(defined, explained);
+}
