@@ -6,12 +6,14 @@
 mod bench;
 mod commands;
 mod config;
+mod dlq;
 mod embedded;
 mod health;
 mod keys;
 mod material_server;
 #[cfg(test)]
 mod monitoring;
+mod retry;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -128,6 +130,10 @@ enum Command {
     Purge(commands::PurgeArgs),
     /// Benchmarks: figures and a last-line JSON, compared with bench/baseline.json.
     Bench(bench::BenchArgs),
+    /// The dead-letter queue: list, show (no personal data), replay, purge.
+    Dlq(dlq::DlqArgs),
+    /// Give the jobs of a batch whose outcome is `error` a new attempt.
+    Retry(retry::RetryArgs),
 }
 
 #[tokio::main]
@@ -143,6 +149,8 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate(a) => commands::migrate(a).await,
         Command::Purge(a) => commands::purge(a).await,
         Command::Bench(a) => bench::run(a).await,
+        Command::Dlq(a) => dlq::run(a).await,
+        Command::Retry(a) => retry::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -12,6 +12,8 @@
 //! - [`rate_limits`]: account quotas shared by all replicas (GCRA rows)
 //! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
 //! - [`audit`]: the trail of unmasked exports (who, which filter, where to, how many rows)
+//! - [`operator_audit`]: the trail of retries, dead-letter replays and purges
+//! - [`retries`]: a new attempt for a job (old outcome kept as history, fresh budget)
 //! - [`reach`]: bounded waits (connect, pool, statements) and why a database cannot be reached
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -19,10 +21,12 @@ pub mod audit;
 pub mod batches;
 pub mod jobs;
 pub mod ledger;
+pub mod operator_audit;
 pub mod personal;
 pub mod queries;
 pub mod rate_limits;
 pub mod reach;
+pub mod retries;
 
 use std::str::FromStr;
 
@@ -33,6 +37,7 @@ pub use jobs::{JobInsert, NewJob, RecentPass};
 pub use ledger::{CallRecord, ChargeEntry, Decision, LostCall, NewCall};
 pub use personal::{PurgeCounts, StoredSubject};
 pub use reach::DbTimeouts;
+pub use retries::{Reopened, RetryCandidate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
