@@ -48,7 +48,7 @@ pub struct DlqFilter {
 
 #[derive(Debug, Subcommand)]
 enum DlqAction {
-    /// One line per dead letter: job, batch, vendor, operation, reason, attempts, when.
+    /// One line per dead letter: job, batch, vendor, operation, when, reason.
     List {
         #[command(flatten)]
         conn: Conn,
@@ -214,12 +214,11 @@ fn or_dash(s: Option<String>) -> String {
 /// One line of `kyc dlq list`.
 pub fn list_line(dl: &DeadLetter, s: &Summary) -> String {
     format!(
-        "{:<32}  {:<20}  {:<7}  {:<30}  {:>8}  {:<20}  {}",
+        "{:<32}  {:<20}  {:<7}  {:<30}  {:<20}  {}",
         or_dash(s.job_id.clone()),
         or_dash(s.batch_id.clone()),
         or_dash(s.vendor.map(|v| v.to_string())),
         or_dash(s.operation.map(|o| o.to_string())),
-        dl.headers.attempts,
         or_dash(dead_at(dl)),
         dl.reason_text()
     )
@@ -235,10 +234,12 @@ pub fn show_text(dl: &DeadLetter, s: &Summary) -> String {
     line("vendor", or_dash(s.vendor.map(|v| v.to_string())));
     line("operation", or_dash(s.operation.map(|o| o.to_string())));
     line("reason", dl.reason_text());
+    // As the message carried them when it died: a worker that gave up states its total
+    // of calls in the reason.
     line(
-        "attempts",
+        "counters",
         format!(
-            "{} vendor calls (requeues {}, delay-queue trips {})",
+            "attempts {}, requeues {}, delay-queue trips {} (message headers)",
             dl.headers.attempts, dl.headers.requeues, dl.headers.deferrals
         ),
     );
@@ -300,8 +301,8 @@ pub async fn run(a: DlqArgs) -> anyhow::Result<ExitCode> {
             let all = read.context("Failed to read the dead-letter queue")?;
             let mut shown = 0;
             println!(
-                "{:<32}  {:<20}  {:<7}  {:<30}  {:>8}  {:<20}  reason",
-                "job_id", "batch", "vendor", "operation", "attempts", "dead_at"
+                "{:<32}  {:<20}  {:<7}  {:<30}  {:<20}  reason",
+                "job_id", "batch", "vendor", "operation", "dead_at"
             );
             for dl in &all {
                 let s = summarize(dl, &conn.queue_prefix);
@@ -459,6 +460,12 @@ fn who(by: Option<&str>) -> anyhow::Result<(String, kyc_store::audit::OperatorSo
 
 async fn open(conn: &Conn) -> anyhow::Result<(Broker, DeadLetters)> {
     let broker = commands::broker(conn, conn.topology()).await?;
+    // Idempotent, as for the producer and workers: an environment where nothing was ever
+    // dead-lettered then has an empty queue to read rather than a missing one.
+    broker
+        .declare()
+        .await
+        .context("Failed to declare the queues")?;
     let Broker::Amqp(amqp) = &broker else {
         bail!("kyc dlq needs RabbitMQ (KYC_AMQP_URL)");
     };

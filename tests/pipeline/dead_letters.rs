@@ -154,7 +154,6 @@ async fn a_dead_lettered_job_is_listed_shown_masked_replayed_with_a_fresh_budget
         "dlq-a",
         "huawei.idcard_extension",
         "attempts exhausted after 5 calls; last vendor code IVS.0101",
-        "5 vendor calls",
         "sealed and not shown",
     ] {
         assert!(text.contains(fact), "no {fact:?} in {text}");
@@ -176,7 +175,10 @@ async fn a_dead_lettered_job_is_listed_shown_masked_replayed_with_a_fresh_budget
     wait_until(
         "the replayed job passes",
         Duration::from_secs(60),
-        || async { app.outcomes("dlq-a").await[&2].0 == "passed" },
+        || async {
+            let now = app.outcomes("dlq-a").await;
+            now.get(&2).is_some_and(|o| o.0 == "passed")
+        },
     )
     .await;
     assert_eq!(
