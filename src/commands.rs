@@ -333,7 +333,7 @@ pub struct MigrateArgs {
     conn: Conn,
 }
 
-fn init_logs(conn: &Conn) {
+pub(crate) fn init_logs(conn: &Conn) {
     telemetry::init(conn.log_format == "json", "info");
     for warning in config::transport_warnings(
         &conn.database,
@@ -344,7 +344,7 @@ fn init_logs(conn: &Conn) {
     }
 }
 
-async fn connect_store(conn: &Conn) -> anyhow::Result<Store> {
+pub(crate) async fn connect_store(conn: &Conn) -> anyhow::Result<Store> {
     connect_store_sized(conn, 16).await
 }
 

@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod config;
+mod dlq;
 mod doctor;
 mod embedded;
 mod health;
@@ -14,6 +15,7 @@ mod material_server;
 #[cfg(test)]
 mod monitoring;
 mod procstat;
+mod retry;
 mod status;
 mod telemetry;
 
@@ -136,6 +138,10 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Where each batch stands: counts, outcomes, unknown calls, throughput, ETA, queues.
     Status(status::StatusArgs),
+    /// The dead-letter queue: list, show (no personal data), replay, purge.
+    Dlq(dlq::DlqArgs),
+    /// Give the jobs of a batch whose outcome is `error` a new attempt.
+    Retry(retry::RetryArgs),
 }
 
 #[tokio::main]
@@ -153,6 +159,8 @@ async fn main() -> std::process::ExitCode {
         Command::Bench(a) => bench::run(a).await,
         Command::Doctor(a) => doctor::run(a).await,
         Command::Status(a) => status::run(a).await,
+        Command::Dlq(a) => dlq::run(a).await,
+        Command::Retry(a) => retry::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -20,8 +20,8 @@ use lapin::{
 };
 
 use crate::topology::{
-    delay_bucket, ATTEMPTS_HEADER, DEFERRALS_HEADER, DELAY_BUCKETS, DELIVERY_LIMIT, REASON_HEADER,
-    REQUEUES_HEADER,
+    delay_bucket, ATTEMPTS_HEADER, DEAD_AT_HEADER, DEFERRALS_HEADER, DELAY_BUCKETS, DELIVERY_LIMIT,
+    REASON_HEADER, REQUEUES_HEADER,
 };
 use crate::{Delivery, DeliveryHandle, JobHeaders, OutMessage, QueueError, Result, Topology};
 
@@ -116,6 +116,10 @@ impl AmqpBroker {
 
     pub fn timeouts(&self) -> AmqpTimeouts {
         self.timeouts
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     pub(crate) fn is_connected(&self) -> bool {
@@ -302,7 +306,7 @@ fn quorum_args(dead_letter_exchange: Option<&str>) -> FieldTable {
     args
 }
 
-fn properties(message_id: &str, headers: Option<FieldTable>) -> BasicProperties {
+pub(crate) fn properties(message_id: &str, headers: Option<FieldTable>) -> BasicProperties {
     let p = BasicProperties::default()
         .with_message_id(message_id.into())
         .with_content_type("application/json".into())
@@ -359,7 +363,7 @@ pub(crate) async fn wait_confirms(pending: Vec<(String, lapin::PublisherConfirm)
     Ok(())
 }
 
-fn check_confirmed(c: Confirmation, message_id: &str) -> Result<()> {
+pub(crate) fn check_confirmed(c: Confirmation, message_id: &str) -> Result<()> {
     match c {
         Confirmation::Ack(None) => Ok(()),
         _ => Err(QueueError::NotConfirmed {
@@ -580,6 +584,14 @@ fn dead_table(reason: &str, h: JobHeaders) -> FieldTable {
     t.insert(
         ShortString::from(REASON_HEADER),
         AMQPValue::LongString(LongString::from(reason)),
+    );
+    t.insert(
+        ShortString::from(DEAD_AT_HEADER),
+        AMQPValue::LongLongInt(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        ),
     );
     t
 }

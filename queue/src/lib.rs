@@ -9,11 +9,14 @@
 //! - [`memory`]: the embedded in-process queue with the same semantics
 //! - [`verify`]: does the broker hold the queues this version declares, with its arguments
 //!   (`kyc doctor`), and how many messages each holds (`kyc status`)
+//! - [`dead_letters`]: reading the dead-letter queue without losing messages; replaying
+//!   (confirmed, fresh counters) and removing single dead letters
 //!
 //! One queue per vendor means a throttled vendor's backlog never blocks the others' jobs.
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod amqp;
+pub mod dead_letters;
 pub mod memory;
 pub mod topology;
 pub mod verify;
@@ -31,6 +34,8 @@ pub enum QueueError {
     CaWithoutTls,
     #[error("the broker refused message {message_id} (nack or unroutable)")]
     NotConfirmed { message_id: String },
+    #[error("dead letter {message_id} was already replayed or removed by this reader")]
+    AlreadySettled { message_id: String },
     #[error("the in-process queue is closed")]
     Closed,
     /// The broker did not answer in time (a hung server, a memory or disk alarm blocking

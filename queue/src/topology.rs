@@ -11,6 +11,10 @@ pub const DELIVERY_LIMIT: i64 = 20;
 /// Header carrying the reason a message was dead-lettered by a worker.
 pub const REASON_HEADER: &str = "x-kyc-dead-reason";
 
+/// Header with the time (ms since the epoch) a worker dead-lettered the message, for
+/// `kyc dlq list` (broker-made dead letters carry `x-death` instead).
+pub const DEAD_AT_HEADER: &str = "x-kyc-dead-at";
+
 /// Header counting how many times a job went through a delay queue.
 pub const DEFERRALS_HEADER: &str = "x-kyc-deferrals";
 

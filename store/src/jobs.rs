@@ -2,11 +2,12 @@
 //! a job row is written before its message is published and marked once the broker confirms,
 //! so a re-run publishes exactly the rows that are missing or were never confirmed.
 //! A row keeps only what later steps read: ids, row number, customer reference, operation,
-//! and the subject's name and ID number sealed (see [`crate::personal`]); not the job itself.
+//! and the subject's name and ID number sealed (see [`crate::personal`]), and the job's queue
+//! message as published (personal fields sealed), for `kyc retry`.
 
 use std::collections::HashMap;
 
-use kyc_schemas::{DataKeys, Job, JobId};
+use kyc_schemas::{DataKeys, Job, JobId, JobMessage};
 use sqlx::Row;
 
 use crate::personal::SubjectColumns;
@@ -34,7 +35,7 @@ pub enum JobInsert {
     Duplicate { first_row: u64 },
 }
 
-const COLS: usize = 12;
+const COLS: usize = 13;
 const MAX_ROWS_PER_INSERT: usize = 2000;
 
 /// A `passed` outcome an earlier batch recorded for the same person and operation.
@@ -134,7 +135,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO jobs (job_id, batch_id, source_row, dedup_key, customer_ref, vendor, operation, \
              subject_name_sealed, subject_id_number_sealed, subject_name_masked, \
-             subject_id_number_masked, created_at_ms) VALUES {} \
+             subject_id_number_masked, created_at_ms, message_sealed) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING job_id",
             placeholders(unique.len(), COLS)
         );
@@ -154,7 +155,11 @@ impl Store {
                 .bind(subject.id_number_sealed)
                 .bind(subject.name_masked)
                 .bind(subject.id_number_masked)
-                .bind(now);
+                .bind(now)
+                // The queue message, sealed as published: what `kyc retry` publishes again.
+                .bind(
+                    String::from_utf8(JobMessage::seal(j, keys).to_bytes()).expect("JSON is UTF-8"),
+                );
         }
         let inserted: std::collections::HashSet<String> = q
             .fetch_all(self.pool())

@@ -14,6 +14,8 @@
 //! - [`spend`]: a capped vendor's spend in the current window (from the ledger), and the jobs
 //!   a spend cap deferred
 //! - [`audit`]: the trail of unmasked exports (who, which filter, where to, how many rows)
+//! - [`operator_audit`]: the trail of retries, dead-letter replays and purges
+//! - [`retries`]: a new attempt for a job (old outcome kept as history, fresh budget)
 //! - [`reach`]: bounded waits (connect, pool, statements) and why a database cannot be reached
 //! - [`status`]: where each batch stands (`kyc status`), and whether the schema is current
 #![warn(unreachable_pub, missing_debug_implementations)]
@@ -22,10 +24,12 @@ pub mod audit;
 pub mod batches;
 pub mod jobs;
 pub mod ledger;
+pub mod operator_audit;
 pub mod personal;
 pub mod queries;
 pub mod rate_limits;
 pub mod reach;
+pub mod retries;
 pub mod spend;
 pub mod status;
 
@@ -38,6 +42,7 @@ pub use jobs::{JobInsert, NewJob, RecentPass};
 pub use ledger::{CallRecord, ChargeEntry, Decision, JobStart, LostCall, NewCall};
 pub use personal::{PurgeCounts, StoredSubject};
 pub use reach::DbTimeouts;
+pub use retries::{Reopened, RetryCandidate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -172,7 +172,7 @@ impl Store {
         let jobs = sqlx::query(
             "UPDATE jobs SET subject_name_sealed = NULL, subject_id_number_sealed = NULL, \
              subject_name_masked = NULL, subject_id_number_masked = NULL, \
-             subject_name = NULL, subject_id_number = NULL, purged_at_ms = $1 \
+             subject_name = NULL, subject_id_number = NULL, message_sealed = NULL, purged_at_ms = $1 \
              WHERE purged_at_ms IS NULL AND COALESCE( \
                (SELECT o.completed_at_ms FROM outcomes o WHERE o.job_id = jobs.job_id), \
                created_at_ms) < $2",
@@ -190,6 +190,14 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // Outcomes a retry superseded keep their vendor message no longer than current ones.
+        sqlx::query(
+            "UPDATE outcome_history SET vendor_message = NULL \
+             WHERE vendor_message IS NOT NULL AND completed_at_ms < $1",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(PurgeCounts {
             jobs,

@@ -10,6 +10,7 @@ mod claims;
 mod credentials;
 mod csv_safety;
 mod db_outage;
+mod dead_letters;
 mod doctor;
 mod embedded;
 mod fidelity;
