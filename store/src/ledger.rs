@@ -96,7 +96,8 @@ pub struct Decision<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobStart {
     /// Claimed for this delivery. `unknown`: calls an earlier delivery left open, just
-    /// marked unknown; `calls`: the job's calls in all, so numbering continues.
+    /// marked unknown; `calls`: the job's calls that count against its attempt budget (all of
+    /// them, or those since an operator reset the budget).
     Claimed { unknown: u64, calls: u32 },
     /// The job has an outcome; `owed` is the reason of a dead-letter copy still owed.
     /// `claimed`: this delivery took the claim (and must release it).
@@ -317,9 +318,17 @@ impl Store {
                 } else {
                     0
                 };
+                // Calls made before an operator gave the job a fresh budget (`kyc retry`,
+                // `kyc dlq replay`) stay in the ledger but no longer count against it.
+                let before: Option<(i64,)> =
+                    sqlx::query_as("SELECT calls_before FROM job_budget_resets WHERE job_id = $1")
+                        .bind(id.clone())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let before = before.map_or(0, |r| r.0);
                 JobStart::Claimed {
                     unknown,
-                    calls: calls as u32,
+                    calls: u32::try_from((calls - before).max(0)).unwrap_or(u32::MAX),
                 }
             }
         };

@@ -217,10 +217,6 @@ async fn decide(
     calls: u32,
 ) -> Disposition {
     let requeue = |reason: String, attempts: u32| Disposition::Requeue { reason, attempts };
-    let calls = match budget_spent(ctx, &job.job_id, calls).await {
-        Ok(n) => n,
-        Err(e) => return requeue(format!("database: {e}"), headers.attempts),
-    };
     // The attempt budget is the job's: the count its message carries, or the ledger's when
     // that is higher (a worker killed mid-job could not update the message).
     let prior = calls.max(headers.attempts);
@@ -345,18 +341,6 @@ async fn cap_deferred(ctx: &Context, job: &Job, over: crate::spend::OverCap) -> 
         "spend cap reached; job deferred to the next window"
     );
     Disposition::CapDeferred(over.wait)
-}
-
-/// The job's ledger calls that count against its attempt budget: those made since an
-/// operator last gave it a fresh budget (`kyc dlq replay`, `kyc retry`; the message then
-/// carries no attempts either), all `calls` otherwise. The ledger keeps every call.
-async fn budget_spent(
-    ctx: &Context,
-    job_id: &JobId,
-    calls: u32,
-) -> Result<u32, kyc_store::StoreError> {
-    let before = ctx.store.calls_before_budget_reset(job_id).await?;
-    Ok(calls.saturating_sub(before))
 }
 
 /// A material whose storage keeps failing transiently is handed back this many times (the
