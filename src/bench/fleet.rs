@@ -1,5 +1,6 @@
 //! Everything a worker-process benchmark runs against: a scratch database, a queue prefix of
 //! its own, the simulator in this process, and `kyc work` child processes.
+
 use std::io::Write;
 
 use anyhow::Context as _;

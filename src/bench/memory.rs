@@ -1,4 +1,5 @@
 //! `kyc bench memory`: peak worker RSS with the material budget against without it.
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

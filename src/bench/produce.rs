@@ -1,6 +1,7 @@
 //! `kyc bench produce --rows N`: the producer three times over one generated file, so the
 //! bottleneck shows itself: parse + validate only (dry run), then + the database with an
 //! in-process queue, then the real path with RabbitMQ.
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;

@@ -1,4 +1,5 @@
 //! `kyc bench quota`
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;

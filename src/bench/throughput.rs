@@ -1,5 +1,6 @@
 //! `kyc bench throughput`: end-to-end jobs/s from a loaded queue and ready workers, CPU per job per
 //! process, database commits per job and the workers' peak RSS.
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
