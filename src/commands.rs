@@ -258,13 +258,25 @@ pub struct SimulateArgs {
     /// https:// URLs (a private S3's presigned URLs), besides the system's roots.
     #[arg(long, env = "KYC_S3_CA_FILE")]
     s3_ca_file: Option<PathBuf>,
-    /// Latency added to every answer of every vendor, in ms (`latency_ms` of `/admin/faults`).
-    #[arg(long, value_name = "MS")]
-    latency: Option<u64>,
-    /// QPS quota per API of every vendor, answered with each vendor's throttle signal (`qps`
-    /// of `/admin/faults`).
+    /// Answer time of every vendor: `MS`, fixed (`latency_ms` of `/admin/faults`), or
+    /// `MEDIAN/P99` in ms, lognormal (`latency` of `/admin/faults`), e.g. `800/4000`.
+    #[arg(long, value_name = "MS|MEDIAN/P99", value_parser = parse_latency)]
+    latency: Option<LatencyArg>,
+    /// Occasional stalls on top of the answer time: `RATE@MS`, e.g. `0.005@5000` (one call
+    /// in 200 waits 5 s more).
+    #[arg(long, value_name = "RATE@MS", value_parser = parse_stall)]
+    stall: Option<(f64, u64)>,
+    /// QPS quota per API of every vendor, counted when a call arrives and answered with each
+    /// vendor's throttle signal (`qps` of `/admin/faults`).
     #[arg(long, value_name = "QPS")]
     quota: Option<f64>,
+    /// Calls a quota's bucket holds (`burst` of `/admin/faults`); default one call plus a
+    /// tenth of a second's worth.
+    #[arg(long, value_name = "CALLS")]
+    burst: Option<f64>,
+    /// Seeds the latency draws, so that a run repeats its answer times (`seed`).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Start-up faults: the JSON body `POST /admin/faults` takes, inline or as `@FILE`;
     /// `--latency` and `--quota` apply on top of it.
     #[arg(long, value_name = "JSON|@FILE")]
@@ -286,14 +298,77 @@ pub fn simulate_faults(a: &SimulateArgs) -> anyhow::Result<kyc_simulator::FaultC
         }
     };
     for v in [&mut faults.huawei, &mut faults.alibaba, &mut faults.baidu] {
-        if let Some(ms) = a.latency {
-            v.latency_ms = ms;
+        match a.latency {
+            Some(LatencyArg::Fixed(ms)) => v.latency_ms = ms,
+            Some(LatencyArg::Lognormal { median_ms, p99_ms }) => {
+                let l = v.latency.get_or_insert_with(Default::default);
+                (l.median_ms, l.p99_ms) = (median_ms, p99_ms);
+            }
+            None => {}
+        }
+        if let Some((rate, ms)) = a.stall {
+            let l = v.latency.get_or_insert_with(Default::default);
+            (l.stall_rate, l.stall_ms) = (rate, ms);
         }
         if let Some(q) = a.quota {
             v.qps = Some(q);
         }
+        if let Some(b) = a.burst {
+            v.burst = Some(b);
+        }
+    }
+    if a.seed.is_some() {
+        faults.seed = a.seed;
     }
     Ok(faults)
+}
+
+/// `kyc simulate --latency`: fixed, or lognormal by median and 99th percentile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LatencyArg {
+    Fixed(u64),
+    Lognormal { median_ms: f64, p99_ms: f64 },
+}
+
+/// `MS` or `MEDIAN/P99` (ms; the p99 at least the median).
+pub fn parse_latency(text: &str) -> Result<LatencyArg, String> {
+    let ms = |t: &str| -> Result<f64, String> {
+        t.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("{t:?} is not a number of milliseconds"))
+    };
+    match text.split_once('/') {
+        None => Ok(LatencyArg::Fixed(ms(text)?.round() as u64)),
+        Some((m, p)) => {
+            let (median_ms, p99_ms) = (ms(m)?, ms(p)?);
+            if p99_ms < median_ms {
+                return Err(format!(
+                    "p99 {p99_ms} ms is below the median {median_ms} ms"
+                ));
+            }
+            Ok(LatencyArg::Lognormal { median_ms, p99_ms })
+        }
+    }
+}
+
+/// `RATE@MS`: a share of calls (0–1) and how long each of them stalls.
+pub fn parse_stall(text: &str) -> Result<(f64, u64), String> {
+    let (rate, ms) = text
+        .split_once('@')
+        .ok_or_else(|| format!("{text:?}: expected RATE@MS, e.g. 0.005@5000"))?;
+    let rate: f64 = rate
+        .trim()
+        .parse()
+        .ok()
+        .filter(|r: &f64| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("{rate:?}: the rate is a share between 0 and 1"))?;
+    let ms: u64 = ms
+        .trim()
+        .parse()
+        .map_err(|_| format!("{ms:?} is not a whole number of milliseconds"))?;
+    Ok((rate, ms))
 }
 
 /// What `kyc simulate` prints about its credentials: everything for fresh ones (they exist
@@ -1082,13 +1157,37 @@ mod tests {
         let a = SimulateArgs {
             listen: "127.0.0.1:0".into(),
             s3_ca_file: None,
-            latency: Some(20),
+            latency: Some(LatencyArg::Fixed(20)),
+            stall: None,
             quota: Some(5.0),
+            burst: None,
+            seed: None,
             faults: Some(r#"{"huawei":{"error_rate":0.5},"clock_offset_secs":3}"#.into()),
         };
         let f = simulate_faults(&a).unwrap();
         assert_eq!((f.huawei.error_rate, f.clock_offset_secs), (0.5, 3));
         assert_eq!((f.baidu.latency_ms, f.alibaba.qps), (20, Some(5.0)));
+        let lognormal = SimulateArgs {
+            latency: Some(parse_latency("800/4000").unwrap()),
+            stall: Some(parse_stall("0.005@5000").unwrap()),
+            burst: Some(2.0),
+            seed: Some(7),
+            faults: None,
+            ..a
+        };
+        let f = simulate_faults(&lognormal).unwrap();
+        let l = f.huawei.latency.as_ref().unwrap();
+        assert_eq!(
+            (l.median_ms, l.p99_ms, l.stall_rate, l.stall_ms),
+            (800.0, 4000.0, 0.005, 5000)
+        );
+        assert_eq!(
+            (f.huawei.latency_ms, f.baidu.burst, f.seed),
+            (0, Some(2.0), Some(7))
+        );
+        assert!(parse_latency("4000/800").is_err() && parse_latency("fast").is_err());
+        assert!(parse_stall("2@10").is_err() && parse_stall("0.1").is_err());
+        let a = lognormal;
         let bad = SimulateArgs {
             faults: Some("{not json".into()),
             ..a

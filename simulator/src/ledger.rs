@@ -1,5 +1,6 @@
-//! Every call the simulator answered, as the vendor's bill would see it. Tests compare it
-//! with the project's own ledger and billing counters.
+//! Every call the simulator answered, as the vendor's bill would see it, with the moment it
+//! arrived (when the quota was checked) and the moment it was answered. Tests compare it
+//! with the project's own ledger and billing counters; `kyc bench quota` reads the arrivals.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -17,7 +18,15 @@ pub struct LedgerEntry {
     /// Answered with the vendor's throttle signal (whatever its HTTP status).
     #[serde(default)]
     pub throttled: bool,
+    /// When the answer left, ms since the epoch.
     pub at_ms: i64,
+    /// When the request arrived (its body read, before any injected latency), µs since the
+    /// epoch: the moment the quota counted it.
+    #[serde(default)]
+    pub arrived_us: i64,
+    /// When the answer left, µs since the epoch (`at_ms` in finer grain).
+    #[serde(default)]
+    pub answered_us: i64,
 }
 
 /// Totals per `vendor.api`.
@@ -43,6 +52,29 @@ pub struct Call<'a> {
     pub billable: bool,
     pub reference: Option<String>,
     pub throttled: bool,
+    /// When the request arrived, µs since the epoch ([`now_us`] at arrival).
+    pub arrived_us: i64,
+}
+
+/// When a request arrived: the instant the quota counts and the stamp the ledger keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub at: std::time::Instant,
+    pub us: i64,
+}
+
+impl Arrival {
+    pub fn now() -> Self {
+        Self {
+            at: std::time::Instant::now(),
+            us: now_us(),
+        }
+    }
+}
+
+/// The wall clock in µs since the epoch, the unit of the ledger's timestamps.
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +92,7 @@ impl Ledger {
         billable: bool,
         reference: Option<String>,
     ) {
+        // Calls without an injected latency (tokens) and charges: arrival is now.
         self.record_call(Call {
             vendor,
             api,
@@ -67,10 +100,12 @@ impl Ledger {
             billable,
             reference,
             throttled: http_status == 429,
+            arrived_us: now_us(),
         });
     }
 
     pub fn record_call(&self, c: Call<'_>) {
+        let answered_us = now_us();
         self.entries.lock().expect("ledger lock").push(LedgerEntry {
             vendor: c.vendor.into(),
             api: c.api.into(),
@@ -78,7 +113,9 @@ impl Ledger {
             billable: c.billable,
             reference: c.reference,
             throttled: c.throttled,
-            at_ms: chrono::Utc::now().timestamp_millis(),
+            at_ms: answered_us.div_euclid(1000),
+            arrived_us: c.arrived_us,
+            answered_us,
         });
     }
 

@@ -23,6 +23,6 @@ pub mod scenario;
 pub mod server;
 pub mod vendors;
 
-pub use faults::{FaultConfig, VendorFaults};
+pub use faults::{default_burst, FaultConfig, Latency, VendorFaults};
 pub use ledger::{LedgerEntry, LedgerSummary};
 pub use server::{SimConfig, Simulator};

@@ -2,6 +2,7 @@
 //! serves in the background, and hands back the address and the shared state.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::State;
@@ -10,8 +11,8 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::faults::{FaultConfig, Quotas, Seen};
-use crate::ledger::{Ledger, LedgerSummary};
+use crate::faults::{Delays, FaultConfig, Quotas, Seen, VendorFaults};
+use crate::ledger::{Arrival, Ledger, LedgerSummary};
 use crate::vendors::alibaba::{self, AlibabaSim, AlibabaState};
 use crate::vendors::baidu::{self, BaiduSim, BaiduState};
 use crate::vendors::huawei::{self, HuaweiSim};
@@ -30,6 +31,9 @@ pub struct AppState {
     pub faults: RwLock<FaultConfig>,
     pub ledger: Ledger,
     pub quotas: Quotas,
+    pub delays: Delays,
+    /// Vendor calls received and not yet answered (the ledger holds answered ones).
+    pub in_flight: AtomicUsize,
     pub seen: Seen,
     /// Issued IAM tokens → expiry (ms since epoch).
     pub tokens: Mutex<std::collections::HashMap<String, i64>>,
@@ -47,6 +51,43 @@ impl AppState {
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now()
             + chrono::Duration::seconds(self.faults.read().expect("faults lock").clock_offset_secs)
+    }
+}
+
+impl AppState {
+    /// Counts a vendor call as in flight until the guard drops (answered, or its task ended).
+    pub fn busy(&self) -> Busy<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(&self.in_flight)
+    }
+
+    /// Whether a call of `vendor.api` arriving at `arrival` fits that API's quota.
+    pub fn admit(&self, vendor: &str, api: &str, f: &VendorFaults, arrival: Arrival) -> bool {
+        self.quotas.admit(
+            &format!("{vendor}.{api}"),
+            f.qps_of(api),
+            f.burst,
+            arrival.at,
+        )
+    }
+
+    /// Waits the injected answer time of one admitted call of `api`.
+    pub async fn latency(&self, f: &VendorFaults, api: &str) {
+        let seed = self.faults.read().expect("faults lock").seed;
+        let d = self.delays.delay(f, api, seed);
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+}
+
+/// See [`AppState::busy`].
+#[derive(Debug)]
+pub struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -72,6 +113,8 @@ impl Simulator {
             config,
             ledger: Ledger::default(),
             quotas: Quotas::default(),
+            delays: Delays::default(),
+            in_flight: AtomicUsize::new(0),
             seen: Seen::default(),
             tokens: Mutex::new(Default::default()),
             alibaba,
@@ -105,6 +148,12 @@ impl Simulator {
 
     pub fn ledger(&self) -> LedgerSummary {
         summary(&self.state)
+    }
+
+    /// Vendor calls received and not answered yet: once 0 (and no client sends more), the
+    /// ledger holds every call that arrived.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
     }
 
     pub fn set_faults(&self, faults: FaultConfig) {

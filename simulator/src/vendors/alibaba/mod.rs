@@ -29,7 +29,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::faults::{self, VendorFaults};
-use crate::ledger::Call;
+use crate::ledger::{Arrival, Call};
 use crate::scenario::Scenario;
 use crate::server::Shared;
 use crate::vendors::huawei::marker;

@@ -149,11 +149,9 @@ pub(super) async fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
+    let arrival = Arrival::now();
+    let _busy = s.busy();
     let f = s.faults().alibaba;
-    let delay = faults::delay(&f);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
     let query = form_pairs(uri.query().unwrap_or_default());
     let is_form = headers
         .get("content-type")
@@ -186,6 +184,8 @@ pub(super) async fn handle(
         .get("BizId")
         .or_else(|| params.get("TicketId"))
         .map(str::to_string);
+    // The API gateway checks the signature and counts the call as it arrives, and refuses at
+    // once; only a call it lets through waits for Cloudauth's answer time.
     let reply = match check_auth(s, method, uri, headers, body, &params, &query, acs3) {
         Err(resp) => resp.into(),
         Ok(()) if version != Some(api.version()) => error(
@@ -193,7 +193,11 @@ pub(super) async fn handle(
             "Specified parameter Version is not valid.",
         )
         .into(),
-        Ok(()) => answer(s, api, &params, body, &f).await,
+        Ok(()) if !s.admit(VENDOR, api.name(), &f, arrival) => throttled(&f),
+        Ok(()) => {
+            s.latency(&f, api.name()).await;
+            answer(s, api, &params, body, &f).await
+        }
     };
     let status = reply.resp.status().as_u16();
     s.ledger.record_call(Call {
@@ -203,6 +207,7 @@ pub(super) async fn handle(
         billable: reply.billable,
         reference,
         throttled: reply.throttled,
+        arrived_us: arrival.us,
     });
     reply.resp
 }
@@ -214,12 +219,6 @@ pub(super) async fn answer(
     body: &[u8],
     f: &VendorFaults,
 ) -> Reply {
-    if !s
-        .quotas
-        .admit(&format!("{VENDOR}.{}", api.name()), f.qps_of(api.name()))
-    {
-        return throttled(f);
-    }
     if faults::roll(f.error_rate) {
         return api.internal_error().into();
     }

@@ -31,7 +31,7 @@ use kyc_schemas::codes::baidu::{ATTEMPT_CODE, ERROR_CODE, TABLE};
 use kyc_schemas::codes::CodeRow;
 
 use crate::faults::{self, VendorFaults};
-use crate::ledger::Call;
+use crate::ledger::{Arrival, Call};
 use crate::scenario::Scenario;
 use crate::server::Shared;
 

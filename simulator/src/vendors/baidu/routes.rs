@@ -80,17 +80,15 @@ pub(super) fn throttled() -> Reply {
 }
 
 pub(super) async fn handle(s: &Shared, api: &str, uri: &Uri, body: &[u8]) -> Response {
+    let arrival = Arrival::now();
+    let _busy = s.busy();
     let f = s.faults().baidu;
-    let delay = faults::delay(&f);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
     let Some(api) = APIS.iter().find(|a| **a == api).copied() else {
         let resp = api_error(E_216102, "service not support");
         s.ledger.record(VENDOR, "unknown", 200, false, None);
         return resp;
     };
-    let reply = answer(s, api, uri, body, &f).await;
+    let reply = answer(s, api, uri, body, &f, arrival).await;
     s.ledger.record_call(Call {
         vendor: VENDOR,
         api,
@@ -98,6 +96,7 @@ pub(super) async fn handle(s: &Shared, api: &str, uri: &Uri, body: &[u8]) -> Res
         billable: false,
         reference: reply.reference,
         throttled: reply.throttled,
+        arrived_us: arrival.us,
     });
     reply.resp
 }
@@ -108,6 +107,7 @@ pub(super) async fn answer(
     uri: &Uri,
     body: &[u8],
     f: &VendorFaults,
+    arrival: Arrival,
 ) -> Reply {
     let query = crate::vendors::alibaba::auth::form_pairs(uri.query().unwrap_or_default());
     let token = query
@@ -124,9 +124,12 @@ pub(super) async fn answer(
         Some(exp) if *exp <= now => return api_error(E_111, "Access token expired").into(),
         Some(_) => {}
     }
-    if !s.quotas.admit(&format!("{VENDOR}.{api}"), f.qps_of(api)) {
+    // The gateway checks the token and counts the call as it arrives, and refuses at once;
+    // only a call it lets through waits for the answer time.
+    if !s.admit(VENDOR, api, f, arrival) {
         return throttled();
     }
+    s.latency(f, api).await;
     if faults::roll(f.error_rate) {
         return api_error(E_282000, "internal error").into();
     }

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use kyc_schemas::codes::{huawei::TABLE, CodeRow};
 
-use crate::faults;
+use crate::faults::{self, VendorFaults};
+use crate::ledger::{Arrival, Call};
 use crate::scenario::{stable_hash, Scenario};
 use crate::server::Shared;
 

@@ -110,25 +110,43 @@ pub(super) async fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
+    let arrival = Arrival::now();
+    let _busy = s.busy();
     let faults = s.faults().huawei;
-    let delay = faults::delay(&faults);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
     let reference = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v["meta"]["uuid"].as_str().map(str::to_string));
-    // "Slow once" (sequence code 955): the first answer for a request id comes late.
+    // The gateway (APIG) authenticates and counts the call as it arrives and refuses at
+    // once; only a call it lets through waits for IVS's answer time.
+    let resp = match gate(s, api, method, uri, headers, body, &faults, arrival) {
+        Some(refusal) => refusal,
+        None => {
+            s.latency(&faults, api.name()).await;
+            slow_once(s, body, reference.as_deref(), &faults).await;
+            answer(s, api, headers, body, &faults, reference.as_deref())
+        }
+    };
+    let status = resp.status().as_u16();
+    s.ledger.record_call(Call {
+        vendor: VENDOR,
+        api: api.name(),
+        http_status: status,
+        billable: status == 200,
+        reference,
+        throttled: status == 429,
+        arrived_us: arrival.us,
+    });
+    resp
+}
+
+/// "Slow once" (sequence code 955): the first answer for a request id comes late.
+async fn slow_once(s: &Shared, body: &[u8], reference: Option<&str>, faults: &VendorFaults) {
     let slow = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
         v["data"]["req_data"][0]["verification_id"]
             .as_str()
             .map(Scenario::from_id)
     }) == Some(Scenario::SlowOnce);
-    if slow
-        && reference
-            .as_deref()
-            .is_some_and(|r| s.seen.bump(&format!("slow:{r}")) == 1)
-    {
+    if slow && reference.is_some_and(|r| s.seen.bump(&format!("slow:{r}")) == 1) {
         let ms = if faults.slow_ms == 0 {
             5000
         } else {
@@ -136,60 +154,60 @@ pub(super) async fn handle(
         };
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
-    let resp = answer(
-        s,
-        api,
-        method,
-        uri,
-        headers,
-        body,
-        &faults,
-        reference.as_deref(),
-    );
-    let status = resp.status().as_u16();
-    s.ledger
-        .record(VENDOR, api.name(), status, status == 200, reference);
-    resp
 }
 
+/// APIG's 429 `APIG.0308`, with `Retry-After` when the faults set one.
+fn throttled(faults: &VendorFaults) -> Response {
+    let mut r = error(
+        APIG_0308,
+        "The throttling threshold has been reached: policy user over ratelimit,limit:10,time:1 second",
+    );
+    if let Some(secs) = faults.retry_after_secs {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(secs));
+    }
+    r
+}
+
+/// What the gateway refuses before IVS sees the call: authentication, size, the quota
+/// (counted at `arrival`). `None`: let it through.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn answer(
+pub(super) fn gate(
     s: &Shared,
     api: Api,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-    faults: &crate::VendorFaults,
-    reference: Option<&str>,
-) -> Response {
+    faults: &VendorFaults,
+    arrival: Arrival,
+) -> Option<Response> {
     if let Err(msg) = authenticate(s, method, uri, headers, body) {
-        return error(
+        return Some(error(
             APIG_0301,
             &format!("Incorrect IAM authentication information: {msg}"),
-        );
+        ));
     }
     if body.len() > 12 * 1024 * 1024 {
         // The gateway's own refusal, before IVS: no IVS or APIG code (seed §6.1: 413).
-        return (StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large").into_response();
+        return Some((StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large").into_response());
     }
-    let throttled = || {
-        let mut r = error(
-APIG_0308,
-            "The throttling threshold has been reached: policy user over ratelimit,limit:10,time:1 second",
-        );
-        if let Some(secs) = faults.retry_after_secs {
-            r.headers_mut()
-                .insert("retry-after", HeaderValue::from(secs));
-        }
-        r
-    };
-    if !s.quotas.admit(
-        &format!("{VENDOR}.{}", api.name()),
-        faults.qps_of(api.name()),
-    ) {
-        return throttled();
+    if !s.admit(VENDOR, api.name(), faults, arrival) {
+        return Some(throttled(faults));
     }
+    None
+}
+
+/// IVS's answer to a call the gateway let through.
+pub(super) fn answer(
+    s: &Shared,
+    api: Api,
+    headers: &HeaderMap,
+    body: &[u8],
+    faults: &VendorFaults,
+    reference: Option<&str>,
+) -> Response {
+    let throttled = || throttled(faults);
     if faults::roll(faults.error_rate) {
         return error(IVS_0101, "Service inner error.");
     }
