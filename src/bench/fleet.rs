@@ -62,14 +62,9 @@ impl Fleet {
         })
     }
 
-    /// Publishes `n` jobs: two thirds three-factor with `face` as the image, one third two-factor.
-    /// `sources`: the material allowlist `face` is on (empty for a local file).
-    pub(super) async fn produce(&self, n: usize, face: &str, sources: &str) -> anyhow::Result<()> {
-        self.produce_with(n, face, sources, 3).await
-    }
-
     /// Publishes `n` jobs, every `two_factor_every`-th two-factor (no image), the others
     /// three-factor with `face`; 1 or 0: every job fetches the image, as in a nightly run.
+    /// `sources`: the material allowlist `face` is on (empty for a local file).
     pub(super) async fn produce_with(
         &self,
         n: usize,
@@ -181,6 +176,13 @@ impl Fleet {
                     .env("HUAWEICLOUD_SDK_SK", &self.creds.huawei_sk)
                     .env("HUAWEICLOUD_SDK_PROJECT_ID", &self.creds.project_id)
                     .env("KYC_HUAWEI_ENDPOINT", self.sim.base_url())
+                    .env("ALIBABA_CLOUD_ACCESS_KEY_ID", &self.creds.alibaba_ak)
+                    .env(
+                        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                        &self.creds.alibaba_secret,
+                    )
+                    .env("KYC_ALIBABA_ENDPOINT", self.sim.base_url())
+                    .env("KYC_ALIBABA_BIZ_TYPE", crate::embedded::SIM_BIZ_TYPE)
                     .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
                     .stdout(std::process::Stdio::null())
                     .spawn()
