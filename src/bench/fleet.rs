@@ -139,6 +139,26 @@ impl Fleet {
                 ]
             })
             .unwrap_or_default();
+        let optional: Vec<(&str, String)> = [
+            (
+                "KYC_AMQP_CA_FILE",
+                self.conn
+                    .amqp_ca_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
+            ("KYC_S3_ENDPOINT", self.conn.s3_endpoint.clone()),
+            (
+                "KYC_S3_CA_FILE",
+                self.conn
+                    .s3_ca_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
         (0..n)
             .map(|_| {
                 std::process::Command::new(&exe)
@@ -147,18 +167,11 @@ impl Fleet {
                     .arg(self.dir.path())
                     .env("KYC_DATABASE_URL", &self.db_url)
                     .env("KYC_AMQP_URL", &self.conn.amqp)
-                    .env(
-                        "KYC_AMQP_CA_FILE",
-                        self.conn.amqp_ca_file.clone().unwrap_or_default(),
-                    )
-                    .env(
-                        "KYC_S3_ENDPOINT",
-                        self.conn.s3_endpoint.as_deref().unwrap_or_default(),
-                    )
-                    .env(
-                        "KYC_S3_CA_FILE",
-                        self.conn.s3_ca_file.clone().unwrap_or_default(),
-                    )
+                    // Unset rather than empty: an empty file name is refused.
+                    .env_remove("KYC_AMQP_CA_FILE")
+                    .env_remove("KYC_S3_ENDPOINT")
+                    .env_remove("KYC_S3_CA_FILE")
+                    .envs(optional.iter().map(|(k, v)| (*k, v.as_str())))
                     .env("KYC_QUEUE_PREFIX", &self.topology.prefix)
                     .env(crate::keys::DATA_KEYS, self.keys.data.to_config())
                     .env(crate::keys::DATA_KEY_ID, self.keys.data.current_id())
