@@ -30,12 +30,14 @@ fn every_vendor_folder_has_the_same_files_as_its_siblings() {
     for (vendor, got) in &sim {
         assert_eq!(got, &expected, "simulator/src/vendors/{vendor}");
     }
-    // The worker's clients: the same five files each, plus `sign.rs` where the vendor signs
-    // requests (Baidu authenticates with an OAuth token kept in its client instead).
+    // The worker's clients: the same six files each (`probe.rs`: the unbilled call
+    // `kyc doctor` makes), plus `sign.rs` where the vendor signs requests (Baidu
+    // authenticates with an OAuth token kept in its client instead).
     let core: BTreeSet<String> = [
         "client.rs",
         "config.rs",
         "mod.rs",
+        "probe.rs",
         "request.rs",
         "response.rs",
     ]
