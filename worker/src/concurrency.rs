@@ -62,13 +62,14 @@ struct State {
     in_flight: usize,
     /// The consumer is waiting at the gate: it could take more deliveries than the limit lets.
     blocked: bool,
-    /// Jobs finished since the controller last looked.
+    /// Jobs finished since the controller last looked, and their summed time in flight.
     finished: usize,
+    time_in_flight: Duration,
 }
 
 /// One job in flight; dropping it lets the next delivery in.
 #[derive(Debug)]
-pub struct Pass(Arc<Gate>);
+pub struct Pass(Arc<Gate>, std::time::Instant);
 
 impl Drop for Pass {
     fn drop(&mut self) {
@@ -76,6 +77,7 @@ impl Drop for Pass {
             let mut s = self.0.state.lock().expect("gate lock");
             s.in_flight -= 1;
             s.finished += 1;
+            s.time_in_flight += self.1.elapsed();
         }
         self.0.freed.notify_one();
     }
@@ -94,6 +96,7 @@ impl Gate {
                 in_flight: 0,
                 blocked: false,
                 finished: 0,
+                time_in_flight: Duration::ZERO,
             }),
             freed: Notify::new(),
             floor,
@@ -121,7 +124,7 @@ impl Gate {
                 if s.in_flight < s.limit {
                     s.in_flight += 1;
                     s.blocked = false;
-                    return Pass(self.clone());
+                    return Pass(self.clone(), std::time::Instant::now());
                 }
                 s.blocked = true;
             }
@@ -146,9 +149,12 @@ impl Gate {
         self.state.lock().expect("gate lock").blocked
     }
 
-    /// Jobs finished since the last call.
-    fn take_finished(&self) -> usize {
-        std::mem::take(&mut self.state.lock().expect("gate lock").finished)
+    /// Jobs finished since the last call, and their mean time in flight.
+    fn take_finished(&self) -> (usize, Option<Duration>) {
+        let mut s = self.state.lock().expect("gate lock");
+        let n = std::mem::take(&mut s.finished);
+        let t = std::mem::take(&mut s.time_in_flight);
+        (n, (n > 0).then(|| t / n as u32))
     }
 }
 
@@ -186,32 +192,33 @@ pub fn next_limit(limit: usize, step: Step) -> usize {
     }
 }
 
-/// Jobs finished over the last steps, below which a growth is not checked for payoff: the
-/// count is too noisy to tell (and a rate this low is a quota's, not the machine's, bound).
-const PAYOFF_MIN_JOBS: usize = 30;
-/// A growth must raise the jobs finished by at least this fraction, or it is taken back.
-const PAYOFF: f64 = 0.05;
-/// Steps without growth after a growth that did not pay.
-const FREEZE_STEPS: usize = 20;
+/// A job's time in flight this many times its lowest recent mean means jobs queue inside
+/// this process (CPU, database pool, storage), not at the vendor: no growth, and above
+/// [`CONGESTED`] a shrink.
+const NO_GROWTH: f64 = 1.5;
+const CONGESTED: f64 = 2.0;
+/// How fast the lowest mean forgets (per step), so that a vendor slowing down for good is
+/// taken as the new normal within a minute or so.
+const MIN_DRIFT: f64 = 1.01;
+/// Below this lowest mean time in flight (seconds) the gradient applies: the vendor answers
+/// fast and the time is mostly this process's own (the real vendors take 0.4–1.6 s).
+const QUICK_JOBS_S: f64 = 0.15;
 
 /// Steers `gate` for `vendor` until the task is aborted.
 ///
 /// Without a binding quota (none configured, or a large one) the limiter's queue is always
 /// empty and would let the limit grow to its ceiling, although past the machine's capacity
-/// more jobs in flight only wait longer and hold more memory. So at high rates each growth
-/// must pay: if the jobs finished over the next steps did not rise by [`PAYOFF`], the limit
-/// goes back and stays for [`FREEZE_STEPS`] (a gradient check, as in Netflix's
-/// concurrency-limits).
+/// more jobs in flight only wait longer inside this process and hold more memory. So the
+/// limit also follows a gradient, as in Netflix's concurrency-limits: the jobs' mean time in
+/// flight against its lowest recent value. A vendor's latency is the same at any limit; time
+/// spent queueing here grows with it.
 pub async fn control(gate: Arc<Gate>, ctx: SharedContext, vendor: &'static str) {
     let (limiters, metrics) = (&ctx.limiters, &ctx.metrics);
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut step = Step::default();
-    // Jobs finished in each of the last SAMPLES_PER_STEP steps.
-    let mut recent: std::collections::VecDeque<usize> = Default::default();
-    // A growth under test: (limit before, jobs finished over the steps before, steps left).
-    let mut probe: Option<(usize, usize, usize)> = None;
-    let mut frozen = 0usize;
+    let mut lowest: Option<f64> = None;
+    let mut smoothed: Option<f64> = None;
     metrics.concurrency_limit(vendor, gate.limit());
     loop {
         tick.tick().await;
@@ -232,42 +239,45 @@ pub async fn control(gate: Arc<Gate>, ctx: SharedContext, vendor: &'static str) 
         if step.looks < SAMPLES_PER_STEP {
             continue;
         }
-        let finished = gate.take_finished();
+        let (finished, mean) = gate.take_finished();
         step.progress = finished > 0;
-        recent.push_back(finished);
-        if recent.len() > SAMPLES_PER_STEP {
-            recent.pop_front();
-        }
-        let lately: usize = recent.iter().sum();
+        // Smoothed over steps: a few stalled calls in one step are not congestion.
+        let gradient = mean.map(|t| {
+            let t = smoothed.map_or(t.as_secs_f64(), |s| 0.7 * s + 0.3 * t.as_secs_f64());
+            smoothed = Some(t);
+            let low = lowest.map_or(t, |l| (l * MIN_DRIFT).min(t));
+            lowest = Some(low);
+            t / low.max(1e-6)
+        });
+        // Only while no call waited for a slot: time spent in the limiter's queue is the
+        // quota's doing, which the queue rules above already steer.
+        // And only while jobs are quick: a vendor answering in a second or more dominates
+        // the time in flight, its spread (the first jobs back are the fastest) would read as
+        // congestion, and queueing here cannot be told from it.
+        let gradient = gradient.filter(|_| {
+            step.idle_quota == step.looks
+                && step.long_queue == 0
+                && lowest.is_some_and(|l| l < QUICK_JOBS_S)
+        });
         for (key, _, n) in &queues {
             let api = key.split_once('.').map_or(*key, |(_, a)| a);
             metrics.limiter_queue(vendor, api, *n);
         }
         let limit = gate.limit();
         let mut next = next_limit(limit, step);
-        if let Some((before, jobs_before, left)) = probe {
-            if left > 1 {
-                probe = Some((before, jobs_before, left - 1));
-                next = next.min(limit);
-            } else {
-                probe = None;
-                if (lately as f64) < jobs_before as f64 * (1.0 + PAYOFF) {
-                    tracing::debug!(vendor, limit, before, "growth did not pay; taken back");
-                    next = before;
-                    frozen = FREEZE_STEPS;
-                }
-            }
-        } else if next > limit {
-            if frozen > 0 {
-                next = limit;
-            } else if lately >= PAYOFF_MIN_JOBS {
-                probe = Some((limit, lately, SAMPLES_PER_STEP));
-            }
+        match gradient {
+            Some(g) if g > CONGESTED => next = limit - (limit / 8).max(1).min(limit),
+            Some(g) if g > NO_GROWTH => next = next.min(limit),
+            _ => {}
         }
-        frozen = frozen.saturating_sub(1);
         if next != limit {
             gate.set_limit(next);
-            tracing::debug!(vendor, limit = gate.limit(), "concurrency limit changed");
+            tracing::debug!(
+                vendor,
+                limit = gate.limit(),
+                ?gradient,
+                "concurrency limit changed"
+            );
         }
         metrics.concurrency_limit(vendor, gate.limit());
         step = Step::default();
