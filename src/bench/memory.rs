@@ -67,12 +67,7 @@ pub(super) async fn memory(
         )?;
         let deadline = Instant::now() + Duration::from_secs(600);
         while (fleet.store.outcome_count("bench").await? as usize) < jobs {
-            if let Some(status) = children
-                .iter_mut()
-                .find_map(|c| c.try_wait().ok().flatten())
-            {
-                anyhow::bail!("the worker exited early ({status}); run it by hand to see why");
-            }
+            super::ensure_workers_running(&mut children)?;
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "the worker did not finish {jobs} jobs within 10 minutes"

@@ -298,3 +298,14 @@ fn baseline_ratio(baseline: &Path, bench: &str, key: &str, v: f64) -> Option<f64
         serde_json::from_str(&std::fs::read_to_string(baseline).ok()?).ok()?;
     base[bench][key].as_f64().map(|b| v / b)
 }
+
+/// Fails the benchmark if a worker process has exited: its figures would measure nothing.
+pub(crate) fn ensure_workers_running(children: &mut [std::process::Child]) -> anyhow::Result<()> {
+    if let Some(status) = children
+        .iter_mut()
+        .find_map(|c| c.try_wait().ok().flatten())
+    {
+        anyhow::bail!("a worker process exited early ({status}); run it by hand to see why");
+    }
+    Ok(())
+}

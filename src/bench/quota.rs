@@ -147,12 +147,7 @@ async fn run(a: &QuotaArgs, workers: usize, q: f64) -> anyhow::Result<bool> {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while fleet.sim.in_flight() == 0 && !fleet.sim.ledger().entries.iter().any(ours) {
-        if let Some(status) = children
-            .iter_mut()
-            .find_map(|c| c.try_wait().ok().flatten())
-        {
-            anyhow::bail!("a worker process exited early ({status}); run it by hand to see why");
-        }
+        super::ensure_workers_running(&mut children)?;
         anyhow::ensure!(
             Instant::now() < deadline,
             "no call reached the simulator within 60 s"

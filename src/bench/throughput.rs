@@ -75,12 +75,7 @@ pub(super) async fn throughput(
         if consumers as usize >= workers {
             break;
         }
-        if let Some(status) = children
-            .iter_mut()
-            .find_map(|c| c.try_wait().ok().flatten())
-        {
-            anyhow::bail!("a worker process exited early ({status}); run it by hand to see why");
-        }
+        super::ensure_workers_running(&mut children)?;
         anyhow::ensure!(
             Instant::now() < ready_by,
             "the workers did not start consuming"
@@ -101,12 +96,7 @@ pub(super) async fn throughput(
         if fleet.store.outcome_count("bench").await? as usize >= jobs {
             break;
         }
-        if let Some(status) = children
-            .iter_mut()
-            .find_map(|c| c.try_wait().ok().flatten())
-        {
-            anyhow::bail!("a worker process exited early ({status}); run it by hand to see why");
-        }
+        super::ensure_workers_running(&mut children)?;
         anyhow::ensure!(
             Instant::now() < deadline,
             "the workers did not finish {jobs} jobs within 10 minutes"

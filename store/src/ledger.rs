@@ -345,44 +345,6 @@ impl Store {
             .await?;
         Ok(())
     }
-
-    /// True if the job already has an outcome: a redelivered job then makes no vendor call.
-    pub async fn outcome_exists(&self, job_id: &JobId) -> Result<bool> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM outcomes WHERE job_id = $1")
-            .bind(job_id.as_str().to_string())
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.is_some())
-    }
-
-    /// Turns this job's calls left `open` by a dead worker into `unknown` and returns how many
-    /// calls the job has had in all, so numbering continues across deliveries.
-    pub async fn recover_calls(&self, job_id: &JobId) -> Result<(u64, u32)> {
-        // One round trip in the common case (a first delivery has no calls at all).
-        let (calls, open): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'open' THEN 1 ELSE 0 END), 0) \
-             FROM vendor_calls WHERE job_id = $1",
-        )
-        .bind(job_id.as_str().to_string())
-        .fetch_one(self.pool())
-        .await?;
-        if open == 0 {
-            return Ok((0, calls as u32));
-        }
-        let marked = sqlx::query(
-            "UPDATE vendor_calls SET state = 'unknown', finished_at_ms = $1 WHERE job_id = $2 AND state = 'open'",
-        )
-        .bind(now_ms())
-        .bind(job_id.as_str().to_string())
-        .execute(self.pool())
-        .await?
-        .rows_affected();
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM vendor_calls WHERE job_id = $1")
-            .bind(job_id.as_str().to_string())
-            .fetch_one(self.pool())
-            .await?;
-        Ok((marked, n as u32))
-    }
 }
 
 /// Completes one ledger row and, if billable, moves the billing counter, inside `tx`.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kyc_store::Store;
-use kyc_worker::{Context, Limiters, Quota};
+use kyc_worker::{Limiters, Quota};
 
 use crate::helpers::{id_with_seq, spawn_app};
 
@@ -79,27 +79,11 @@ async fn answers_the_vendor_gave_during_a_database_outage_are_kept_and_billed_on
     let proxy = FlakyProxy::start(hostport.to_string()).await;
     let via_proxy = format!("{scheme_user}@127.0.0.1:{}/{path}", proxy.port);
     let store = Store::connect(&via_proxy, 8).await.unwrap();
-    let base = app.context();
     let quotas: std::collections::HashMap<String, Quota> = kyc_worker::vendors::APIS
         .iter()
         .map(|api| (Limiters::key(api), Quota::qps(200.0, 50)))
         .collect();
-    let ctx = Arc::new(Context {
-        store: store.clone(),
-        objects: base.objects.clone(),
-        clients: kyc_worker::Clients {
-            huawei: Some(
-                app.huawei_config(Duration::from_secs(10))
-                    .build(reqwest::Client::new()),
-            ),
-            ..Default::default()
-        },
-        limiters: Limiters::shared(&quotas, store.clone()),
-        retry: kyc_worker::RetryPolicy::default(),
-        metrics: Default::default(),
-        keys: crate::helpers::keyring().data.clone(),
-        spend: Default::default(),
-    });
+    let ctx = app.huawei_context_on(store.clone(), &quotas);
 
     let dir = tempfile::tempdir().unwrap();
     let n = 24;

@@ -314,6 +314,32 @@ impl TestApp {
         }
     }
 
+    /// A worker context calling this app's Huawei simulator through `store` (e.g. a store
+    /// reached through a fault-injecting proxy), with the account quotas `quotas`.
+    pub fn huawei_context_on(
+        &self,
+        store: Store,
+        quotas: &HashMap<String, kyc_worker::Quota>,
+    ) -> Arc<Context> {
+        let base = self.context();
+        Arc::new(Context {
+            store: store.clone(),
+            objects: base.objects.clone(),
+            clients: kyc_worker::Clients {
+                huawei: Some(
+                    self.huawei_config(Duration::from_secs(10))
+                        .build(reqwest::Client::new()),
+                ),
+                ..Default::default()
+            },
+            limiters: kyc_worker::Limiters::shared(quotas, store),
+            retry: kyc_worker::RetryPolicy::default(),
+            metrics: Default::default(),
+            keys: keyring().data.clone(),
+            spend: Default::default(),
+        })
+    }
+
     pub fn huawei_auth(&self) -> HuaweiAuth {
         HuaweiAuth::AkSk {
             ak: self.ak.clone(),

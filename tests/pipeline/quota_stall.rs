@@ -6,11 +6,10 @@
 //! shows that the stall landed between a slot and its call.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kyc_store::Store;
-use kyc_worker::{Context, Limiters, Quota, WorkerSettings};
+use kyc_worker::{Quota, WorkerSettings};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -100,24 +99,8 @@ async fn calls_held_up_by_a_database_stall_do_not_go_out_together() {
     let proxy = StallProxy::start(hostport.to_string()).await;
     let via_proxy = format!("{scheme_user}@127.0.0.1:{}/{path}", proxy.port);
     let store = Store::connect(&via_proxy, 16).await.unwrap();
-    let base = app.context();
     let quotas = HashMap::from([(format!("huawei.{api}"), Quota::qps(QPS, 1))]);
-    let ctx = Arc::new(Context {
-        store: store.clone(),
-        objects: base.objects.clone(),
-        clients: kyc_worker::Clients {
-            huawei: Some(
-                app.huawei_config(Duration::from_secs(10))
-                    .build(reqwest::Client::new()),
-            ),
-            ..Default::default()
-        },
-        limiters: Limiters::shared(&quotas, store.clone()),
-        retry: kyc_worker::RetryPolicy::default(),
-        metrics: Default::default(),
-        keys: crate::helpers::keyring().data.clone(),
-        spend: Default::default(),
-    });
+    let ctx = app.huawei_context_on(store.clone(), &quotas);
 
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from("customer_ref,operation,name,id_number\n");
