@@ -11,6 +11,9 @@
 
 use kyc_schemas::{JobId, Outcome};
 
+use sqlx::AnyConnection;
+
+use crate::group::Effects;
 use crate::{day_of, now_ms, Result, Store};
 
 /// A vendor call about to be made.
@@ -90,6 +93,8 @@ pub struct Decision<'a> {
     /// The job gave up: a copy is owed to the dead-letter queue, for this reason, until
     /// [`Store::dead_letter_sent`].
     pub dead_letter_owed: Option<&'a str>,
+    /// This delivery's claim (its owner id), released with the outcome.
+    pub release: Option<&'a str>,
 }
 
 /// What [`Store::start_job`] found.
@@ -119,27 +124,46 @@ impl Store {
         uuid::Uuid::new_v4().simple().to_string()
     }
 
-    /// [`Store::open_call`] with the row id chosen by the caller.
+    /// [`Store::open_call`] with the row id chosen by the caller. Committed (with other jobs'
+    /// writes, see `group`) before this returns, so the call that follows leaves evidence.
     pub async fn open_call_as(&self, call_id: &str, c: NewCall<'_>) -> Result<OpenCall> {
-        let call_id = call_id.to_string();
         let now = now_ms();
-        sqlx::query(
-            "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, state, started_at_ms, day, reference) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9)",
-        )
-        .bind(call_id.clone())
-        .bind(c.job_id.as_str().to_string())
-        .bind(c.vendor.to_string())
-        .bind(c.api.to_string())
-        .bind(c.product.to_string())
-        .bind(i64::from(c.attempt))
-        .bind(now)
-        .bind(day_of(now))
-        .bind(c.reference.map(str::to_string))
-        .execute(self.pool())
-        .await?;
+        let row = (
+            call_id.to_string(),
+            c.job_id.as_str().to_string(),
+            c.vendor.to_string(),
+            c.api.to_string(),
+            c.product.to_string(),
+            i64::from(c.attempt),
+            now,
+            day_of(now),
+            c.reference.map(str::to_string),
+        );
+        self.group
+            .run(move |conn, _| {
+                let row = row.clone();
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, state, started_at_ms, day, reference) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9)",
+                    )
+                    .bind(row.0)
+                    .bind(row.1)
+                    .bind(row.2)
+                    .bind(row.3)
+                    .bind(row.4)
+                    .bind(row.5)
+                    .bind(row.6)
+                    .bind(row.7)
+                    .bind(row.8)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await?;
         Ok(OpenCall {
-            call_id,
+            call_id: call_id.to_string(),
             vendor: c.vendor.to_string(),
             product: c.product.to_string(),
         })
@@ -150,18 +174,34 @@ impl Store {
     /// followed. Without this, the next delivery would find the row open and count a call
     /// that never reached the vendor as `unknown` (possibly billed). True if a row went.
     pub async fn withdraw_call(&self, call_id: &str) -> Result<bool> {
-        let n = sqlx::query("DELETE FROM vendor_calls WHERE call_id = $1 AND state = 'open'")
-            .bind(call_id.to_string())
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+        let call_id = call_id.to_string();
+        self.group
+            .run(move |conn, _| {
+                let call_id = call_id.clone();
+                Box::pin(async move {
+                    let n = sqlx::query(
+                        "DELETE FROM vendor_calls WHERE call_id = $1 AND state = 'open'",
+                    )
+                    .bind(call_id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                    Ok(n > 0)
+                })
+            })
+            .await
     }
 
     /// Completes a ledger row (and moves the billing counter) without deciding the job:
     /// a throttled or failed attempt that will be retried.
     pub async fn complete_call(&self, call: &OpenCall, rec: &CallRecord) -> Result<()> {
-        self.complete(call, rec).await
+        let (call, rec) = (call.clone(), rec.clone());
+        self.group
+            .run(move |conn, fx| {
+                let (call, rec) = (call.clone(), rec.clone());
+                Box::pin(async move { complete_in(conn, fx, &call, &rec).await })
+            })
+            .await
     }
 
     /// Completes the deciding call and writes the job's outcome in one transaction. `call` is
@@ -172,32 +212,45 @@ impl Store {
     /// `d.charges` (what the vendor reports it charged) are written in the same transaction
     /// when the outcome is new; entries already known (same vendor, reference, attempt,
     /// product) are skipped, and only new charged entries move `vendor_charges`.
+    ///
+    /// `d.release` names this delivery's claim on the job, dropped in the same transaction:
+    /// the job is decided, so no delivery needs to hold it any more.
     pub async fn complete_with_outcome(
         &self,
         call: Option<&OpenCall>,
         rec: &CallRecord,
         d: Decision<'_>,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
-        for (lost, answer) in d.recovered {
-            complete_in(&mut tx, lost, answer).await?;
-        }
-        if let Some(call) = call {
-            complete_in(&mut tx, call, rec).await?;
-        }
-        let inserted = insert_outcome(&mut tx, d.outcome, d.dead_letter_owed).await?;
-        if inserted {
-            insert_charges(&mut tx, d.outcome.job_id.as_str(), d.charges).await?;
-        }
-        tx.commit().await?;
-        Ok(inserted)
-    }
-
-    async fn complete(&self, call: &OpenCall, rec: &CallRecord) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
-        complete_in(&mut tx, call, rec).await?;
-        tx.commit().await?;
-        Ok(())
+        let call = call.cloned();
+        let rec = rec.clone();
+        let outcome = d.outcome.clone();
+        let charges = d.charges.to_vec();
+        let recovered = d.recovered.to_vec();
+        let owed = d.dead_letter_owed.map(str::to_string);
+        let release = d.release.map(str::to_string);
+        self.group
+            .run(move |conn, fx| {
+                let (call, rec, outcome) = (call.clone(), rec.clone(), outcome.clone());
+                let (charges, recovered) = (charges.clone(), recovered.clone());
+                let (owed, release) = (owed.clone(), release.clone());
+                Box::pin(async move {
+                    for (lost, answer) in &recovered {
+                        complete_in(conn, fx, lost, answer).await?;
+                    }
+                    if let Some(call) = &call {
+                        complete_in(conn, fx, call, &rec).await?;
+                    }
+                    let inserted = insert_outcome(conn, &outcome, owed.as_deref()).await?;
+                    if inserted {
+                        insert_charges(conn, outcome.job_id.as_str(), &charges).await?;
+                    }
+                    if let Some(owner) = release {
+                        release_in(conn, outcome.job_id.as_str(), &owner).await?;
+                    }
+                    Ok(inserted)
+                })
+            })
+            .await
     }
 
     /// The job's calls whose answer was lost (`unknown`) at `apis`, oldest first.
@@ -248,108 +301,127 @@ impl Store {
     /// False if another owner holds a live claim: then another delivery of the same job is
     /// being worked on, and this one must not call the vendor.
     pub async fn claim_job(&self, job_id: &JobId, owner: &str, lease_ms: i64) -> Result<bool> {
-        let now = now_ms();
-        let row: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO job_claims (job_id, owner, until_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (job_id) DO UPDATE SET owner = $4, until_ms = $5 \
-             WHERE job_claims.until_ms < $6 OR job_claims.owner = $7 \
-             RETURNING job_id",
-        )
-        .bind(job_id.as_str().to_string())
-        .bind(owner.to_string())
-        .bind(now + lease_ms)
-        .bind(owner.to_string())
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(owner.to_string())
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.is_some())
+        let (id, owner) = (job_id.as_str().to_string(), owner.to_string());
+        self.group
+            .run(move |conn, _| {
+                let (id, owner) = (id.clone(), owner.clone());
+                Box::pin(async move { claim_in(conn, &id, &owner, lease_ms).await })
+            })
+            .await
     }
 
-    /// What a delivery finds when it starts on a job, in one transaction (one commit where
-    /// three used to be): the claim taken (or renewed), the outcome looked up, and calls left
-    /// `open` by a dead delivery marked `unknown`.
+    /// What a delivery finds when it starts on a job, in one transaction: the claim taken
+    /// (or renewed), the outcome looked up, and calls left `open` by a dead delivery marked
+    /// `unknown`. Two statements when nothing was left open (the usual case), a third when
+    /// something was.
     pub async fn start_job(&self, job_id: &JobId, owner: &str, lease_ms: i64) -> Result<JobStart> {
-        let now = now_ms();
-        let id = job_id.as_str().to_string();
-        let mut tx = self.pool().begin().await?;
-        let claimed: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO job_claims (job_id, owner, until_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (job_id) DO UPDATE SET owner = $4, until_ms = $5 \
-             WHERE job_claims.until_ms < $6 OR job_claims.owner = $7 \
-             RETURNING job_id",
-        )
-        .bind(id.clone())
-        .bind(owner.to_string())
-        .bind(now + lease_ms)
-        .bind(owner.to_string())
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(owner.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let claimed = claimed.is_some();
-        let outcome: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT dead_letter_owed FROM outcomes WHERE job_id = $1")
-                .bind(id.clone())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let start = match (outcome, claimed) {
-            (Some((owed,)), _) => JobStart::Decided { owed, claimed },
-            (None, false) => JobStart::Held,
-            (None, true) => {
-                let (calls, open): (i64, i64) = sqlx::query_as(
-                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'open' THEN 1 ELSE 0 END), 0) \
-                     FROM vendor_calls WHERE job_id = $1",
-                )
-                .bind(id.clone())
-                .fetch_one(&mut *tx)
-                .await?;
-                let unknown = if open > 0 {
-                    sqlx::query(
-                        "UPDATE vendor_calls SET state = 'unknown', finished_at_ms = $1 WHERE job_id = $2 AND state = 'open'",
-                    )
-                    .bind(now)
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                } else {
-                    0
-                };
-                // Calls made before an operator gave the job a fresh budget (`kyc retry`,
-                // `kyc dlq replay`) stay in the ledger but no longer count against it.
-                let before: Option<(i64,)> =
-                    sqlx::query_as("SELECT calls_before FROM job_budget_resets WHERE job_id = $1")
-                        .bind(id.clone())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let before = before.map_or(0, |r| r.0);
-                JobStart::Claimed {
-                    unknown,
-                    calls: u32::try_from((calls - before).max(0)).unwrap_or(u32::MAX),
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(start)
+        let (id, owner) = (job_id.as_str().to_string(), owner.to_string());
+        self.group
+            .run(move |conn, _| {
+                let (id, owner) = (id.clone(), owner.clone());
+                Box::pin(async move { start_in(conn, &id, &owner, lease_ms).await })
+            })
+            .await
     }
 
-    /// Drops the owner's claim (the job is decided, or handed back).
+    /// Drops the owner's claim (the job is handed back; a decided job's claim goes with its
+    /// outcome, see [`Decision::release`]).
     pub async fn release_claim(&self, job_id: &JobId, owner: &str) -> Result<()> {
-        sqlx::query("DELETE FROM job_claims WHERE job_id = $1 AND owner = $2")
-            .bind(job_id.as_str().to_string())
-            .bind(owner.to_string())
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        let (id, owner) = (job_id.as_str().to_string(), owner.to_string());
+        self.group
+            .run(move |conn, _| {
+                let (id, owner) = (id.clone(), owner.clone());
+                Box::pin(async move { release_in(conn, &id, &owner).await })
+            })
+            .await
     }
 }
 
-/// Completes one ledger row and, if billable, moves the billing counter, inside `tx`.
+async fn claim_in(conn: &mut AnyConnection, id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
+    let now = now_ms();
+    let row: Option<(String,)> = sqlx::query_as(
+        "INSERT INTO job_claims (job_id, owner, until_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (job_id) DO UPDATE SET owner = $4, until_ms = $5 \
+         WHERE job_claims.until_ms < $6 OR job_claims.owner = $7 \
+         RETURNING job_id",
+    )
+    .bind(id.to_string())
+    .bind(owner.to_string())
+    .bind(now + lease_ms)
+    .bind(owner.to_string())
+    .bind(now + lease_ms)
+    .bind(now)
+    .bind(owner.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+async fn release_in(conn: &mut AnyConnection, id: &str, owner: &str) -> Result<()> {
+    sqlx::query("DELETE FROM job_claims WHERE job_id = $1 AND owner = $2")
+        .bind(id.to_string())
+        .bind(owner.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn start_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<JobStart> {
+    let claimed = claim_in(conn, id, owner, lease_ms).await?;
+    // Everything else the delivery needs to know, in one round trip: the outcome (and a
+    // dead-letter copy it owes), the job's calls, those left open, and the calls made before
+    // an operator gave the job a fresh budget (`kyc retry`, `kyc dlq replay`), which stay in
+    // the ledger but no longer count against it.
+    let (decided, owed, calls, open, before): (i64, Option<String>, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT \
+           (SELECT COUNT(*) FROM outcomes WHERE job_id = $1), \
+           (SELECT dead_letter_owed FROM outcomes WHERE job_id = $2), \
+           (SELECT COUNT(*) FROM vendor_calls WHERE job_id = $3), \
+           (SELECT COUNT(*) FROM vendor_calls WHERE job_id = $4 AND state = 'open'), \
+           COALESCE((SELECT calls_before FROM job_budget_resets WHERE job_id = $5), 0)",
+        )
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(match (decided > 0, claimed) {
+        (true, _) => JobStart::Decided { owed, claimed },
+        (false, false) => JobStart::Held,
+        (false, true) => {
+            let unknown = if open > 0 {
+                sqlx::query(
+                    "UPDATE vendor_calls SET state = 'unknown', finished_at_ms = $1 WHERE job_id = $2 AND state = 'open'",
+                )
+                .bind(now_ms())
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+            } else {
+                0
+            };
+            JobStart::Claimed {
+                unknown,
+                calls: u32::try_from((calls - before).max(0)).unwrap_or(u32::MAX),
+            }
+        }
+    })
+}
+
+/// Completes one ledger row and, if billable, counts it for the billing counter, which the
+/// group's transaction moves before it commits (see `group::Effects`).
 async fn complete_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut AnyConnection,
+    fx: &mut Effects,
     call: &OpenCall,
     rec: &CallRecord,
 ) -> Result<()> {
@@ -369,27 +441,21 @@ async fn complete_in(
     .bind(rec.vendor_request_id.clone())
     .bind(i64::from(rec.billable))
     .bind(call.call_id.clone())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *conn)
     .await?;
     if let (Some(row), true) = (updated, rec.billable) {
         use sqlx::Row;
         // The counter is keyed by the day the call started, like the ledger row.
         let day: String = row.try_get(0)?;
-        sqlx::query(
-            "INSERT INTO billing_counters (vendor, product, day, billable_calls) VALUES ($1, $2, $3, 1) \
-             ON CONFLICT (vendor, product, day) DO UPDATE SET billable_calls = billing_counters.billable_calls + 1",
-        )
-        .bind(call.vendor.clone())
-        .bind(call.product.clone())
-        .bind(day)
-        .execute(&mut **tx)
-        .await?;
+        *fx.billing
+            .entry((call.vendor.clone(), call.product.clone(), day))
+            .or_default() += 1;
     }
     Ok(())
 }
 
 async fn insert_outcome(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut AnyConnection,
     o: &Outcome,
     dead_letter_owed: Option<&str>,
 ) -> Result<bool> {
@@ -417,7 +483,7 @@ async fn insert_outcome(
     .bind(i64::from(o.billed))
     .bind(o.completed_at.timestamp_millis())
     .bind(dead_letter_owed.map(str::to_string))
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     Ok(n == 1)
@@ -427,7 +493,7 @@ async fn insert_outcome(
 /// `vendor_charges` for its product and day (an attempt's OCR charge is one charge however
 /// many OCR calls it made, as in getall's `ocr_charge_count`).
 async fn insert_charges(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut AnyConnection,
     job_id: &str,
     charges: &[ChargeEntry],
 ) -> Result<()> {
@@ -448,7 +514,7 @@ async fn insert_charges(
         .bind(c.charge_time.clone())
         .bind(c.day.clone())
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected()
             > 0;
@@ -463,7 +529,7 @@ async fn insert_charges(
             .bind(c.day.clone())
             .bind(1i64)
             .bind(now)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
         }
     }

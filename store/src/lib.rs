@@ -9,6 +9,7 @@
 //!   the retention purge
 //! - [`ledger`]: vendor calls opened before and completed after each call, billing counters,
 //!   and the outcome written in the same transaction as the deciding call
+//! - `group`: group commit of the jobs' small writes (claims, ledger rows, outcomes)
 //! - [`rate_limits`]: account quotas shared by all replicas (GCRA rows)
 //! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
 //! - [`spend`]: a capped vendor's spend in the current window (from the ledger), and the jobs
@@ -22,8 +23,10 @@
 
 pub mod audit;
 pub mod batches;
+mod group;
 pub mod jobs;
 pub mod ledger;
+mod migrations;
 pub mod operator_audit;
 pub mod personal;
 pub mod queries;
@@ -57,6 +60,10 @@ pub enum StoreError {
     /// The first connection failed: `cause` says why (see [`reach::cause`]).
     #[error("cannot reach the database: {cause}")]
     Unreachable { cause: String },
+    /// A group commit failed for every write in it (see [`group`]): each caller gets the
+    /// one cause.
+    #[error("{0}")]
+    Group(std::sync::Arc<StoreError>),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -72,6 +79,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The jobs' small writes, committed together (see [`group`]).
+    group: group::Group,
 }
 
 impl Store {
@@ -167,28 +176,28 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        let group = group::Group::start(pool.clone());
+        Ok(Self {
+            pool,
+            backend,
+            group,
+        })
     }
 
     /// Applies the migrations of this backend (embedded in the binary at build time).
     pub async fn migrate(&self) -> Result<()> {
-        match self.backend {
-            Backend::Postgres => {
-                sqlx::migrate!("../migrations/postgres")
-                    .run(&self.pool)
-                    .await?
-            }
-            Backend::Sqlite => {
-                sqlx::migrate!("../migrations/sqlite")
-                    .run(&self.pool)
-                    .await?
-            }
-        }
+        migrations::migrator(self.backend).run(&self.pool).await?;
         Ok(())
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// (writes, transactions) of the group commit so far (see `group`): how many of the
+    /// jobs' small writes each commit carried.
+    pub fn group_stats(&self) -> (u64, u64) {
+        self.group.stats().read()
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -216,12 +216,7 @@ impl Store {
     }
 
     fn migrator(&self) -> &'static [sqlx::migrate::Migration] {
-        static PG: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
-        static LITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
-        match self.backend() {
-            Backend::Postgres => &PG.migrations,
-            Backend::Sqlite => &LITE.migrations,
-        }
+        &crate::migrations::migrator(self.backend()).migrations
     }
 }
 

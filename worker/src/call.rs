@@ -461,6 +461,8 @@ impl<'a> Caller<'a> {
             charges,
             recovered: &self.recovered,
             dead_letter_owed,
+            // The job is decided: its claim goes with the outcome, in the same transaction.
+            release: Some(self.owner),
         };
         let none = CallRecord::default();
         let (open, rec) = match &self.pending {

@@ -167,8 +167,15 @@ async fn process_job(ctx: &Context, job: &Job, headers: JobHeaders) -> Dispositi
         d = decide(ctx, job, headers, &owner, calls) => d,
         never = heartbeat(ctx, &job.job_id, &owner) => match never {},
     };
-    // Handing back or decided: either way this delivery is done with the job.
-    let _ = ctx.store.release_claim(&job.job_id, &owner).await;
+    // A job handed back releases its claim, so that its next delivery need not wait out the
+    // lease. A decided job's claim went with its outcome (same transaction), and a lost
+    // claim is another delivery's.
+    if matches!(
+        disposition,
+        Disposition::Requeue { .. } | Disposition::Delay { .. } | Disposition::CapDeferred(_)
+    ) {
+        let _ = ctx.store.release_claim(&job.job_id, &owner).await;
+    }
     disposition
 }
 
