@@ -15,7 +15,8 @@
 //! How: one task per [`Store`](crate::Store) takes the first write waiting, then every other
 //! one already queued (up to [`MAX_GROUP`]), and runs them in arrival order in one
 //! transaction. While it commits, new writes queue: under load, groups grow by themselves;
-//! alone, a write costs what it did before. Writes run in order inside the transaction, so a
+//! alone, a write costs what it did before. When the last group carried several writes, the
+//! next one waits up to [`LINGER`] for more (PostgreSQL's `commit_delay`). Writes run in order inside the transaction, so a
 //! group behaves as its writes committed one after the other. A write that fails on a
 //! statement (a constraint, a deadlock, a timeout) aborts the group; each write is then run in
 //! a transaction of its own, so one bad write never fails its neighbours. A lost connection
@@ -33,6 +34,9 @@ use crate::{Result, StoreError};
 
 /// The most writes one transaction takes; more wait for the next one.
 pub(crate) const MAX_GROUP: usize = 256;
+
+/// How long a group waits for more writes when the last one carried several.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Effects several writes of a group add up, written once at the end of the transaction.
 #[derive(Debug, Default)]
@@ -70,12 +74,16 @@ trait Write: Send {
         fx: &'a mut Effects,
     ) -> BoxFuture<'a, Result<()>>;
     fn answer(self: Box<Self>, result: Result<()>);
+    /// Writes on rows every replica shares (a quota's row) run first in a group, in this
+    /// order, so that two replicas' groups never take them in opposite orders (a deadlock).
+    fn shared_row(&self) -> Option<&str>;
 }
 
 struct Typed<T, F> {
     write: F,
     value: Option<T>,
     reply: oneshot::Sender<Result<T>>,
+    shared_row: Option<String>,
 }
 
 impl<T, F> Write for Typed<T, F>
@@ -92,6 +100,10 @@ where
             self.value = Some((self.write)(conn, fx).await?);
             Ok(())
         })
+    }
+
+    fn shared_row(&self) -> Option<&str> {
+        self.shared_row.as_deref()
     }
 
     fn answer(self: Box<Self>, result: Result<()>) {
@@ -148,6 +160,28 @@ impl Group {
             + Send
             + 'static,
     {
+        self.send(None, write).await
+    }
+
+    /// [`Group::run`] for a write on a row every replica shares, named `row`: it runs before
+    /// the group's other writes, shared rows in name order (see `Write::shared_row`).
+    pub(crate) async fn run_shared<T, F>(&self, row: &str, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnMut(&'a mut AnyConnection, &'a mut Effects) -> BoxFuture<'a, Result<T>>
+            + Send
+            + 'static,
+    {
+        self.send(Some(row.to_string()), write).await
+    }
+
+    async fn send<T, F>(&self, shared_row: Option<String>, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnMut(&'a mut AnyConnection, &'a mut Effects) -> BoxFuture<'a, Result<T>>
+            + Send
+            + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Corrupt("the group-commit task has stopped".into());
         self.queue
@@ -155,6 +189,7 @@ impl Group {
                 write,
                 value: None,
                 reply,
+                shared_row,
             }))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -167,6 +202,7 @@ async fn commit_loop(
     stats: Arc<Stats>,
 ) {
     let mut group: Vec<Box<dyn Write>> = Vec::new();
+    let mut busy = false;
     while let Some(first) = rx.recv().await {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -175,6 +211,28 @@ async fn commit_loop(
                 Err(_) => break,
             }
         }
+        // PostgreSQL's commit_delay, for the same reason: when the last group carried more
+        // than one write, others are on their way, and waiting [`LINGER`] for them costs a
+        // write less than a commit of its own. A lone writer never waits.
+        if busy && group.len() < MAX_GROUP {
+            let until = tokio::time::Instant::now() + LINGER;
+            while group.len() < MAX_GROUP {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(w)) => group.push(w),
+                    _ => break,
+                }
+            }
+        }
+        busy = group.len() > 1;
+        // Shared rows first, in name order; the rest keep their order of arrival (a stable
+        // sort). Any order is one the writes could have committed in one by one: they come
+        // from callers that are all still waiting.
+        group.sort_by(|a, b| match (a.shared_row(), b.shared_row()) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
         stats
             .writes
             .fetch_add(group.len() as u64, Ordering::Relaxed);

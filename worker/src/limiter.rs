@@ -86,6 +86,10 @@ const MIN_GRACE: Duration = Duration::from_millis(25);
 /// makes every reservation late, and dropping them all would stop the calls instead.
 const MAX_DROPS: u32 = 3;
 
+/// The most slots one reservation leases (at a very large quota, 100 ms of slots would be
+/// thousands; the waiting tasks bound it first anyway).
+const MAX_LEASE: u32 = 256;
+
 #[derive(Debug)]
 struct Shared {
     store: Store,
@@ -99,6 +103,10 @@ struct Shared {
     throttled_at: Mutex<HashMap<String, Instant>>,
     /// Tasks waiting for a slot per API: the size of the next lease.
     waiting: Mutex<HashMap<String, usize>>,
+    /// One reservation at a time per API in this replica: tasks that arrive while one is on
+    /// its way take the slots it leases for them, instead of each leasing slots for all the
+    /// waiting tasks (more slots than tasks: the rest would go by unused, wasting quota).
+    reserving: HashMap<String, tokio::sync::Mutex<()>>,
 }
 
 /// Quiet time after which a throttled API's rate is raised again (halving the slowdown).
@@ -205,6 +213,10 @@ impl Limiters {
                 slowdown: Mutex::new(HashMap::new()),
                 throttled_at: Mutex::new(HashMap::new()),
                 waiting: Mutex::new(HashMap::new()),
+                reserving: quotas
+                    .keys()
+                    .map(|k| (k.clone(), tokio::sync::Mutex::new(())))
+                    .collect(),
             }),
             ..Self::new(quotas)
         }
@@ -316,21 +328,29 @@ impl Limiters {
     }
 
     async fn shared_slot(&self, shared: &Shared, key: &str, q: &Quota) -> Result<i64, StoreError> {
+        let _turn = match shared.reserving.get(key) {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         let slowdown = shared.slowdown(key);
         let interval = (q.interval_us() as f64 * slowdown) as i64;
         let now = now_us();
         {
             let mut leases = shared.leases.lock().expect("lease lock");
             let queue = leases.entry(key.to_string()).or_default();
-            // A slot that has gone by unused is dropped: using it late would add a burst.
+            // A slot that has gone by unused (beyond the grace a fresh slot gets) is dropped:
+            // using it late would add a burst.
+            let grace = grace_of(Some(q)).as_micros() as i64;
             while let Some(slot) = queue.pop_front() {
-                if slot >= now - interval {
+                if slot >= now - grace {
                     return Ok(slot);
                 }
             }
         }
         // As many slots as tasks are waiting, up to about 100 ms of them: slots leased for
-        // nobody would be dropped unused and wasted.
+        // nobody would be dropped unused and wasted. The lease is not bounded by the burst:
+        // its slots are spaced an interval apart from the first, so a lease never goes out
+        // faster than the quota, and a round trip per slot would cost a commit per call.
         let waiting = shared
             .waiting
             .lock()
@@ -338,7 +358,7 @@ impl Limiters {
             .get(key)
             .copied()
             .unwrap_or(1);
-        let most = ((q.qps / slowdown / 10.0).round() as u32).clamp(1, q.burst.max(1));
+        let most = ((q.qps / slowdown / 10.0).round() as u32).clamp(1, MAX_LEASE);
         let lease = (waiting as u32).clamp(1, most);
         // The burst window is measured in the configured interval: a slowed-down replica gets
         // no larger burst than any other.
