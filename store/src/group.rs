@@ -308,7 +308,7 @@ mod tests {
     async fn writes_waiting_together_commit_together_and_each_gets_its_answer() {
         let (store, _dir) = sqlite().await;
         let jobs: Vec<JobId> = (0..100)
-            .map(|i| JobId::from_stored(&format!("job-{i}")))
+            .map(|i| JobId::from_stored(format!("job-{i}")))
             .collect();
         let before = store.group_stats();
         // All 100 writes are queued in one poll, before the first commit can answer.
@@ -364,7 +364,7 @@ mod tests {
     async fn billing_counters_moved_once_per_group_equal_the_billable_rows() {
         let (store, _dir) = sqlite().await;
         let jobs: Vec<JobId> = (0..40)
-            .map(|i| JobId::from_stored(&format!("job-{i}")))
+            .map(|i| JobId::from_stored(format!("job-{i}")))
             .collect();
         let mut opened = Vec::new();
         for j in &jobs {
