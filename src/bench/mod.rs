@@ -80,6 +80,10 @@ enum BenchKind {
         /// Fixed jobs in flight per worker (default: the workers' own, following the quota).
         #[arg(long)]
         concurrency: Option<usize>,
+        /// Size of every job's face image in KiB (a JPEG start padded with filler; the
+        /// sample face is 48 KiB).
+        #[arg(long, default_value_t = 100)]
+        image_kb: usize,
         #[arg(long, default_value = "bench/baseline.json")]
         baseline: PathBuf,
     },
@@ -99,8 +103,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             jobs,
             workers,
             concurrency,
+            image_kb,
             baseline,
-        } => throughput::throughput(conn, jobs, workers, concurrency, &baseline).await,
+        } => throughput::throughput(conn, jobs, workers, concurrency, image_kb, &baseline).await,
         BenchKind::Memory {
             conn,
             jobs,
