@@ -193,6 +193,7 @@ impl<'a> Caller<'a> {
             // Spend caps: held from here until the call's ledger row is committed.
             let budget = crate::spend::hook(self.spend, self.store, self.metrics, &api).await?;
             let permit = self.limiters.acquire(&api).await?;
+            let preparing = Instant::now();
             for _ in 0..permit.dropped_slots {
                 self.metrics.slot_dropped(api.vendor.as_str(), api.name);
             }
@@ -246,6 +247,7 @@ impl<'a> Caller<'a> {
                     return Err(e.into());
                 }
             };
+            self.limiters.prepared(preparing.elapsed());
             // The writes above can stall on the database; a slot that went by meanwhile is
             // dropped and a fresh one taken, so calls held up together do not go out together.
             let permit = if permit.is_fresh() {
@@ -261,6 +263,8 @@ impl<'a> Caller<'a> {
                     }
                 }
             };
+            // Woken a little early to write the ledger row: the call goes out on its slot.
+            permit.until_slot().await;
             let started = Instant::now();
             let ex = send().await;
             drop(permit);

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,8 +51,12 @@ impl Quota {
 pub struct CallPermit {
     _in_flight: Option<OwnedSemaphorePermit>,
     pub waited: Duration,
-    /// When the slot came up.
+    /// When the slot came up (or, for a shared slot, when the caller was woken to prepare
+    /// for it, up to [`MAX_LEAD`] before it).
     granted: Instant,
+    /// The slot's moment: the call goes out at this instant, not before (see
+    /// [`CallPermit::until_slot`]).
+    send_at: Instant,
     /// How late after `granted` the call may still go out (see [`CallPermit::is_fresh`]).
     grace: Duration,
     /// Slots reserved for this call that had gone by when the reservation returned (a
@@ -66,22 +70,42 @@ impl CallPermit {
     /// renewal) can stall on the database, and calls that waited there would otherwise all
     /// go out together when it returns, a burst the vendor throttles.
     pub fn is_fresh(&self) -> bool {
-        self.granted.elapsed() <= self.grace
+        Instant::now() <= self.send_at.max(self.granted) + self.grace
+    }
+
+    /// Sleeps until the slot's moment. A shared slot wakes its caller a little early, by about
+    /// the time its ledger row takes to commit, so that the call goes out on its slot rather
+    /// than a commit after it: calls late by up to a grace put more than Q + 1 calls into
+    /// some second.
+    pub async fn until_slot(&self) {
+        tokio::time::sleep_until(self.send_at.into()).await;
     }
 }
 
-/// How late a slot may be used: half its interval (late calls never put two calls of one
-/// interval into the same instant), and at least 25 ms: a database round trip on a busy
-/// machine takes that long, and below it every slot of a high quota would be dropped, each
-/// drop costing another reservation. A stall is seconds.
+/// The most a caller is woken before its slot to write its ledger row.
+pub const MAX_LEAD: Duration = Duration::from_millis(25);
+
+/// How late a slot may be used: half its interval, at least [`MIN_GRACE`]. Calls go out
+/// between their slot and its grace, so a second holds the slots of a second plus those of
+/// one grace: half an interval keeps that to the quota + 1, jitter included (a 25 ms grace at
+/// 50 QPS let 52 calls into one second). Callers are woken ahead of their slot by the time
+/// their ledger row takes ([`CallPermit::until_slot`]), so a commit does not eat the grace;
+/// a stall is seconds, and its slots are dropped.
 fn grace_of(q: Option<&Quota>) -> Duration {
     match q {
-        Some(q) => Duration::from_micros((q.interval_us() / 2) as u64).max(MIN_GRACE),
+        Some(q) => Duration::from_micros((q.interval_us().max(0) / 2) as u64).max(MIN_GRACE),
         None => MIN_GRACE,
     }
 }
 
-const MIN_GRACE: Duration = Duration::from_millis(25);
+/// The least grace, for quotas above 100 QPS: below it, the timer's own jitter would drop
+/// slots.
+const MIN_GRACE: Duration = Duration::from_millis(5);
+
+/// How late a slot may come back from its reservation and still be used: a round trip on a
+/// busy database takes that long, and dropping every such slot at a high quota would cost a
+/// reservation per call. A stall is seconds.
+const RESERVATION_GRACE: Duration = Duration::from_millis(25);
 /// Slots one call may drop before it takes a late one: a database slow for good (not stalled)
 /// makes every reservation late, and dropping them all would stop the calls instead.
 const MAX_DROPS: u32 = 3;
@@ -159,6 +183,11 @@ pub struct Limiters {
     local: HashMap<String, Arc<DefaultDirectRateLimiter>>,
     in_flight: HashMap<String, Arc<Semaphore>>,
     shared: Option<Shared>,
+    /// How long before its shared slot a caller is woken (µs): 1.5 × the recent time from
+    /// permit to ledger row committed, at most [`MAX_LEAD`] (see [`Limiters::prepared`]).
+    lead_us: AtomicI64,
+    /// That recent time (µs), a moving average.
+    prep_us: AtomicI64,
 }
 
 fn now_us() -> i64 {
@@ -201,7 +230,23 @@ impl Limiters {
             local,
             in_flight,
             shared: None,
+            lead_us: AtomicI64::new(0),
+            prep_us: AtomicI64::new(0),
         }
+    }
+
+    /// A caller took `took` from its permit to being ready to send (its ledger row
+    /// committed): callers are woken about that much before their slots from now on.
+    pub fn prepared(&self, took: Duration) {
+        let took = took.as_micros().min(1_000_000) as i64;
+        let old = self.prep_us.load(Ordering::Relaxed);
+        // An eighth of each new figure: one slow commit moves it little.
+        let avg = old + (took - old) / 8;
+        self.prep_us.store(avg, Ordering::Relaxed);
+        self.lead_us.store(
+            (avg * 3 / 2).min(MAX_LEAD.as_micros() as i64),
+            Ordering::Relaxed,
+        );
     }
 
     /// In-process limits plus the account quota shared through the database (server mode).
@@ -245,6 +290,7 @@ impl Limiters {
         let _queued = self.queued.get(&key).map(|n| Queued::new(n.clone()));
         let start = Instant::now();
         let mut dropped_slots = 0;
+        let mut send_at = None;
         let in_flight = match self.in_flight.get(&key) {
             Some(s) => Some(
                 s.clone()
@@ -265,8 +311,9 @@ impl Limiters {
                 .entry(key.clone())
                 .or_default() += 1;
             let result = self.wait_for_slot(shared, &key, q).await;
-            if let Ok(n) = result {
+            if let Ok((n, at)) = result {
                 dropped_slots = n;
+                send_at = Some(at);
             }
             *shared
                 .waiting
@@ -280,22 +327,26 @@ impl Limiters {
             _in_flight: in_flight,
             waited: start.elapsed(),
             granted: Instant::now(),
+            send_at: send_at.unwrap_or_else(Instant::now),
             grace: grace_of(self.quotas.get(&key)),
             dropped_slots,
         })
     }
 
-    /// Sleeps until a shared slot comes up; returns how many slots it dropped. A slot reserved
-    /// before a throttle answer is given up and another reserved: the pause must stop calls
-    /// already waiting, too.
+    /// Sleeps until a shared slot comes up (less the lead, see [`Limiters::prepared`]);
+    /// returns how many slots it dropped and the slot's instant. A slot reserved before a
+    /// throttle answer is given up and another reserved: the pause must stop calls already
+    /// waiting, too.
     async fn wait_for_slot(
         &self,
         shared: &Shared,
         key: &str,
         q: &Quota,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<(u32, Instant), StoreError> {
         let mut dropped = 0;
-        let grace = grace_of(Some(q)).as_micros() as i64;
+        // A reservation is a database round trip (in a group commit): one that took less than
+        // RESERVATION_GRACE is not a stall, and its slot is kept.
+        let grace = grace_of(Some(q)).max(RESERVATION_GRACE).as_micros() as i64;
         loop {
             let reserved_at = Instant::now();
             let asked = now_us();
@@ -312,8 +363,10 @@ impl Limiters {
                 continue;
             }
             let wait = slot - now;
-            if wait > 0 {
-                tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+            let send_at = Instant::now() + Duration::from_micros(wait.max(0) as u64);
+            let lead = self.lead_us.load(Ordering::Relaxed);
+            if wait > lead {
+                tokio::time::sleep(Duration::from_micros((wait - lead) as u64)).await;
             }
             let throttled_since = shared
                 .throttled_at
@@ -322,7 +375,7 @@ impl Limiters {
                 .get(key)
                 .is_some_and(|t| *t > reserved_at);
             if !throttled_since {
-                return Ok(dropped);
+                return Ok((dropped, send_at));
             }
         }
     }
@@ -425,6 +478,14 @@ mod tests {
         name: "ivs-standard",
         product: "ivs-standard",
     };
+
+    #[test]
+    fn a_slot_is_used_late_by_at_most_half_an_interval_so_no_second_holds_more_than_q_plus_1() {
+        let grace = |qps: f64| grace_of(Some(&Quota::qps(qps, 1))).as_millis();
+        // Half an interval, at least 5 ms.
+        assert_eq!((grace(10.0), grace(20.0), grace(50.0)), (50, 25, 10));
+        assert_eq!((grace(100.0), grace(1000.0)), (5, 5));
+    }
 
     #[tokio::test]
     async fn unlisted_apis_are_not_limited() {
