@@ -78,7 +78,11 @@ impl CallPermit {
     /// than a commit after it: calls late by up to a grace put more than Q + 1 calls into
     /// some second.
     pub async fn until_slot(&self) {
-        tokio::time::sleep_until(self.send_at.into()).await;
+        // Not through the timer when the moment has come: a timer entry fires at the timer's
+        // next tick, up to a millisecond later, on every call.
+        if self.send_at > Instant::now() {
+            tokio::time::sleep_until(self.send_at.into()).await;
+        }
     }
 }
 
@@ -291,6 +295,7 @@ impl Limiters {
         let start = Instant::now();
         let mut dropped_slots = 0;
         let mut send_at = None;
+        let mut grace = grace_of(self.quotas.get(&key));
         let in_flight = match self.in_flight.get(&key) {
             Some(s) => Some(
                 s.clone()
@@ -311,9 +316,15 @@ impl Limiters {
                 .entry(key.clone())
                 .or_default() += 1;
             let result = self.wait_for_slot(shared, &key, q).await;
-            if let Ok((n, at)) = result {
+            if let Ok((n, at, anticipated)) = result {
                 dropped_slots = n;
                 send_at = Some(at);
+                // A slot already due when it was reserved (the quota does not bind) could not
+                // be prepared for: its ledger row is written after it, and a database round
+                // trip is not a stall.
+                if !anticipated {
+                    grace = grace.max(RESERVATION_GRACE);
+                }
             }
             *shared
                 .waiting
@@ -328,13 +339,14 @@ impl Limiters {
             waited: start.elapsed(),
             granted: Instant::now(),
             send_at: send_at.unwrap_or_else(Instant::now),
-            grace: grace_of(self.quotas.get(&key)),
+            grace,
             dropped_slots,
         })
     }
 
     /// Sleeps until a shared slot comes up (less the lead, see [`Limiters::prepared`]);
-    /// returns how many slots it dropped and the slot's instant. A slot reserved before a
+    /// returns how many slots it dropped, the slot's instant, and whether the caller was woken
+    /// ahead of it (a slot already due could not be: see [`CallPermit`]). A slot reserved before a
     /// throttle answer is given up and another reserved: the pause must stop calls already
     /// waiting, too.
     async fn wait_for_slot(
@@ -342,7 +354,7 @@ impl Limiters {
         shared: &Shared,
         key: &str,
         q: &Quota,
-    ) -> Result<(u32, Instant), StoreError> {
+    ) -> Result<(u32, Instant, bool), StoreError> {
         let mut dropped = 0;
         // A reservation is a database round trip (in a group commit): one that took less than
         // RESERVATION_GRACE is not a stall, and its slot is kept.
@@ -365,7 +377,8 @@ impl Limiters {
             let wait = slot - now;
             let send_at = Instant::now() + Duration::from_micros(wait.max(0) as u64);
             let lead = self.lead_us.load(Ordering::Relaxed);
-            if wait > lead {
+            let anticipated = wait > lead;
+            if anticipated {
                 tokio::time::sleep(Duration::from_micros((wait - lead) as u64)).await;
             }
             let throttled_since = shared
@@ -375,7 +388,7 @@ impl Limiters {
                 .get(key)
                 .is_some_and(|t| *t > reserved_at);
             if !throttled_since {
-                return Ok((dropped, send_at));
+                return Ok((dropped, send_at, anticipated));
             }
         }
     }
@@ -391,9 +404,9 @@ impl Limiters {
         {
             let mut leases = shared.leases.lock().expect("lease lock");
             let queue = leases.entry(key.to_string()).or_default();
-            // A slot that has gone by unused (beyond the grace a fresh slot gets) is dropped:
-            // using it late would add a burst.
-            let grace = grace_of(Some(q)).as_micros() as i64;
+            // A slot that has gone by unused (beyond the grace a reserved slot gets) is
+            // dropped: using it late would add a burst.
+            let grace = grace_of(Some(q)).max(RESERVATION_GRACE).as_micros() as i64;
             while let Some(slot) = queue.pop_front() {
                 if slot >= now - grace {
                     return Ok(slot);
