@@ -10,6 +10,7 @@
 //! - [`ledger`]: vendor calls opened before and completed after each call, billing counters,
 //!   and the outcome written in the same transaction as the deciding call
 //! - `group`: group commit of the jobs' small writes (claims, ledger rows, outcomes)
+//! - [`in_flight`]: the account-wide cap on calls in flight, shared like the quota
 //! - [`rate_limits`]: account quotas shared by all replicas (GCRA rows)
 //! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
 //! - [`spend`]: a capped vendor's spend in the current window (from the ledger), and the jobs
@@ -24,6 +25,7 @@
 pub mod audit;
 pub mod batches;
 mod group;
+pub mod in_flight;
 pub mod jobs;
 pub mod ledger;
 mod migrations;

@@ -24,7 +24,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::vendors::Api;
 
 /// A limit: `qps` calls per second with bursts of up to `burst`, and at most `max_in_flight`
-/// calls waiting for an answer at once (per replica).
+/// calls waiting for an answer at once (for the account: shared by every replica in server
+/// mode, like the quota).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quota {
     pub qps: f64,
@@ -50,6 +51,8 @@ impl Quota {
 #[derive(Debug)]
 pub struct CallPermit {
     _in_flight: Option<OwnedSemaphorePermit>,
+    /// The account-wide in-flight token (server mode, an API with `max_in_flight`).
+    _account: Option<AccountToken>,
     pub waited: Duration,
     /// When the slot came up (or, for a shared slot, when the caller was woken to prepare
     /// for it, up to [`MAX_LEAD`] before it).
@@ -82,6 +85,38 @@ impl CallPermit {
         // next tick, up to a millisecond later, on every call.
         if self.send_at > Instant::now() {
             tokio::time::sleep_until(self.send_at.into()).await;
+        }
+    }
+}
+
+/// How long an in-flight token lasts if its worker dies holding it: longer than any call.
+pub const IN_FLIGHT_LEASE: Duration = Duration::from_secs(120);
+
+/// One of the account's in-flight tokens of an API, handed back when dropped (the call is
+/// answered or abandoned). A worker that dies holding it loses it after [`IN_FLIGHT_LEASE`].
+#[derive(Debug)]
+struct AccountToken {
+    store: Store,
+    key: String,
+    token: String,
+    handed_back: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for AccountToken {
+    fn drop(&mut self) {
+        let (store, key, token) = (
+            self.store.clone(),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        let handed_back = self.handed_back.clone();
+        // A failed hand-back only keeps the token until its lease lapses.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if store.release_in_flight(&key, &token).await.is_ok() {
+                    handed_back.notify_waiters();
+                }
+            });
         }
     }
 }
@@ -135,6 +170,11 @@ struct Shared {
     /// its way take the slots it leases for them, instead of each leasing slots for all the
     /// waiting tasks (more slots than tasks: the rest would go by unused, wasting quota).
     reserving: HashMap<String, tokio::sync::Mutex<()>>,
+    /// One grant attempt at a time per API for the account-wide in-flight cap: the others
+    /// wait here instead of each asking the database.
+    granting: HashMap<String, tokio::sync::Mutex<()>>,
+    /// Woken when this replica hands an in-flight token back.
+    handed_back: Arc<tokio::sync::Notify>,
 }
 
 /// Quiet time after which a throttled API's rate is raised again (halving the slowdown).
@@ -266,6 +306,11 @@ impl Limiters {
                     .keys()
                     .map(|k| (k.clone(), tokio::sync::Mutex::new(())))
                     .collect(),
+                granting: quotas
+                    .keys()
+                    .map(|k| (k.clone(), tokio::sync::Mutex::new(())))
+                    .collect(),
+                handed_back: Arc::new(tokio::sync::Notify::new()),
             }),
             ..Self::new(quotas)
         }
@@ -305,6 +350,15 @@ impl Limiters {
             ),
             None => None,
         };
+        // The account's cap on calls in flight, shared by every replica: the replica's own
+        // semaphore above keeps each replica within it too.
+        let account = match (
+            &self.shared,
+            self.quotas.get(&key).and_then(|q| q.max_in_flight),
+        ) {
+            (Some(shared), Some(max)) => Some(self.account_token(shared, &key, max).await?),
+            _ => None,
+        };
         if let Some(l) = self.local.get(&key) {
             l.until_ready().await;
         }
@@ -336,12 +390,52 @@ impl Limiters {
         }
         Ok(CallPermit {
             _in_flight: in_flight,
+            _account: account,
             waited: start.elapsed(),
             granted: Instant::now(),
             send_at: send_at.unwrap_or_else(Instant::now),
             grace,
             dropped_slots,
         })
+    }
+
+    /// Waits for one of the account's `max` in-flight tokens of `key`. While all are taken,
+    /// it asks again when this replica hands one back, or after a back-off (10 ms doubling to
+    /// 200 ms) for the other replicas' hand-backs.
+    async fn account_token(
+        &self,
+        shared: &Shared,
+        key: &str,
+        max: u32,
+    ) -> Result<AccountToken, StoreError> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut wait = Duration::from_millis(10);
+        loop {
+            let handed_back = shared.handed_back.notified();
+            {
+                let _turn = match shared.granting.get(key) {
+                    Some(turn) => Some(turn.lock().await),
+                    None => None,
+                };
+                if shared
+                    .store
+                    .grant_in_flight(key, &token, max, IN_FLIGHT_LEASE.as_millis() as i64)
+                    .await?
+                {
+                    return Ok(AccountToken {
+                        store: shared.store.clone(),
+                        key: key.to_string(),
+                        token,
+                        handed_back: shared.handed_back.clone(),
+                    });
+                }
+            }
+            tokio::select! {
+                _ = handed_back => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// Sleeps until a shared slot comes up (less the lead, see [`Limiters::prepared`]);
@@ -545,5 +639,66 @@ mod tests {
             took >= Duration::from_millis(850),
             "20 calls at 20 QPS took {took:?}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_sharing_a_database_never_exceed_the_accounts_calls_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("f.db").display());
+        // Two replicas: each its own connection pool and group commit, one database.
+        let store_a = Store::connect(&url, 2).await.unwrap();
+        store_a.migrate().await.unwrap();
+        let store_b = Store::connect(&url, 2).await.unwrap();
+        let quotas = HashMap::from([(
+            "huawei.ivs-standard".to_string(),
+            Quota {
+                qps: 1000.0,
+                burst: 1,
+                max_in_flight: Some(3),
+            },
+        )]);
+        let a = Arc::new(Limiters::shared(&quotas, store_a.clone()));
+        let b = Arc::new(Limiters::shared(&quotas, store_b));
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let l = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let (now, peak) = (now.clone(), peak.clone());
+                tokio::spawn(async move {
+                    let permit = l.acquire(&API).await.unwrap();
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    drop(permit);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Each replica alone allows 3: 6 at once without the account's cap.
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        // Every token was handed back.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store_a.in_flight_held("huawei.ivs-standard").await.unwrap() > 0 {
+            assert!(Instant::now() < deadline, "tokens not handed back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_whose_worker_died_lapses_and_frees_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let key = "huawei.ivs-standard";
+        // A dead worker's token, already lapsed; a live one's, not.
+        assert!(store.grant_in_flight(key, "dead", 2, -1).await.unwrap());
+        assert!(store.grant_in_flight(key, "live", 2, 60_000).await.unwrap());
+        assert!(store.grant_in_flight(key, "next", 2, 60_000).await.unwrap());
+        assert!(!store.grant_in_flight(key, "over", 2, 60_000).await.unwrap());
     }
 }
