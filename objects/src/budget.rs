@@ -4,13 +4,11 @@
 //! memory (an OOM kill turns every call in flight into an `unknown`, redelivered and billed
 //! again).
 //!
-//! A fetch reserves before the first byte of the body arrives: the size the source announced
-//! (S3's and HTTP's Content-Length, a file's length), or the object size limit when it
-//! announced none, and gives back what the object did not need once it is read; what stays
+//! A fetch reserves the worst case (the object size limit) before the first byte arrives,
+//! and gives back what the object did not need as soon as its size is known; what stays
 //! reserved is the object's size times [`BODY_FACTOR`], held until the job drops the bytes.
-//! Reserving the limit for every fetch would have let only eight 100 KiB images be fetched
-//! at once under the default 512 MiB (16 MiB × 3.7 each): the worker's bottleneck, not its
-//! memory. A body is never read past the limit, whatever was announced.
+//! So the budget bounds the fetches in progress by their limit and the jobs past fetching by
+//! what they really hold.
 
 use std::sync::Arc;
 

@@ -167,7 +167,8 @@ impl ObjectStore {
         let Some(budget) = &self.budget else {
             return Ok((self.get(uri).await?, Reservation::none()));
         };
-        let (bytes, r) = self.fetch(uri, Some(budget)).await?;
+        let r = budget.reserve(MAX_OBJECT_BYTES).await;
+        let bytes = self.get(uri).await?;
         let r = budget.settle(r, bytes.len() as u64);
         Ok((bytes, r))
     }
@@ -303,22 +304,6 @@ impl ObjectStore {
     /// Reads a whole material (an image or a video) from an allowed source, refusing
     /// anything over [`MAX_OBJECT_BYTES`].
     pub async fn get(&self, uri: &str) -> Result<Bytes> {
-        Ok(self.fetch(uri, None).await?.0)
-    }
-
-    /// [`ObjectStore::get`], reserving out of `budget` (if any) the size the source announces
-    /// before reading the body (the limit when it announces none).
-    async fn fetch(
-        &self,
-        uri: &str,
-        budget: Option<&MaterialBudget>,
-    ) -> Result<(Bytes, Reservation)> {
-        let reserve = |announced: Option<u64>| async move {
-            match budget {
-                Some(b) => b.reserve(announced.unwrap_or(MAX_OBJECT_BYTES)).await,
-                None => Reservation::none(),
-            }
-        };
         let Checked { material, source } = self.check_material(uri)?;
         let at = source.as_str();
         match material {
@@ -331,23 +316,20 @@ impl ObjectStore {
                     .send()
                     .await
                     .map_err(|e| s3_error(at, e))?;
-                let announced = out.content_length().map(|n| n.max(0) as u64);
-                let size = announced.unwrap_or(0);
+                let size = out.content_length().unwrap_or(0).max(0) as u64;
                 if size > MAX_OBJECT_BYTES {
                     return Err(ObjectError::TooLarge {
                         at: at.into(),
                         size,
                     });
                 }
-                let r = reserve(announced).await;
                 // Read at most one byte past the limit: a server that sent no length must not
                 // make us hold an unbounded body, nor one that stops sending hold the job.
-                let bytes = read_limited(
+                read_limited(
                     stall::StallGuard::new(out.body.into_async_read(), self.timeout),
                     at,
                 )
-                .await?;
-                Ok((bytes, r))
+                .await
             }
             Material::Url(url) => {
                 let resp = self
@@ -366,7 +348,6 @@ impl ObjectStore {
                         size,
                     });
                 }
-                let r = reserve(resp.content_length()).await;
                 let mut body = Vec::new();
                 let mut stream = resp;
                 while let Some(chunk) = stream.chunk().await.map_err(|e| http_error(at, e))? {
@@ -378,7 +359,7 @@ impl ObjectStore {
                         });
                     }
                 }
-                Ok((body.into(), r))
+                Ok(body.into())
             }
             Material::Local(rel) => {
                 let path = self.local_path(&rel)?;
@@ -391,9 +372,10 @@ impl ObjectStore {
                         size: meta.len(),
                     });
                 }
-                let r = reserve(Some(meta.len())).await;
-                let bytes = tokio::fs::read(&path).await.map_err(|e| io_error(at, e))?;
-                Ok((bytes.into(), r))
+                Ok(tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| io_error(at, e))?
+                    .into())
             }
         }
     }
