@@ -4,11 +4,15 @@
 //! memory (an OOM kill turns every call in flight into an `unknown`, redelivered and billed
 //! again).
 //!
-//! A fetch reserves the worst case (the object size limit) before the first byte arrives,
-//! and gives back what the object did not need as soon as its size is known; what stays
-//! reserved is the object's size times [`BODY_FACTOR`], held until the job drops the bytes.
-//! So the budget bounds the fetches in progress by their limit and the jobs past fetching by
-//! what they really hold.
+//! A job opens its materials (requests made, answers begun), then reserves in one go what
+//! their sources announced (Content-Length, a file's length; the object size limit for one
+//! that announced nothing) before reading the bodies, and gives back what they did not need
+//! once read; what stays reserved is the materials' size times [`BODY_FACTOR`], held until the
+//! job drops the bytes. One reservation per job: a job never holds part of the budget while
+//! waiting for the rest, so jobs cannot each hold a part and wait for one another. Reserving
+//! the size limit for every fetch before it started let only eight 100 KiB images be fetched
+//! at once under the default 512 MiB (16 MiB × 3.7 each), which bounded a worker at about
+//! 220 jobs/s with the machine half idle.
 
 use std::sync::Arc;
 

@@ -44,6 +44,30 @@ pub use sources::{
 /// is refused before it is read into memory.
 pub const MAX_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// A material whose request is made and whose answer has begun, its body not yet read (see
+/// [`ObjectStore::open`]).
+#[derive(Debug)]
+pub struct Opened {
+    /// The source it came from (for errors: never the key, path or query).
+    at: String,
+    announced: Option<u64>,
+    body: OpenedBody,
+}
+
+impl Opened {
+    /// The size the source announced (Content-Length, a file's length), if it did.
+    pub fn announced(&self) -> Option<u64> {
+        self.announced
+    }
+}
+
+#[derive(Debug)]
+enum OpenedBody {
+    S3(ByteStream),
+    Http(reqwest::Response),
+    Local(PathBuf),
+}
+
 /// How long an S3 request or a material download may wait for an answer, and a streamed
 /// body for its next bytes, unless [`ObjectStore::with_timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -149,8 +173,9 @@ impl ObjectStore {
         }
     }
 
-    /// Pays every [`ObjectStore::get_reserved`] out of a budget of `bytes` (materials and
-    /// the bodies built from them): fetches wait while it is spent.
+    /// A budget of `bytes` for materials and the bodies built from them
+    /// ([`ObjectStore::material_budget`]): a job reserves what its materials announce after
+    /// [`ObjectStore::open`] and before [`ObjectStore::read`], and waits while it is spent.
     pub fn with_material_budget(mut self, bytes: u64) -> Self {
         self.budget = Some(MaterialBudget::new(bytes));
         self
@@ -158,19 +183,6 @@ impl ObjectStore {
 
     pub fn material_budget(&self) -> Option<&MaterialBudget> {
         self.budget.as_ref()
-    }
-
-    /// [`ObjectStore::get`] paid out of the material budget: waits until the object's worst
-    /// case fits, then keeps what the object really costs reserved until the returned
-    /// [`Reservation`] is dropped (with the bytes).
-    pub async fn get_reserved(&self, uri: &str) -> Result<(Bytes, Reservation)> {
-        let Some(budget) = &self.budget else {
-            return Ok((self.get(uri).await?, Reservation::none()));
-        };
-        let r = budget.reserve(MAX_OBJECT_BYTES).await;
-        let bytes = self.get(uri).await?;
-        let r = budget.settle(r, bytes.len() as u64);
-        Ok((bytes, r))
     }
 
     /// Bounds every S3 request (connect, and the wait for the answer to begin), every
@@ -304,32 +316,40 @@ impl ObjectStore {
     /// Reads a whole material (an image or a video) from an allowed source, refusing
     /// anything over [`MAX_OBJECT_BYTES`].
     pub async fn get(&self, uri: &str) -> Result<Bytes> {
+        let opened = self.open(uri).await?;
+        self.read(opened).await
+    }
+
+    /// The first half of [`ObjectStore::get`]: the request is made and its answer begun (its
+    /// announced size known, anything announced over [`MAX_OBJECT_BYTES`] refused), the body
+    /// not yet read. A job opens all its materials, reserves their announced sizes out of
+    /// the budget at once, then reads them ([`ObjectStore::read`]).
+    pub async fn open(&self, uri: &str) -> Result<Opened> {
         let Checked { material, source } = self.check_material(uri)?;
-        let at = source.as_str();
+        let at = source.as_str().to_string();
+        let too_large = |size: u64| ObjectError::TooLarge {
+            at: at.clone(),
+            size,
+        };
         match material {
             Material::S3 { bucket, key } => {
                 let out = self
-                    .s3_for(at)?
+                    .s3_for(&at)?
                     .get_object()
                     .bucket(&bucket)
                     .key(&key)
                     .send()
                     .await
-                    .map_err(|e| s3_error(at, e))?;
-                let size = out.content_length().unwrap_or(0).max(0) as u64;
-                if size > MAX_OBJECT_BYTES {
-                    return Err(ObjectError::TooLarge {
-                        at: at.into(),
-                        size,
-                    });
+                    .map_err(|e| s3_error(&at, e))?;
+                let announced = out.content_length().map(|n| n.max(0) as u64);
+                if let Some(size) = announced.filter(|s| *s > MAX_OBJECT_BYTES) {
+                    return Err(too_large(size));
                 }
-                // Read at most one byte past the limit: a server that sent no length must not
-                // make us hold an unbounded body, nor one that stops sending hold the job.
-                read_limited(
-                    stall::StallGuard::new(out.body.into_async_read(), self.timeout),
+                Ok(Opened {
+                    announced,
+                    body: OpenedBody::S3(out.body),
                     at,
-                )
-                .await
+                })
             }
             Material::Url(url) => {
                 let resp = self
@@ -338,45 +358,69 @@ impl ObjectStore {
                     .timeout(self.timeout)
                     .send()
                     .await
-                    .map_err(|e| http_error(at, e))?;
+                    .map_err(|e| http_error(&at, e))?;
                 if !resp.status().is_success() {
-                    return Err(http_status(at, resp.status()));
+                    return Err(http_status(&at, resp.status()));
                 }
-                if let Some(size) = resp.content_length().filter(|s| *s > MAX_OBJECT_BYTES) {
-                    return Err(ObjectError::TooLarge {
-                        at: at.into(),
-                        size,
-                    });
+                let announced = resp.content_length();
+                if let Some(size) = announced.filter(|s| *s > MAX_OBJECT_BYTES) {
+                    return Err(too_large(size));
                 }
+                Ok(Opened {
+                    announced,
+                    body: OpenedBody::Http(resp),
+                    at,
+                })
+            }
+            Material::Local(rel) => {
+                let path = self.local_path(&rel)?;
+                let meta = tokio::fs::metadata(&path)
+                    .await
+                    .map_err(|e| io_error(&at, e))?;
+                if meta.len() > MAX_OBJECT_BYTES {
+                    return Err(too_large(meta.len()));
+                }
+                Ok(Opened {
+                    announced: Some(meta.len()),
+                    body: OpenedBody::Local(path),
+                    at,
+                })
+            }
+        }
+    }
+
+    /// The second half of [`ObjectStore::get`]: reads the body of an opened object, never past
+    /// [`MAX_OBJECT_BYTES`] whatever was announced, nor waiting longer than the timeout for
+    /// its next bytes.
+    pub async fn read(&self, opened: Opened) -> Result<Bytes> {
+        let Opened { at, body, .. } = opened;
+        match body {
+            // Read at most one byte past the limit: a server that sent no length must not
+            // make us hold an unbounded body, nor one that stops sending hold the job.
+            OpenedBody::S3(stream) => {
+                read_limited(
+                    stall::StallGuard::new(stream.into_async_read(), self.timeout),
+                    &at,
+                )
+                .await
+            }
+            OpenedBody::Http(mut resp) => {
                 let mut body = Vec::new();
-                let mut stream = resp;
-                while let Some(chunk) = stream.chunk().await.map_err(|e| http_error(at, e))? {
+                while let Some(chunk) = resp.chunk().await.map_err(|e| http_error(&at, e))? {
                     body.extend_from_slice(&chunk);
                     if body.len() as u64 > MAX_OBJECT_BYTES {
                         return Err(ObjectError::TooLarge {
-                            at: at.into(),
+                            at,
                             size: body.len() as u64,
                         });
                     }
                 }
                 Ok(body.into())
             }
-            Material::Local(rel) => {
-                let path = self.local_path(&rel)?;
-                let meta = tokio::fs::metadata(&path)
-                    .await
-                    .map_err(|e| io_error(at, e))?;
-                if meta.len() > MAX_OBJECT_BYTES {
-                    return Err(ObjectError::TooLarge {
-                        at: at.into(),
-                        size: meta.len(),
-                    });
-                }
-                Ok(tokio::fs::read(&path)
-                    .await
-                    .map_err(|e| io_error(at, e))?
-                    .into())
-            }
+            OpenedBody::Local(path) => Ok(tokio::fs::read(&path)
+                .await
+                .map_err(|e| io_error(&at, e))?
+                .into()),
         }
     }
 

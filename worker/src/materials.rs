@@ -4,12 +4,13 @@
 //! itself): a job the producer would have refused is refused again here, before any read.
 //!
 //! Only the materials the operation's request really carries are read ([`Needed`], declared
-//! by each vendor's `request.rs` next to the code that builds the body), and each is paid for
-//! out of the worker's material budget (`KYC_MATERIAL_BUDGET`): a job waits for memory
-//! rather than the pod running out of it.
+//! by each vendor's `request.rs` next to the code that builds the body), and they are paid
+//! for out of the worker's material budget (`KYC_MATERIAL_BUDGET`) in one reservation per
+//! job, of the sizes their sources announce: a job waits for memory rather than the pod
+//! running out of it.
 
 use bytes::Bytes;
-use kyc_objects::{ObjectError, ObjectStore, ObjectUri};
+use kyc_objects::{ObjectError, ObjectStore, ObjectUri, Opened};
 use kyc_schemas::Materials;
 
 /// The job's materials, in memory for the duration of one job.
@@ -64,8 +65,8 @@ pub async fn load(
     needed: Needed,
     local_only: bool,
 ) -> Result<Loaded, MaterialError> {
-    type One = Option<(Bytes, kyc_objects::Reservation)>;
-    async fn one(
+    type One = Option<(&'static str, Opened)>;
+    async fn open(
         objects: &ObjectStore,
         local_only: bool,
         wanted: bool,
@@ -78,7 +79,17 @@ pub async fn load(
                 Ok(None)
             }
             Some(u) => objects
-                .get_reserved(u)
+                .open(u)
+                .await
+                .map(|o| Some((field, o)))
+                .map_err(|source| MaterialError { field, source }),
+            None => Ok(None),
+        }
+    }
+    async fn read(objects: &ObjectStore, one: One) -> Result<Option<Bytes>, MaterialError> {
+        match one {
+            Some((field, opened)) => objects
+                .read(opened)
                 .await
                 .map(Some)
                 .map_err(|source| MaterialError { field, source }),
@@ -100,29 +111,29 @@ pub async fn load(
     }
     let n = needed;
     let (face_image, id_card_front, id_card_back, video, id_chip_photo) = tokio::try_join!(
-        one(
+        open(
             objects,
             local_only,
             n.face_image,
             "face_image",
             &m.face_image
         ),
-        one(
+        open(
             objects,
             local_only,
             n.id_card_front,
             "id_card_front",
             &m.id_card_front
         ),
-        one(
+        open(
             objects,
             local_only,
             n.id_card_back,
             "id_card_back",
             &m.id_card_back
         ),
-        one(objects, local_only, n.video, "video", &m.video),
-        one(
+        open(objects, local_only, n.video, "video", &m.video),
+        open(
             objects,
             local_only,
             n.id_chip_photo,
@@ -130,19 +141,53 @@ pub async fn load(
             &m.id_chip_photo
         ),
     )?;
-    let mut held = Vec::new();
-    let mut keep = |o: One| {
-        o.map(|(bytes, r)| {
-            held.push(r);
-            bytes
-        })
+    // One reservation for the whole job, of what its sources announced (the object limit for
+    // one that announced nothing), taken at once: a job never holds part of the budget while
+    // it waits for the rest, so jobs cannot each hold a part and wait for one another.
+    let opened = [
+        &face_image,
+        &id_card_front,
+        &id_card_back,
+        &video,
+        &id_chip_photo,
+    ];
+    let announced: u64 = opened
+        .iter()
+        .filter_map(|o| o.as_ref())
+        .map(|(_, o)| o.announced().unwrap_or(kyc_objects::MAX_OBJECT_BYTES))
+        .sum();
+    let reserved = match objects.material_budget() {
+        Some(b) if announced > 0 => b.reserve(announced).await,
+        _ => kyc_objects::Reservation::none(),
+    };
+    let (face_image, id_card_front, id_card_back, video, id_chip_photo) = tokio::try_join!(
+        read(objects, face_image),
+        read(objects, id_card_front),
+        read(objects, id_card_back),
+        read(objects, video),
+        read(objects, id_chip_photo),
+    )?;
+    let read_bytes: u64 = [
+        &face_image,
+        &id_card_front,
+        &id_card_back,
+        &video,
+        &id_chip_photo,
+    ]
+    .iter()
+    .filter_map(|b| b.as_ref())
+    .map(|b| b.len() as u64)
+    .sum();
+    let held = match objects.material_budget() {
+        Some(b) => b.settle(reserved, read_bytes),
+        None => reserved,
     };
     Ok(Loaded {
-        face_image: keep(face_image),
-        id_card_front: keep(id_card_front),
-        id_card_back: keep(id_card_back),
-        video: keep(video),
-        id_chip_photo: keep(id_chip_photo),
-        _budget: std::sync::Arc::new(held),
+        face_image,
+        id_card_front,
+        id_card_back,
+        video,
+        id_chip_photo,
+        _budget: std::sync::Arc::new(vec![held]),
     })
 }
