@@ -484,6 +484,27 @@ struct Counts {
     unreadable: u64,
 }
 
+/// The dead letters among the first `limit` that `filter` matches, each with its summary.
+async fn read_matching(
+    reader: &mut DeadLetters,
+    filter: &DlqFilter,
+    prefix: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<(DeadLetter, Summary)>> {
+    let all = reader
+        .read(limit)
+        .await
+        .context("Failed to read the dead-letter queue")?;
+    Ok(all
+        .into_iter()
+        .map(|dl| {
+            let s = summarize(&dl, prefix);
+            (dl, s)
+        })
+        .filter(|(dl, s)| filter.matches(dl, s))
+        .collect())
+}
+
 async fn replay(
     store: &Store,
     reader: &mut DeadLetters,
@@ -493,15 +514,7 @@ async fn replay(
     audit: &str,
 ) -> anyhow::Result<Counts> {
     let mut c = Counts::default();
-    let all = reader
-        .read(limit)
-        .await
-        .context("Failed to read the dead-letter queue")?;
-    for dl in &all {
-        let s = summarize(dl, prefix);
-        if !filter.matches(dl, &s) {
-            continue;
-        }
+    for (dl, s) in &read_matching(reader, filter, prefix, limit).await? {
         c.matched += 1;
         let (Some(job_id), Some(vendor)) = (s.job_id.clone(), s.vendor) else {
             c.unreadable += 1;
@@ -537,15 +550,7 @@ async fn purge(
     delete: bool,
 ) -> anyhow::Result<Counts> {
     let mut c = Counts::default();
-    let all = reader
-        .read(limit)
-        .await
-        .context("Failed to read the dead-letter queue")?;
-    for dl in &all {
-        let s = summarize(dl, prefix);
-        if !filter.matches(dl, &s) {
-            continue;
-        }
+    for (dl, _) in &read_matching(reader, filter, prefix, limit).await? {
         c.matched += 1;
         if delete {
             reader.remove(dl).await?;

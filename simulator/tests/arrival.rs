@@ -1,32 +1,16 @@
 //! Quotas are counted when a call arrives, as a vendor's gateway counts them, not when the
 //! simulator answers after its injected latency; the ledger keeps both moments.
 
+mod common;
+
 use std::time::Duration;
 
-use kyc_simulator::{FaultConfig, SimConfig, Simulator};
+use kyc_simulator::{FaultConfig, Simulator};
 use serde_json::{json, Value};
 
 const GENERATE: &str = "verifyToken/generate";
 
-async fn baidu() -> (Simulator, reqwest::Client, String) {
-    let mut config = SimConfig::default();
-    config.baidu.clients = vec![("ak".into(), "sk".into())];
-    let sim = Simulator::start(config, "127.0.0.1:0").await.unwrap();
-    let http = reqwest::Client::new();
-    let token: Value = http
-        .get(format!(
-            "{}/oauth/2.0/token?grant_type=client_credentials&client_id=ak&client_secret=sk",
-            sim.base_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access = token["access_token"].as_str().unwrap().to_string();
-    (sim, http, access)
-}
+use common::baidu;
 
 fn generate(http: &reqwest::Client, sim: &Simulator, access: &str) -> reqwest::RequestBuilder {
     http.post(format!(

@@ -1,27 +1,11 @@
 //! The simulator answers in the shapes the seeds document, on a real loopback server.
 
-use kyc_simulator::{SimConfig, Simulator};
+mod common;
+
+use kyc_simulator::Simulator;
 use serde_json::{json, Value};
 
-async fn baidu() -> (Simulator, reqwest::Client, String) {
-    let mut config = SimConfig::default();
-    config.baidu.clients = vec![("ak".into(), "sk".into())];
-    let sim = Simulator::start(config, "127.0.0.1:0").await.unwrap();
-    let http = reqwest::Client::new();
-    let token: Value = http
-        .get(format!(
-            "{}/oauth/2.0/token?grant_type=client_credentials&client_id=ak&client_secret=sk",
-            sim.base_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access = token["access_token"].as_str().unwrap().to_string();
-    (sim, http, access)
-}
+use common::baidu;
 
 async fn call(
     http: &reqwest::Client,

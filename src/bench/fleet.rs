@@ -14,6 +14,31 @@ use super::*;
 /// A face the benchmarks send (one of the generated cartoons, ≥ 10 KB as IVS requires).
 pub(super) const FACE: &[u8] = include_bytes!("../../examples/images/faces/face01.jpg");
 
+/// A fresh bucket on the S3 server for one benchmark run, and the store that reaches it.
+pub(super) async fn scratch_bucket(
+    conn: &crate::Conn,
+) -> anyhow::Result<(kyc_objects::ObjectStore, String)> {
+    use anyhow::Context as _;
+    let objects = crate::commands::objects(conn, None).await?;
+    let bucket = format!(
+        "kyc-bench-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    objects
+        .ensure_bucket(&bucket)
+        .await
+        .context("Failed to create a bucket (KYC_S3_ENDPOINT, AWS_* credentials)")?;
+    Ok((objects, bucket))
+}
+
+/// The sample face padded with filler to `bytes` (at least its own size): a valid JPEG start
+/// for the vendor's checks, of the size a benchmark asks for.
+pub(super) fn padded_face(bytes: usize) -> bytes::Bytes {
+    let mut image = FACE.to_vec();
+    image.resize(bytes.max(FACE.len()), 0x5A);
+    image.into()
+}
+
 /// Everything a worker-process benchmark runs against: a scratch database, a queue prefix of
 /// its own, and the simulator in this process.
 pub(super) struct Fleet {

@@ -4,11 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-
 use super::*;
 
-use super::fleet::{Fleet, FACE};
+use super::fleet::{padded_face, scratch_bucket, Fleet};
 
 /// `kyc bench memory`: the same jobs twice, each time in a fresh fleet with one worker
 /// process that may hold all of them at once (concurrency = jobs): once with the budget
@@ -30,19 +28,9 @@ pub(super) async fn memory(
         ("without (64 GiB)", 64u64 << 30),
     ] {
         let fleet = Fleet::start(&conn, kyc_simulator::FaultConfig::default()).await?;
-        let objects = crate::commands::objects(&conn, None).await?;
-        let bucket = format!(
-            "kyc-bench-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        objects
-            .ensure_bucket(&bucket)
-            .await
-            .context("Failed to create a bucket (KYC_S3_ENDPOINT, AWS_* credentials)")?;
+        let (objects, bucket) = scratch_bucket(&conn).await?;
         // A JPEG header followed by filler: large, and a valid start for the vendor's check.
-        let mut big = FACE.to_vec();
-        big.resize(material_mib << 20, 0x5A);
-        let big = bytes::Bytes::from(big);
+        let big = padded_face(material_mib << 20);
         for name in ["front", "back", "face", "video"] {
             objects
                 .put(&format!("s3://{bucket}/{name}.jpg"), big.clone())

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use kyc_queue::Broker;
 use kyc_schemas::Vendor;
 use kyc_store::Store;
@@ -13,7 +12,7 @@ use serde_json::json;
 
 use super::*;
 
-use super::fleet::{Fleet, FACE};
+use super::fleet::{padded_face, scratch_bucket, Fleet};
 
 pub(super) async fn throughput(
     conn: Conn,
@@ -38,21 +37,10 @@ pub(super) async fn throughput(
     println!("calibrated: {calibration:.0} parse-only rows/s");
     let fleet = Fleet::start(&conn, kyc_simulator::FaultConfig::default()).await?;
     // The face comes from the S3 server, as in production.
-    let objects = crate::commands::objects(&conn, None).await?;
-    let bucket = format!(
-        "kyc-bench-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    objects
-        .ensure_bucket(&bucket)
-        .await
-        .context("Failed to create a bucket (KYC_S3_ENDPOINT, AWS_* credentials)")?;
+    let (objects, bucket) = scratch_bucket(&conn).await?;
     let face = format!("s3://{bucket}/face.jpg");
-    // A JPEG start padded to the size asked for (the vendor's checks read the start): the
-    // worker's memory is measured with images of a realistic size.
-    let mut image = FACE.to_vec();
-    image.resize((image_kb << 10).max(FACE.len()), 0x5A);
-    objects.put(&face, bytes::Bytes::from(image)).await?;
+    // The worker's memory is measured with images of a realistic size.
+    objects.put(&face, padded_face(image_kb << 10)).await?;
     let sources = format!("s3://{bucket}/");
     // The producer is timed on its own: the clock of the workers starts with a loaded queue.
     let started = Instant::now();
