@@ -6,12 +6,12 @@
 //! in `operator_audit`.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kyc_schemas::JobId;
 use kyc_simulator::FaultConfig;
 
-use crate::helpers::{child_env, id_with_seq, output_text, spawn_app, TestApp};
+use crate::helpers::{child_env, id_with_seq, output_text, spawn_app, wait_until, TestApp};
 
 /// `kyc ARGS` against this app's database and broker, off the runtime's threads.
 async fn kyc(app: &TestApp, args: &[&str]) -> std::process::Output {
@@ -25,18 +25,6 @@ async fn kyc(app: &TestApp, args: &[&str]) -> std::process::Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("run kyc"))
         .await
         .unwrap()
-}
-
-async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The simulator always answers Huawei with an internal error (or, with `on` false, never).

@@ -584,11 +584,17 @@ impl TestApp {
 
     /// (messages ready, consumers) of a vendor's work queue, without touching its messages.
     pub async fn work_queue_state(&self, vendor: kyc_schemas::Vendor) -> (u32, u32) {
+        self.queue_state(self.topology.work_queue(vendor).as_str())
+            .await
+    }
+
+    /// (messages ready, consumers) of any queue, by a passive declare: nothing is taken.
+    pub async fn queue_state(&self, queue: &str) -> (u32, u32) {
         let conn = amqp_connection(&self.amqp_url).await;
         let ch = conn.create_channel().await.unwrap();
         let q = ch
             .queue_declare(
-                self.topology.work_queue(vendor).as_str().into(),
+                queue.into(),
                 lapin::options::QueueDeclareOptions {
                     passive: true,
                     ..Default::default()
@@ -744,4 +750,18 @@ pub fn batch_of(o: &std::process::Output) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// Polls `cond` every 50 ms until it holds; fails naming `what` after `within`. Fault tests
+/// wait on the condition they prove, never on a fixed sleep.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kyc_simulator::FaultConfig;
 
-use crate::helpers::{id_with_seq, spawn_app, TestApp};
+use crate::helpers::{id_with_seq, spawn_app, wait_until, TestApp};
 
 /// (api → count) of our ledger rows in `state`.
 async fn our_calls(app: &TestApp, state: &str) -> BTreeMap<String, i64> {
@@ -32,18 +32,6 @@ fn sim_calls(app: &TestApp, vendor: &str, api: &str) -> Vec<(Option<String>, boo
         .filter(|e| e.vendor == vendor && e.api == api)
         .map(|e| (e.reference, e.billable))
         .collect()
-}
-
-async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use kyc_schemas::{Job, JobId, Operation, PersonName, Subject, Vendor};
 use kyc_simulator::FaultConfig;
 use kyc_worker::{Context, RetryPolicy};
 
-use crate::helpers::{id_with_seq, spawn_app, TestApp};
+use crate::helpers::{id_with_seq, spawn_app, wait_until, TestApp};
 
 fn job(seq: &str) -> Job {
     numbered_job("retries", 9, seq)
@@ -77,18 +77,6 @@ async fn publish(app: &TestApp, jobs: &[Job]) {
         .publish_confirmed(&messages)
         .await
         .unwrap();
-}
-
-async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The job's budget is counted in its message, not per delivery: whatever mix of in-process

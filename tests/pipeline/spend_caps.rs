@@ -5,27 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kyc_schemas::money::{PriceTable, SpendCaps};
 use kyc_schemas::Vendor;
 use kyc_worker::spend::{SpendGuard, SpendSettings};
 use kyc_worker::Context;
 
-use crate::helpers::spawn_app;
-
-/// Polls `what` every 100 ms until it holds; fails naming `label` after `within`.
-async fn until<F, Fut>(label: &str, within: Duration, mut what: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !what().await {
-        assert!(start.elapsed() < within, "{label}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use crate::helpers::{spawn_app, wait_until};
 
 /// Billable calls the simulated vendor recorded, per reference (Huawei's `meta.uuid` is the
 /// job id).
@@ -60,7 +47,7 @@ async fn a_small_cap_defers_jobs_to_the_next_window_and_bills_none_twice() {
 
     // The window's budget: 3 jobs decided, 3 deferred by the cap.
     let store = &app.store;
-    until(
+    wait_until(
         "3 outcomes and 3 jobs deferred",
         Duration::from_secs(60),
         || async {
@@ -83,7 +70,7 @@ async fn a_small_cap_defers_jobs_to_the_next_window_and_bills_none_twice() {
     );
     // Deferred, not held: the three wait in the delay queue, not in a worker's hands.
     let delay_queue = app.topology.delay_queue(Vendor::Huawei, 5);
-    until(
+    wait_until(
         "the 3 deferred jobs parked in the 5 s delay queue",
         Duration::from_secs(60),
         || async { delay_queue_depth(&app, &delay_queue).await == 3 },
@@ -91,7 +78,7 @@ async fn a_small_cap_defers_jobs_to_the_next_window_and_bills_none_twice() {
     .await;
     // Back from the delay queue within the same window, they are deferred again, and the
     // vendor is not called: still exactly 3 billable calls.
-    until(
+    wait_until(
         "every deferred job deferred a second time",
         Duration::from_secs(60),
         || async {
@@ -160,19 +147,5 @@ async fn a_small_cap_defers_jobs_to_the_next_window_and_bills_none_twice() {
 
 /// Messages in a queue, read without taking them.
 async fn delay_queue_depth(app: &crate::helpers::TestApp, queue: &str) -> u32 {
-    let conn = crate::helpers::amqp_connection(&app.amqp_url).await;
-    let ch = conn.create_channel().await.unwrap();
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    let _ = conn.close(0, "done".into()).await;
-    q.message_count()
+    app.queue_state(queue).await.0
 }
