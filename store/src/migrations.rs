@@ -88,4 +88,27 @@ mod tests {
         );
         assert_eq!(first.checksum, expected.checksum);
     }
+
+    #[test]
+    fn every_table_the_migrations_create_is_described_in_the_migrations_readme() {
+        let readme = include_str!("../../migrations/README.md");
+        for m in migrator(Backend::Postgres).iter() {
+            for line in m.sql.as_str().lines() {
+                let line = line.trim_start();
+                let Some(rest) = line.strip_prefix("CREATE TABLE ") else {
+                    continue;
+                };
+                let name = rest
+                    .trim_start_matches("IF NOT EXISTS ")
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap();
+                assert!(
+                    readme.contains(&format!("| `{name}` |")),
+                    "table {name} (migration {}) is missing from migrations/README.md",
+                    m.version
+                );
+            }
+        }
+    }
 }

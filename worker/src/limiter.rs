@@ -227,10 +227,9 @@ pub struct Limiters {
     local: HashMap<String, Arc<DefaultDirectRateLimiter>>,
     in_flight: HashMap<String, Arc<Semaphore>>,
     shared: Option<Shared>,
-    /// How long before its shared slot a caller is woken (µs): 1.5 × the recent time from
-    /// permit to ledger row committed, at most [`MAX_LEAD`] (see [`Limiters::prepared`]).
-    lead_us: AtomicI64,
-    /// That recent time (µs), a moving average.
+    /// The recent time (µs) from permit to ledger row committed, a moving average: callers
+    /// are woken that much ahead of their shared slot, and half again (see
+    /// [`Limiters::lead_us`]).
     prep_us: AtomicI64,
 }
 
@@ -274,7 +273,6 @@ impl Limiters {
             local,
             in_flight,
             shared: None,
-            lead_us: AtomicI64::new(0),
             prep_us: AtomicI64::new(0),
         }
     }
@@ -287,10 +285,12 @@ impl Limiters {
         // An eighth of each new figure: one slow commit moves it little.
         let avg = old + (took - old) / 8;
         self.prep_us.store(avg, Ordering::Relaxed);
-        self.lead_us.store(
-            (avg * 3 / 2).min(MAX_LEAD.as_micros() as i64),
-            Ordering::Relaxed,
-        );
+    }
+
+    /// How long before its shared slot a caller is woken (µs): 1.5 × the recent preparation
+    /// time, at most [`MAX_LEAD`].
+    fn lead_us(&self) -> i64 {
+        (self.prep_us.load(Ordering::Relaxed) * 3 / 2).min(MAX_LEAD.as_micros() as i64)
     }
 
     /// In-process limits plus the account quota shared through the database (server mode).
@@ -470,7 +470,7 @@ impl Limiters {
             }
             let wait = slot - now;
             let send_at = Instant::now() + Duration::from_micros(wait.max(0) as u64);
-            let lead = self.lead_us.load(Ordering::Relaxed);
+            let lead = self.lead_us();
             let anticipated = wait > lead;
             if anticipated {
                 tokio::time::sleep(Duration::from_micros((wait - lead) as u64)).await;
