@@ -192,17 +192,35 @@ pub fn next_limit(limit: usize, step: Step) -> usize {
     }
 }
 
-/// A job's time in flight this many times its lowest recent mean means jobs queue inside
-/// this process (CPU, database pool, storage), not at the vendor: no growth, and above
-/// [`CONGESTED`] a shrink.
-const NO_GROWTH: f64 = 1.5;
-const CONGESTED: f64 = 2.0;
+/// The time in flight the gradient steers to, as a multiple of its lowest recent mean: a
+/// little queueing inside this process keeps its CPU busy; more only holds deliveries (and
+/// their images) longer. The limit moves in proportion to how far the gradient is from it,
+/// by at most a quarter up and an eighth down per step: proportional steps settle where
+/// fixed ones (grow below one threshold, shrink above another) swung between them, and the
+/// swings' peaks were the worker's peak memory.
+const TARGET_GRADIENT: f64 = 1.25;
+const MAX_GROWTH: f64 = 1.25;
+const MAX_SHRINK: f64 = 0.875;
 /// How fast the lowest mean forgets (per step), so that a vendor slowing down for good is
 /// taken as the new normal within a minute or so.
 const MIN_DRIFT: f64 = 1.01;
 /// Below this lowest mean time in flight (seconds) the gradient applies: the vendor answers
 /// fast and the time is mostly this process's own (the real vendors take 0.4–1.6 s).
 const QUICK_JOBS_S: f64 = 0.15;
+
+/// The next limit given the quota rules' choice (`next`) and the gradient, when it applies:
+/// above [`TARGET_GRADIENT`] the limit shrinks in proportion, whatever the queue rules say;
+/// below it, growth the queue rules allow is held to the proportion.
+pub fn follow_gradient(limit: usize, next: usize, gradient: Option<f64>) -> usize {
+    let Some(g) = gradient else { return next };
+    let scale = (TARGET_GRADIENT / g.max(1e-6)).clamp(MAX_SHRINK, MAX_GROWTH);
+    let scaled = (limit as f64 * scale).round() as usize;
+    if scale < 1.0 {
+        scaled.min(limit.saturating_sub(1)).max(1)
+    } else {
+        next.min(scaled.max(limit))
+    }
+}
 
 /// Steers `gate` for `vendor` until the task is aborted.
 ///
@@ -264,18 +282,13 @@ pub async fn control(gate: Arc<Gate>, ctx: SharedContext, vendor: &'static str) 
             metrics.limiter_queue(vendor, api, *n);
         }
         let limit = gate.limit();
-        let mut next = next_limit(limit, step);
-        match gradient {
-            Some(g) if g > CONGESTED => next = limit - (limit / 8).max(1).min(limit),
-            Some(g) if g > NO_GROWTH => next = next.min(limit),
-            _ => {}
-        }
+        let next = follow_gradient(limit, next_limit(limit, step), gradient);
         if next != limit {
             gate.set_limit(next);
             tracing::debug!(
                 vendor,
                 limit = gate.limit(),
-                ?gradient,
+                gradient = gradient.map(|g| format!("{g:.2}")),
                 "concurrency limit changed"
             );
         }
@@ -315,6 +328,22 @@ mod tests {
             ..step(3, 3, 0)
         };
         assert_eq!(next_limit(16, stuck), 16);
+    }
+
+    #[test]
+    fn the_gradient_scales_the_limit_towards_its_target() {
+        // Far below the target: growth as the queue rules allow, at most a quarter.
+        assert_eq!(follow_gradient(64, 80, Some(1.0)), 80);
+        // Near the target: growth held to the proportion.
+        assert_eq!(follow_gradient(64, 80, Some(1.2)), 67);
+        // The queue rules say stay: the gradient does not grow the limit on its own.
+        assert_eq!(follow_gradient(64, 64, Some(1.0)), 64);
+        // Above the target: a shrink in proportion, at most an eighth, whatever the rules say.
+        assert_eq!(follow_gradient(64, 80, Some(1.4)), 57);
+        assert_eq!(follow_gradient(64, 64, Some(3.0)), 56);
+        assert_eq!(follow_gradient(4, 4, Some(1.3)), 3);
+        // No gradient (a binding quota, slow jobs): the quota rules alone.
+        assert_eq!(follow_gradient(64, 80, None), 80);
     }
 
     #[test]

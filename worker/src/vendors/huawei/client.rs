@@ -60,7 +60,7 @@ impl HuaweiClient {
         m: &Loaded,
         caller: &mut Caller<'_>,
     ) -> Result<Verdict, CallError> {
-        let (api, body) = match job.operation {
+        let (api, checked) = match job.operation {
             Operation::HuaweiStandard => (STANDARD, request::standard(job, m, true)),
             Operation::HuaweiIdcardExtension => (EXTENSION, request::extension(job, m)),
             other => {
@@ -71,15 +71,22 @@ impl HuaweiClient {
                 }))
             }
         };
-        let body = body.map(Bytes::from).map_err(|e| {
+        let missing = |e: request::BuildError| {
             CallError::Vendor(VendorError::Permanent {
                 code: "missing_material".into(),
                 message: e.to_string(),
                 reason: Reason::InvalidRequest,
             })
-        })?;
+        };
+        let checked = checked.map_err(missing)?;
         let detail = api == STANDARD;
-        let verdict = caller.call(api, || self.post(api, &body, detail)).await?;
+        // The body is written as the call goes out and dropped with its answer: the wait
+        // for the ledger row and the slot holds the images only (see `request`).
+        let send = |r: &request::Request<'_>| {
+            let body = Bytes::from(r.body());
+            async move { self.post(api, &body, detail).await }
+        };
+        let verdict = caller.call(api, || send(&checked)).await?;
         // The seed: a face image over 90 KB of base64 with crop=true may get IVS.0009 (no face
         // found); crop=false is the remedy. One resend, then the answer stands.
         let risky = m
@@ -92,16 +99,8 @@ impl HuaweiClient {
             && verdict.vendor_code.as_deref() == Some("IVS.0009")
         {
             tracing::info!("IVS.0009 with crop=true on a large image; resending with crop=false");
-            let body = request::standard(job, m, false)
-                .map(Bytes::from)
-                .map_err(|e| {
-                    CallError::Vendor(VendorError::Permanent {
-                        code: "missing_material".into(),
-                        message: e.to_string(),
-                        reason: Reason::InvalidRequest,
-                    })
-                })?;
-            return caller.call(api, || self.post(api, &body, detail)).await;
+            let uncropped = request::standard(job, m, false).map_err(missing)?;
+            return caller.call(api, || send(&uncropped)).await;
         }
         Ok(verdict)
     }
@@ -154,7 +153,7 @@ impl HuaweiClient {
         for (n, v) in &headers {
             req = req.header(n.as_str(), v.as_str());
         }
-        // A cheap clone of the body built once per job, not a copy per attempt.
+        // A cheap clone: the body stays the caller's, for the signature above.
         let resp = match req.body(body.clone()).send().await {
             Ok(r) => r,
             Err(e) => return Exchange::no_answer(VendorError::from_reqwest(&e)),

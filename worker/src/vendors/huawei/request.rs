@@ -6,6 +6,11 @@
 //! base64-encoded while it is written, not first into a string of its own, then into a JSON
 //! value, then copied into the body (three copies of every image per job in flight, which
 //! showed in the worker's peak memory with 100 KiB images).
+//!
+//! And it is written only when the call goes out ([`Request::body`], once per attempt): a
+//! request is checked and its fields gathered first ([`standard`], [`extension`]), so a job
+//! waiting for its ledger row or its rate-limit slot holds its images, not also their base64
+//! (a third more again); the body lives for the length of the exchange.
 
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -134,8 +139,25 @@ pub(crate) fn b64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
 
+/// A checked request, its images by reference: [`Request::body`] writes it.
+pub(crate) struct Request<'a> {
+    job: &'a Job,
+    item: Item<'a>,
+}
+
+impl Request<'_> {
+    /// The JSON body, written into one buffer of the right size.
+    pub(crate) fn body(&self) -> Vec<u8> {
+        envelope(self.job, &self.item)
+    }
+}
+
 /// ivs-standard: identity plus a face image (with `crop`) or a video (which has no `crop`).
-pub(crate) fn standard(job: &Job, m: &Loaded, crop: bool) -> Result<Vec<u8>, BuildError> {
+pub(crate) fn standard<'a>(
+    job: &'a Job,
+    m: &'a Loaded,
+    crop: bool,
+) -> Result<Request<'a>, BuildError> {
     let mut item = Item::default();
     identity(job, m, &mut item)?;
     if let Some(face) = &m.face_image {
@@ -157,20 +179,29 @@ pub(crate) fn standard(job: &Job, m: &Loaded, crop: bool) -> Result<Vec<u8>, Bui
     }
     // detail=true: similarity on a 0–1000 scale, normalized to 0–100 in `response`.
     item.text.insert("detail".into(), true.into());
-    Ok(envelope(job, &item))
+    Ok(Request { job, item })
 }
 
 /// ivs-idcard-extention: identity only.
-pub(crate) fn extension(job: &Job, m: &Loaded) -> Result<Vec<u8>, BuildError> {
+pub(crate) fn extension<'a>(job: &'a Job, m: &'a Loaded) -> Result<Request<'a>, BuildError> {
     let mut item = Item::default();
     identity(job, m, &mut item)?;
-    Ok(envelope(job, &item))
+    Ok(Request { job, item })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use kyc_schemas::{IdNumber, JobId, Operation, PersonName, Subject, JOB_SCHEMA_VERSION};
+
+    /// The bodies the builders write (these shadow the builders of the module).
+    fn standard(job: &Job, m: &Loaded, crop: bool) -> Result<Vec<u8>, BuildError> {
+        super::standard(job, m, crop).map(|r| r.body())
+    }
+
+    fn extension(job: &Job, m: &Loaded) -> Result<Vec<u8>, BuildError> {
+        super::extension(job, m).map(|r| r.body())
+    }
 
     fn job() -> Job {
         Job {
