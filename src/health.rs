@@ -114,6 +114,10 @@ async fn metrics(State(p): State<Probe>) -> ([(axum::http::HeaderName, &'static 
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        p.ctx.metrics.render(),
+        {
+            let (writes, transactions) = p.ctx.store.group_stats();
+            p.ctx.metrics.database_writes(writes, transactions);
+            p.ctx.metrics.render()
+        },
     )
 }

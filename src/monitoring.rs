@@ -80,6 +80,7 @@ fn exported() -> BTreeSet<String> {
     m.spend("huawei", "calls", 3.0, 1.0);
     m.cap_deferral("huawei");
     m.in_flight(1);
+    m.database_writes(2, 1);
     m.render()
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -177,6 +177,18 @@ impl Metrics {
             .insert((name, labels), v);
     }
 
+    /// The database writes this process made through the group commit and the transactions
+    /// that carried them (totals since start, read from the store at each scrape): their
+    /// ratio is how many writes each commit carries, the figure group commit is for.
+    pub fn database_writes(&self, writes: u64, transactions: u64) {
+        let mut counters = self.counters.lock().expect("metrics lock");
+        counters.insert(("kyc_db_group_writes_total", Vec::new()), writes as f64);
+        counters.insert(
+            ("kyc_db_group_transactions_total", Vec::new()),
+            transactions as f64,
+        );
+    }
+
     pub fn in_flight(&self, delta: i64) {
         self.in_flight.fetch_add(delta, Ordering::Relaxed);
     }
@@ -191,7 +203,7 @@ impl Metrics {
                 let _ = writeln!(out, "# TYPE {name} counter");
                 last = name;
             }
-            let _ = writeln!(out, "{name}{{{}}} {v}", fmt_labels(labels));
+            let _ = writeln!(out, "{name}{} {v}", braced(labels));
         }
         drop(counters);
         let mut last = "";
@@ -200,7 +212,7 @@ impl Metrics {
                 let _ = writeln!(out, "# TYPE {name} gauge");
                 last = name;
             }
-            let _ = writeln!(out, "{name}{{{}}} {v}", fmt_labels(labels));
+            let _ = writeln!(out, "{name}{} {v}", braced(labels));
         }
         let _ = writeln!(out, "# TYPE kyc_jobs_in_flight gauge");
         let _ = writeln!(
@@ -234,6 +246,15 @@ impl Metrics {
     }
 }
 
+/// `{labels}`, or nothing for a series without labels.
+fn braced(labels: &Labels) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", fmt_labels(labels))
+    }
+}
+
 fn fmt_labels(labels: &Labels) -> String {
     labels
         .iter()
@@ -253,8 +274,14 @@ mod tests {
         m.job_finished("huawei", "huawei.standard", "passed");
         m.vendor_call("huawei", "ivs-standard", "ok", Duration::from_millis(80));
         m.retry("huawei", "ivs-standard", "throttled");
+        m.database_writes(12, 3);
         let text = m.render();
         assert!(text.contains("kyc_jobs_total{vendor=\"huawei\",operation=\"huawei.standard\",status=\"passed\"} 2"), "{text}");
+        assert!(text.contains("\nkyc_db_group_writes_total 12\n"), "{text}");
+        assert!(
+            text.contains("\nkyc_db_group_transactions_total 3\n"),
+            "{text}"
+        );
         assert!(text.contains("kyc_vendor_call_duration_seconds_bucket{vendor=\"huawei\",api=\"ivs-standard\",le=\"0.1\"} 1"));
         assert!(text.contains("kyc_vendor_call_duration_seconds_bucket{vendor=\"huawei\",api=\"ivs-standard\",le=\"0.05\"} 0"));
         assert!(
