@@ -7,9 +7,8 @@
 //! says whether it is big enough: **the limiter's queue**. While some of the vendor's calls wait
 //! for a slot, the quota (not the limit) bounds the calls and a bigger limit would only hold
 //! more deliveries; when no call waits and the consumer could take more deliveries, slots go by
-//! unused and the limit grows. Growth is multiplicative (doubling per step until the first
-//! step that does not grow, as TCP's slow start, so 16 → 64 in under a second; a quarter per
-//! step after that) and shrinking is gentle (a sixteenth per step) once the queue holds more
+//! unused and the limit grows. Growth is multiplicative (a quarter per step, so 16 → 64 in
+//! about three seconds) and shrinking is gentle (a sixteenth per step) once the queue holds more
 //! than half a second of calls: the queue absorbs latency spikes, so no slot goes unused, yet
 //! stays short, so few deliveries (and their images) wait. This is AIMD turned round, as in
 //! Vector's adaptive request concurrency, with the limiter's queue in place of the round-trip
@@ -173,10 +172,6 @@ pub struct Step {
     /// Whether any job finished during the step: jobs stuck elsewhere (a stalled database)
     /// also leave the limiter's queue empty, and more of them would not help.
     pub progress: bool,
-    /// No step has yet held or shrunk the limit: growth doubles it, as TCP's slow start, so
-    /// that a vendor whose quota needs 60 jobs in flight gets them within a second of the
-    /// first delivery rather than two (the quota benchmark's warm-up is 2 s).
-    pub slow_start: bool,
 }
 
 /// The next limit after a step. Shrink while some queue was longer than its target at every
@@ -191,7 +186,7 @@ pub fn next_limit(limit: usize, step: Step) -> usize {
     if step.long_queue == step.looks {
         limit - (limit / 16).max(1).min(limit)
     } else if step.blocked == step.looks && step.idle_quota > 0 && step.progress {
-        limit + if step.slow_start { limit } else { limit / 4 }.max(1)
+        limit + (limit / 4).max(1)
     } else {
         limit
     }
@@ -242,7 +237,6 @@ pub async fn control(gate: Arc<Gate>, ctx: SharedContext, vendor: &'static str) 
     let mut step = Step::default();
     let mut lowest: Option<f64> = None;
     let mut smoothed: Option<f64> = None;
-    let mut slow_start = true;
     metrics.concurrency_limit(vendor, gate.limit());
     loop {
         tick.tick().await;
@@ -288,10 +282,7 @@ pub async fn control(gate: Arc<Gate>, ctx: SharedContext, vendor: &'static str) 
             metrics.limiter_queue(vendor, api, *n);
         }
         let limit = gate.limit();
-        step.slow_start = slow_start;
         let next = follow_gradient(limit, next_limit(limit, step), gradient);
-        // Slow start ends at the first step that does not grow the limit.
-        slow_start &= next > limit;
         if next != limit {
             gate.set_limit(next);
             tracing::debug!(
@@ -317,7 +308,6 @@ mod tests {
             long_queue: long,
             looks: 3,
             progress: true,
-            slow_start: false,
         }
     }
 
@@ -338,12 +328,6 @@ mod tests {
             ..step(3, 3, 0)
         };
         assert_eq!(next_limit(16, stuck), 16);
-        // Slow start: doubled.
-        let starting = Step {
-            slow_start: true,
-            ..step(3, 3, 0)
-        };
-        assert_eq!(next_limit(16, starting), 32);
     }
 
     #[test]
