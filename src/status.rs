@@ -125,7 +125,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         Some(queue_depths(&a.conn).await)
     };
     if a.json {
-        println!("{}", json(&batches, &queues, a.window, &quotas));
+        println!("{}", json(&batches, &capped, &queues, a.window, &quotas));
     } else {
         print!("{}", table(&batches, &queues, a.window, &quotas));
         for d in capped
@@ -263,6 +263,7 @@ fn table(
 
 fn json(
     batches: &[BatchStatus],
+    capped: &[kyc_store::spend::CapDeferrals],
     queues: &Option<Result<Depths, String>>,
     window: Duration,
     quotas: &HashMap<String, Quota>,
@@ -291,6 +292,16 @@ fn json(
                 "eta_quota_secs": f.eta_quota,
                 "eta_observed_secs": f.eta_observed,
                 "pending_by_operation": b.pending_by_operation.iter().map(|(op, n)| (op.clone(), *n)).collect::<HashMap<_, _>>(),
+                // Jobs a spend cap (KYC_SPEND_CAPS) sent to a later window, per vendor: the
+                // table prints them under the batches; a script reading the JSON needs them
+                // as much (pending jobs that no worker is slow on, only the budget).
+                "cap_deferrals": capped
+                    .iter()
+                    .filter(|d| d.batch_id == b.batch_id)
+                    .map(|d| serde_json::json!({
+                        "vendor": d.vendor, "jobs": d.jobs, "waiting": d.waiting, "times": d.times,
+                    }))
+                    .collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -314,6 +325,33 @@ fn json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_carries_each_batchs_spend_cap_deferrals() {
+        let batches = ["a", "b"].map(|id| BatchStatus {
+            batch_id: id.into(),
+            ..Default::default()
+        });
+        let capped = vec![kyc_store::spend::CapDeferrals {
+            batch_id: "b".into(),
+            vendor: "huawei".into(),
+            jobs: 3,
+            waiting: 2,
+            times: 5,
+        }];
+        let v = json(
+            &batches,
+            &capped,
+            &None,
+            Duration::from_secs(300),
+            &HashMap::new(),
+        );
+        assert_eq!(v["batches"][0]["cap_deferrals"], serde_json::json!([]));
+        assert_eq!(
+            v["batches"][1]["cap_deferrals"],
+            serde_json::json!([{"vendor": "huawei", "jobs": 3, "waiting": 2, "times": 5}])
+        );
+    }
 
     #[test]
     fn the_quota_eta_is_the_busiest_apis_demand_over_its_quota() {
