@@ -176,9 +176,14 @@ async fn doctor_fails_when_the_vendors_clock_is_an_hour_off() {
     assert!(line(&text, "alibaba clock").starts_with("FAIL"), "{text}");
     // Baidu signs no timestamps: a warning only.
     assert!(line(&text, "baidu clock").starts_with("WARN"), "{text}");
-    // Huawei refused the stale signature; its line points at the clock too.
+    // Huawei refused the stale signature, Alibaba the stale Timestamp
+    // (InvalidTimeStamp.Expired); their lines point at the clock too.
+    for vendor in ["huawei", "alibaba"] {
+        let credentials = line(&text, &format!("{vendor} credentials"));
+        assert!(credentials.contains("clock"), "{text}");
+    }
     assert!(
-        line(&text, "huawei credentials").contains("clock"),
+        line(&text, "alibaba credentials").contains("InvalidTimeStamp.Expired"),
         "{text}"
     );
     app.cleanup().await;
