@@ -324,14 +324,20 @@ impl Delivery {
     /// Publishes a copy of the message to the dead-letter queue with a reason header and
     /// waits for the broker's confirm, leaving this delivery unsettled: the caller records
     /// that the copy exists, then acks. The reason must not contain PII.
-    pub async fn copy_to_dead_letter(&self, reason: &str) -> Result<()> {
+    ///
+    /// `attempts`: the vendor calls the job spent in all, for the copy's attempts header
+    /// (this delivery's header counts only what earlier deliveries spent).
+    pub async fn copy_to_dead_letter(&self, reason: &str, attempts: u32) -> Result<()> {
         match &self.handle {
             DeliveryHandle::Amqp(h) => {
                 h.copy_to_dead_letter(
                     &self.payload,
                     self.message_id.as_deref(),
                     reason,
-                    self.headers,
+                    JobHeaders {
+                        attempts,
+                        ..self.headers
+                    },
                 )
                 .await
             }

@@ -105,8 +105,13 @@ pub enum JobStart {
     /// them, or those since an operator reset the budget).
     Claimed { unknown: u64, calls: u32 },
     /// The job has an outcome; `owed` is the reason of a dead-letter copy still owed.
-    /// `claimed`: this delivery took the claim (and must release it).
-    Decided { owed: Option<String>, claimed: bool },
+    /// `claimed`: this delivery took the claim (and must release it). `calls`: as for
+    /// `Claimed` (what the copy tells an operator the job spent).
+    Decided {
+        owed: Option<String>,
+        claimed: bool,
+        calls: u32,
+    },
     /// Another live delivery holds the claim, and there is no outcome yet.
     Held,
 }
@@ -394,7 +399,11 @@ async fn start_in(
         .fetch_one(&mut *conn)
         .await?;
     Ok(match (decided > 0, claimed) {
-        (true, _) => JobStart::Decided { owed, claimed },
+        (true, _) => JobStart::Decided {
+            owed,
+            claimed,
+            calls: (calls - before).max(0) as u32,
+        },
         (false, false) => JobStart::Held,
         (false, true) => {
             let unknown = if open > 0 {

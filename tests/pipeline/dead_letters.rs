@@ -142,6 +142,8 @@ async fn a_dead_lettered_job_is_listed_shown_masked_replayed_with_a_fresh_budget
         "dlq-a",
         "huawei.idcard_extension",
         "attempts exhausted after 5 calls; last vendor code IVS.0101",
+        // The copy's header carries the calls the job spent, not the delivered count (0).
+        "attempts 5,",
         "sealed and not shown",
     ] {
         assert!(text.contains(fact), "no {fact:?} in {text}");

@@ -209,10 +209,14 @@ async fn handle(ctx: &crate::Context, vendor: Vendor, delivery: Delivery) {
             // job's counters stay; it looks again after `wait`, in the delay queue.
             delivery.park(wait).await
         }
-        Disposition::DeadLetterAfterOutcome { job_id, reason } => {
+        Disposition::DeadLetterAfterOutcome {
+            job_id,
+            reason,
+            attempts,
+        } => {
             // Reasons are built from codes and kinds; scrubbed anyway, as they are stored.
             let reason = kyc_schemas::scrub(&reason);
-            settle_dead_letter_copy(ctx, vendor, delivery, &job_id, &reason).await
+            settle_dead_letter_copy(ctx, vendor, delivery, &job_id, &reason, attempts).await
         }
         Disposition::DeadLetter(reason) => {
             let reason = kyc_schemas::scrub(&reason);
@@ -243,10 +247,11 @@ async fn settle_dead_letter_copy(
     delivery: Delivery,
     job_id: &kyc_schemas::JobId,
     reason: &str,
+    spent: u32,
 ) -> Result<(), kyc_queue::QueueError> {
     let message_id = delivery.message_id.clone().unwrap_or_default();
     let attempts = delivery.headers.attempts;
-    if let Err(e) = delivery.copy_to_dead_letter(reason).await {
+    if let Err(e) = delivery.copy_to_dead_letter(reason, spent).await {
         tracing::error!(message_id, error = %e, "dead-letter copy of a job that gave up failed; it stays owed and is settled on the next delivery");
         ctx.metrics.dead_letter_copy_failed(vendor.as_str());
         return delivery.requeue(attempts).await;

@@ -44,7 +44,13 @@ pub enum Disposition {
     /// "copy owed" mark. Publish a copy to the dead-letter queue with this reason so an
     /// operator sees what gave up, clear the mark once the broker confirmed it, then ack.
     /// A later delivery of the job finds the mark and comes here again.
-    DeadLetterAfterOutcome { job_id: JobId, reason: String },
+    /// `attempts`: the calls the job spent, which the copy's attempts header carries (the
+    /// delivered message's count is what earlier deliveries spent, often 0).
+    DeadLetterAfterOutcome {
+        job_id: JobId,
+        reason: String,
+        attempts: u32,
+    },
     /// The vendor's spend cap for this window is reached: park the job in a delay queue for
     /// this long (the next window, or a recheck), its attempt and retry budgets untouched.
     CapDeferred(std::time::Duration),
@@ -143,12 +149,16 @@ async fn process_job(ctx: &Context, job: &Job, headers: JobHeaders) -> Dispositi
         .await
     {
         Ok(JobStart::Claimed { unknown, calls }) => (unknown, calls),
-        Ok(JobStart::Decided { owed, claimed }) => {
+        Ok(JobStart::Decided {
+            owed,
+            claimed,
+            calls,
+        }) => {
             tracing::info!("outcome already recorded; no call for this delivery");
             if claimed {
                 let _ = ctx.store.release_claim(&job.job_id, &owner).await;
             }
-            return settle_decided(job, owed);
+            return settle_decided(job, owed, calls);
         }
         Ok(JobStart::Held) => return Disposition::Park(PARK),
         Err(e) => return requeue(format!("database: {e}")),
@@ -181,7 +191,7 @@ async fn process_job(ctx: &Context, job: &Job, headers: JobHeaders) -> Dispositi
 
 /// A delivery of a job that already has an outcome: ack, or settle a dead-letter copy the
 /// job still owes (an earlier delivery recorded the outcome, then lost the copy).
-fn settle_decided(job: &Job, owed: Option<String>) -> Disposition {
+fn settle_decided(job: &Job, owed: Option<String>, calls: u32) -> Disposition {
     match owed {
         None => Disposition::Ack(None),
         Some(reason) => {
@@ -189,6 +199,7 @@ fn settle_decided(job: &Job, owed: Option<String>) -> Disposition {
             Disposition::DeadLetterAfterOutcome {
                 job_id: job.job_id.clone(),
                 reason,
+                attempts: calls,
             }
         }
     }
@@ -319,6 +330,7 @@ async fn decide(
                 Some(reason) => Disposition::DeadLetterAfterOutcome {
                     job_id: job.job_id.clone(),
                     reason,
+                    attempts,
                 },
                 None => Disposition::Ack(Some(status)),
             }
