@@ -198,7 +198,7 @@ pub fn next_limit(limit: usize, step: Step) -> usize {
 /// by at most a quarter up and an eighth down per step: proportional steps settle where
 /// fixed ones (grow below one threshold, shrink above another) swung between them, and the
 /// swings' peaks were the worker's peak memory.
-const TARGET_GRADIENT: f64 = 1.25;
+const TARGET_GRADIENT: f64 = 1.15;
 const MAX_GROWTH: f64 = 1.25;
 const MAX_SHRINK: f64 = 0.875;
 /// How fast the lowest mean forgets (per step), so that a vendor slowing down for good is
@@ -332,16 +332,19 @@ mod tests {
 
     #[test]
     fn the_gradient_scales_the_limit_towards_its_target() {
+        let t = TARGET_GRADIENT;
+        let scaled = |limit: usize, g: f64| (limit as f64 * t / g).round() as usize;
         // Far below the target: growth as the queue rules allow, at most a quarter.
-        assert_eq!(follow_gradient(64, 80, Some(1.0)), 80);
-        // Near the target: growth held to the proportion.
-        assert_eq!(follow_gradient(64, 80, Some(1.2)), 67);
+        assert_eq!(follow_gradient(64, 80, Some(t / 1.5)), 80);
+        // Nearer the target: growth held to the proportion.
+        assert_eq!(follow_gradient(64, 80, Some(t / 1.1)), scaled(64, t / 1.1));
+        assert!(scaled(64, t / 1.1) < 80);
         // The queue rules say stay: the gradient does not grow the limit on its own.
         assert_eq!(follow_gradient(64, 64, Some(1.0)), 64);
         // Above the target: a shrink in proportion, at most an eighth, whatever the rules say.
-        assert_eq!(follow_gradient(64, 80, Some(1.4)), 57);
-        assert_eq!(follow_gradient(64, 64, Some(3.0)), 56);
-        assert_eq!(follow_gradient(4, 4, Some(1.3)), 3);
+        assert_eq!(follow_gradient(64, 80, Some(t * 1.1)), scaled(64, t * 1.1));
+        assert_eq!(follow_gradient(64, 64, Some(t * 3.0)), 56);
+        assert_eq!(follow_gradient(4, 4, Some(t * 1.05)), 3);
         // No gradient (a binding quota, slow jobs): the quota rules alone.
         assert_eq!(follow_gradient(64, 80, None), 80);
     }
