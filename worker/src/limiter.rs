@@ -386,7 +386,7 @@ impl Limiters {
                 .expect("arrivals lock")
                 .entry(key.clone())
                 .or_insert_with(Arrivals::new)
-                .record();
+                .record(Instant::now());
             *shared
                 .waiting
                 .lock()
@@ -604,9 +604,9 @@ impl Limiters {
 /// expected while a lease's slots are fresh cost nothing when the quota does not bind, and
 /// when it does the callers are waiting anyway. So only while the quota has room (the last
 /// reservation's first slot was already due) and this replica's callers come at a quarter of
-/// it or less ([`FAR_FROM_BINDING`]): where it binds, a slot for a caller still to
-/// come would be taken up to a reservation's grace late, and with several replicas that
-/// showed as 52 calls in one second at a quota of 50 (`kyc bench quota --workers 3`).
+/// it or less ([`FAR_FROM_BINDING`]): where it binds, a slot for a caller still to come
+/// could be taken up to a reservation's grace late, crowding a second that other replicas
+/// fill.
 #[derive(Debug)]
 struct Arrivals {
     since: Instant,
@@ -618,8 +618,7 @@ struct Arrivals {
 const ARRIVAL_WINDOW: Duration = Duration::from_millis(100);
 
 /// Slots for callers still to come are leased only while this replica's own callers come at
-/// no more than this fraction of the quota (and the quota had room): then a slot taken late
-/// cannot crowd a second that other replicas fill.
+/// no more than 1 / this of the quota (and the quota had room).
 const FAR_FROM_BINDING: f64 = 4.0;
 
 impl Arrivals {
@@ -632,14 +631,15 @@ impl Arrivals {
         }
     }
 
-    fn record(&mut self) {
+    /// One caller came at `now`.
+    fn record(&mut self, now: Instant) {
         self.count += 1;
-        let elapsed = self.since.elapsed();
+        let elapsed = now.saturating_duration_since(self.since);
         if elapsed >= ARRIVAL_WINDOW {
             let rate = f64::from(self.count) / elapsed.as_secs_f64();
             self.per_s = 0.5 * self.per_s + 0.5 * rate;
             self.count = 0;
-            self.since = Instant::now();
+            self.since = now;
         }
     }
 
@@ -682,6 +682,27 @@ mod tests {
         // Half an interval, at least 5 ms.
         assert_eq!((grace(10.0), grace(20.0), grace(50.0)), (50, 25, 10));
         assert_eq!((grace(100.0), grace(1000.0)), (5, 5));
+    }
+
+    #[test]
+    fn arrivals_are_a_smoothed_rate_and_leases_expect_what_comes_while_fresh() {
+        let t0 = Instant::now();
+        let mut a = Arrivals::new();
+        a.since = t0;
+        // 40 callers in the first 100 ms: 400/s, half-smoothed in from 0.
+        for i in 1..=40u64 {
+            a.record(t0 + Duration::from_micros(i * 2_500));
+        }
+        assert_eq!(a.per_s.round(), 200.0);
+        assert_eq!(a.expected(Duration::from_millis(25)), 5);
+        // The next 100 ms at the same rate: the estimate closes in on it.
+        for i in 41..=80u64 {
+            a.record(t0 + Duration::from_micros(i * 2_500));
+        }
+        assert_eq!(a.per_s.round(), 300.0);
+        // Nobody for a second: one caller then brings it down.
+        a.record(t0 + Duration::from_millis(1_300));
+        assert!(a.per_s < 151.0, "{}", a.per_s);
     }
 
     #[tokio::test]
