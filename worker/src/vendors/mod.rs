@@ -8,6 +8,7 @@
 
 pub mod alibaba;
 pub mod baidu;
+mod body;
 mod classify;
 pub mod huawei;
 

@@ -210,7 +210,7 @@ impl BaiduClient {
                 .await?;
         }
         if let Some(face) = &m.face_image {
-            let body = wire(&request::upload_match_image(
+            let body = Bytes::from(request::upload_match_image(
                 &token,
                 face,
                 self.config.quality_control.as_deref(),

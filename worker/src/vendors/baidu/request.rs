@@ -1,8 +1,9 @@
 //! Job → faceprint JSON bodies.
 
-use base64::Engine;
 use kyc_schemas::Job;
 use serde_json::{json, Value};
+
+use crate::vendors::body::{b64_len, Object};
 
 use crate::materials::Needed;
 
@@ -32,26 +33,49 @@ pub fn idcard_submit(job: &Job, verify_token: &str) -> Option<Value> {
     }))
 }
 
-/// `uploadMatchImage`: the photo as plain base64 (no `data:` header).
+/// `uploadMatchImage`: the photo as plain base64 (no `data:` header), written into the body
+/// in place (see `vendors::body`): the job's largest body, held until its answer.
 pub fn upload_match_image(
     verify_token: &str,
     image: &[u8],
     quality_control: Option<&str>,
     liveness_control: Option<&str>,
-) -> Value {
-    let mut body = json!({
-        "verify_token": verify_token,
-        "image": base64::engine::general_purpose::STANDARD.encode(image),
-    });
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(b64_len(image.len()) + 256);
+    let mut o = Object::open(&mut body);
+    o.field("verify_token", verify_token).base64("image", image);
     if let Some(q) = quality_control {
-        body["quality_control"] = json!(q);
+        o.field("quality_control", q);
     }
     if let Some(l) = liveness_control {
-        body["liveness_control"] = json!(l);
+        o.field("liveness_control", l);
     }
+    o.close();
     body
 }
 
 pub fn by_token(verify_token: &str) -> Value {
     json!({ "verify_token": verify_token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_match_image_carries_the_token_the_photo_and_the_controls_set() {
+        let photo = [0xFB, 0xFF, 0x00, 0x10];
+        let body: Value =
+            serde_json::from_slice(&upload_match_image("tok", &photo, Some("LOW"), None)).unwrap();
+        assert_eq!(
+            body,
+            json!({"verify_token": "tok", "image": "+/8AEA==", "quality_control": "LOW"})
+        );
+        let body: Value =
+            serde_json::from_slice(&upload_match_image("tok", &photo, None, Some("HIGH"))).unwrap();
+        assert_eq!(
+            body,
+            json!({"verify_token": "tok", "image": "+/8AEA==", "liveness_control": "HIGH"})
+        );
+    }
 }

@@ -5,18 +5,19 @@
 //! The body is written once, straight into one buffer of the right size: each image is
 //! base64-encoded into it, not first into a string of its own, then into a JSON value, then
 //! copied into the body (three copies of every image per job in flight, which showed in the
-//! worker's peak memory with 100 KiB images), nor through JSON string escaping (see
-//! [`envelope`]).
+//! worker's peak memory with 100 KiB images), nor through JSON string escaping
+//! (`vendors::body`).
 //!
 //! And it is written only when the call goes out ([`Request::body`], once per attempt): a
 //! request is checked and its fields gathered first ([`standard`], [`extension`]), so a job
 //! waiting for its ledger row or its rate-limit slot holds its images, not also their base64
 //! (a third more again); the body lives for the length of the exchange.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use kyc_schemas::Job;
 use serde_json::{Map, Value};
+
+pub(crate) use crate::vendors::body::b64_len;
+use crate::vendors::body::Object;
 
 use crate::materials::{Loaded, Needed};
 
@@ -49,48 +50,27 @@ struct Item<'a> {
 }
 
 /// `meta.uuid` is the job id: unique per job, at most 64 characters, and it lets the vendor
-/// (and the simulator) tie a call to a job without any PII.
-///
-/// Written by hand around serde_json's strings and values: an image's base64 goes straight
-/// into the body. Through a serializer it went character by character through JSON string
-/// escaping, which base64's alphabet (`A–Z a–z 0–9 + / =`) never needs: 7.5 % of the
-/// worker's CPU in `kyc bench throughput` (perf), plus 4.3 % for encoding it in small pieces.
+/// (and the simulator) tie a call to a job without any PII. Images go into the body as base64
+/// in place (see `vendors::body`).
 fn envelope(job: &Job, item: &Item<'_>) -> Vec<u8> {
     let images: usize = item.images.iter().map(|(_, b)| b64_len(b.len())).sum();
     let mut body = Vec::with_capacity(images + 1024);
-    body.extend_from_slice(b"{\"meta\":{\"uuid\":");
-    json(&mut body, job.job_id.as_str());
-    body.extend_from_slice(b"},\"data\":{\"req_data\":[{");
-    let mut first = true;
-    let mut key = |body: &mut Vec<u8>, k: &str| {
-        if !std::mem::take(&mut first) {
-            body.push(b',');
-        }
-        json(body, k);
-        body.push(b':');
-    };
-    for (k, v) in &item.text {
-        key(&mut body, k);
-        json(&mut body, v);
-    }
-    for (k, bytes) in &item.images {
-        key(&mut body, k);
-        body.push(b'"');
-        let at = body.len();
-        body.resize(at + b64_len(bytes.len()), 0);
-        let written = B64
-            .encode_slice(bytes, &mut body[at..])
-            .expect("sized by b64_len");
-        body.truncate(at + written);
-        body.push(b'"');
-    }
-    body.extend_from_slice(b"}]}}");
+    let mut o = Object::open(&mut body);
+    o.object("meta", |m| {
+        m.field("uuid", job.job_id.as_str());
+    })
+    .object("data", |d| {
+        d.list_of_one("req_data", |i| {
+            for (k, v) in &item.text {
+                i.field(k, v);
+            }
+            for (k, bytes) in &item.images {
+                i.base64(k, bytes);
+            }
+        });
+    });
+    o.close();
     body
-}
-
-/// Appends `v` as JSON (a string, with its escaping, or a JSON value).
-fn json<T: serde::Serialize + ?Sized>(body: &mut Vec<u8>, v: &T) {
-    serde_json::to_writer(body, v).expect("strings and JSON values serialize");
 }
 
 /// Adds the identity: name + ID number text, or else both ID-card images.
@@ -121,11 +101,6 @@ fn identity<'a>(job: &Job, m: &'a Loaded, item: &mut Item<'a>) -> Result<(), Bui
 
 /// Above this much base64, `crop=true` may make the vendor miss the face (tables 4-5, 4-16).
 pub(crate) const CROP_RISK_B64_BYTES: usize = 90 * 1024;
-
-/// The base64 length of `n` bytes.
-pub(crate) fn b64_len(n: usize) -> usize {
-    n.div_ceil(3) * 4
-}
 
 /// A checked request, its images by reference: [`Request::body`] writes it.
 pub(crate) struct Request<'a> {
@@ -228,6 +203,7 @@ mod tests {
 
     #[test]
     fn images_encoded_as_written_decode_to_the_same_bytes() {
+        use base64::engine::general_purpose::STANDARD as B64;
         use base64::Engine as _;
         let face: Vec<u8> = (0..100 * 1024).map(|i| (i * 7 % 251) as u8).collect();
         let m = Loaded {
