@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 const GENERATE: &str = "verifyToken/generate";
 
-use common::baidu;
+use common::{answer, baidu};
 
 fn generate(http: &reqwest::Client, sim: &Simulator, access: &str) -> reqwest::RequestBuilder {
     http.post(format!(
@@ -53,13 +53,7 @@ async fn a_call_is_admitted_or_throttled_by_its_arrival_not_its_answer() {
 
     let first = tokio::spawn(generate(&http, &sim, &access).send());
     until("the first call arrives", || sim.in_flight() == 1).await;
-    let second: Value = generate(&http, &sim, &access)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let second = answer(generate(&http, &sim, &access)).await;
     assert_eq!(second["error_code"], 18, "{second}");
     // Refused on arrival: the first call is still waiting for its answer.
     let calls = generated(&sim);

@@ -5,7 +5,7 @@ mod common;
 use kyc_simulator::Simulator;
 use serde_json::{json, Value};
 
-use common::baidu;
+use common::{answer, baidu};
 
 async fn call(
     http: &reqwest::Client,
@@ -14,17 +14,14 @@ async fn call(
     api: &str,
     body: Value,
 ) -> Value {
-    http.post(format!(
-        "{}/rpc/2.0/brain/solution/faceprint/{api}?access_token={access}",
-        sim.base_url()
-    ))
-    .json(&body)
-    .send()
+    answer(
+        http.post(format!(
+            "{}/rpc/2.0/brain/solution/faceprint/{api}?access_token={access}",
+            sim.base_url()
+        ))
+        .json(&body),
+    )
     .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap()
 }
 
 /// A verified session on `plan` for a passing identity.

@@ -4,6 +4,11 @@
 use kyc_simulator::{SimConfig, Simulator};
 use serde_json::Value;
 
+/// Sends a request to the simulator and reads its JSON answer.
+pub async fn answer(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// A simulator whose Baidu side knows one client (`ak`/`sk`), an HTTP client, and an access
 /// token from its OAuth endpoint.
 pub async fn baidu() -> (Simulator, reqwest::Client, String) {
@@ -11,17 +16,11 @@ pub async fn baidu() -> (Simulator, reqwest::Client, String) {
     config.baidu.clients = vec![("ak".into(), "sk".into())];
     let sim = Simulator::start(config, "127.0.0.1:0").await.unwrap();
     let http = reqwest::Client::new();
-    let token: Value = http
-        .get(format!(
-            "{}/oauth/2.0/token?grant_type=client_credentials&client_id=ak&client_secret=sk",
-            sim.base_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = answer(http.get(format!(
+        "{}/oauth/2.0/token?grant_type=client_credentials&client_id=ak&client_secret=sk",
+        sim.base_url()
+    )))
+    .await;
     let access = token["access_token"].as_str().unwrap().to_string();
     (sim, http, access)
 }

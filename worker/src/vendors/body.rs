@@ -16,12 +16,12 @@ pub(crate) fn b64_len(n: usize) -> usize {
 }
 
 /// Appends `v` as JSON (a string, with its escaping, or a JSON value).
-pub(crate) fn push_json<T: serde::Serialize + ?Sized>(body: &mut Vec<u8>, v: &T) {
+fn push_json<T: serde::Serialize + ?Sized>(body: &mut Vec<u8>, v: &T) {
     serde_json::to_writer(body, v).expect("strings and JSON values serialize");
 }
 
 /// Appends `bytes` as a JSON string of their base64, encoded in place.
-pub(crate) fn push_base64(body: &mut Vec<u8>, bytes: &[u8]) {
+fn push_base64(body: &mut Vec<u8>, bytes: &[u8]) {
     body.push(b'"');
     let at = body.len();
     body.resize(at + b64_len(bytes.len()), 0);

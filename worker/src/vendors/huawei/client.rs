@@ -11,6 +11,7 @@ use super::config::{HuaweiAuth, HuaweiConfig};
 use super::{request, response, sign};
 use crate::call::{CallError, Caller};
 use crate::materials::Loaded;
+use crate::vendors::body::b64_len;
 use crate::vendors::{Api, Exchange, VendorError, Verdict};
 
 pub(crate) const STANDARD: Api = Api {
@@ -82,17 +83,14 @@ impl HuaweiClient {
         let detail = api == STANDARD;
         // The body is written as the call goes out and dropped with its answer: the wait
         // for the ledger row and the slot holds the images only (see `request`).
-        let send = |r: &request::Request<'_>| {
-            let body = Bytes::from(r.body());
-            async move { self.post(api, &body, detail).await }
-        };
+        let send = |r: &request::Request<'_>| self.post(api, Bytes::from(r.body()), detail);
         let verdict = caller.call(api, || send(&checked)).await?;
         // The seed: a face image over 90 KB of base64 with crop=true may get IVS.0009 (no face
         // found); crop=false is the remedy. One resend, then the answer stands.
         let risky = m
             .face_image
             .as_ref()
-            .is_some_and(|f| request::b64_len(f.len()) > request::CROP_RISK_B64_BYTES);
+            .is_some_and(|f| b64_len(f.len()) > request::CROP_RISK_B64_BYTES);
         if api == STANDARD
             && risky
             && self.config.retry_uncropped
@@ -105,7 +103,7 @@ impl HuaweiClient {
         Ok(verdict)
     }
 
-    async fn post(&self, api: Api, body: &Bytes, detail: bool) -> Exchange<Verdict> {
+    async fn post(&self, api: Api, body: Bytes, detail: bool) -> Exchange<Verdict> {
         let url = format!(
             "{}/v2.0/{}",
             self.config.endpoint.trim_end_matches('/'),
@@ -139,7 +137,7 @@ impl HuaweiClient {
                         path: parsed.path(),
                         query: &[],
                         headers: &headers,
-                        body,
+                        body: &body,
                     },
                 );
                 headers.retain(|(n, _)| n != "Host"); // reqwest sets Host itself, identically.
@@ -153,8 +151,7 @@ impl HuaweiClient {
         for (n, v) in &headers {
             req = req.header(n.as_str(), v.as_str());
         }
-        // A cheap clone: the body stays the caller's, for the signature above.
-        let resp = match req.body(body.clone()).send().await {
+        let resp = match req.body(body).send().await {
             Ok(r) => r,
             Err(e) => return Exchange::no_answer(VendorError::from_reqwest(&e)),
         };

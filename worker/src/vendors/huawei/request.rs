@@ -16,8 +16,7 @@
 use kyc_schemas::Job;
 use serde_json::{Map, Value};
 
-pub(crate) use crate::vendors::body::b64_len;
-use crate::vendors::body::Object;
+use crate::vendors::body::{b64_len, Object};
 
 use crate::materials::{Loaded, Needed};
 
@@ -47,30 +46,6 @@ pub(crate) enum BuildError {
 struct Item<'a> {
     text: Map<String, Value>,
     images: Vec<(&'static str, &'a [u8])>,
-}
-
-/// `meta.uuid` is the job id: unique per job, at most 64 characters, and it lets the vendor
-/// (and the simulator) tie a call to a job without any PII. Images go into the body as base64
-/// in place (see `vendors::body`).
-fn envelope(job: &Job, item: &Item<'_>) -> Vec<u8> {
-    let images: usize = item.images.iter().map(|(_, b)| b64_len(b.len())).sum();
-    let mut body = Vec::with_capacity(images + 1024);
-    let mut o = Object::open(&mut body);
-    o.object("meta", |m| {
-        m.field("uuid", job.job_id.as_str());
-    })
-    .object("data", |d| {
-        d.list_of_one("req_data", |i| {
-            for (k, v) in &item.text {
-                i.field(k, v);
-            }
-            for (k, bytes) in &item.images {
-                i.base64(k, bytes);
-            }
-        });
-    });
-    o.close();
-    body
 }
 
 /// Adds the identity: name + ID number text, or else both ID-card images.
@@ -109,9 +84,29 @@ pub(crate) struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// The JSON body, written into one buffer of the right size.
+    /// The JSON body, in one buffer of the right size, images as base64 in place (see
+    /// `vendors::body`). `meta.uuid` is the job id: unique per job, at most 64 characters,
+    /// and it lets the vendor (and the simulator) tie a call to a job without any PII.
     pub(crate) fn body(&self) -> Vec<u8> {
-        envelope(self.job, &self.item)
+        let item = &self.item;
+        let images: usize = item.images.iter().map(|(_, b)| b64_len(b.len())).sum();
+        let mut body = Vec::with_capacity(images + 1024);
+        let mut o = Object::open(&mut body);
+        o.object("meta", |m| {
+            m.field("uuid", self.job.job_id.as_str());
+        })
+        .object("data", |d| {
+            d.list_of_one("req_data", |i| {
+                for (k, v) in &item.text {
+                    i.field(k, v);
+                }
+                for (k, bytes) in &item.images {
+                    i.base64(k, bytes);
+                }
+            });
+        });
+        o.close();
+        body
     }
 }
 
