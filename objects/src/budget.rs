@@ -33,8 +33,8 @@ pub struct MaterialBudget {
     units: u32,
 }
 
-/// Bytes held against the budget; given back when dropped.
-#[derive(Debug)]
+/// Bytes held against the budget; given back when dropped. The default holds nothing.
+#[derive(Debug, Default)]
 pub struct Reservation(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
 impl Reservation {

@@ -413,7 +413,9 @@ impl ObjectStore {
                 .await
             }
             OpenedBody::Http(mut resp) => {
-                let mut body = Vec::new();
+                // Sized from the announced length, as `read_limited` does for S3.
+                let mut body =
+                    Vec::with_capacity(announced.map_or(0, |n| n.min(MAX_OBJECT_BYTES) as usize));
                 while let Some(chunk) = resp.chunk().await.map_err(|e| http_error(&at, e))? {
                     body.extend_from_slice(&chunk);
                     if body.len() as u64 > MAX_OBJECT_BYTES {

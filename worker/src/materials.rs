@@ -22,7 +22,7 @@ pub struct Loaded {
     pub video: Option<Bytes>,
     pub id_chip_photo: Option<Bytes>,
     /// What these bytes hold of the material budget, given back with the last clone.
-    pub(crate) _budget: std::sync::Arc<Vec<kyc_objects::Reservation>>,
+    pub(crate) _budget: std::sync::Arc<kyc_objects::Reservation>,
 }
 
 /// Which materials an operation's request carries, given the job (a face image *or* a
@@ -188,6 +188,6 @@ pub async fn load(
         id_card_back,
         video,
         id_chip_photo,
-        _budget: std::sync::Arc::new(vec![held]),
+        _budget: std::sync::Arc::new(held),
     })
 }
