@@ -22,7 +22,7 @@
 //! a transaction of its own, so one bad write never fails its neighbours. A lost connection
 //! fails the whole group: each caller has its own retry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ use futures::future::BoxFuture;
 use sqlx::{Acquire as _, AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::rows::Row;
 use crate::{Result, StoreError};
 
 /// The most writes one transaction takes; more wait for the next one.
@@ -114,10 +115,17 @@ where
     }
 }
 
+/// A write waiting for a group: a job's write as data (see `rows`), run with the group's
+/// other jobs' writes of its kind in one statement, or any other write as code.
+enum Entry {
+    Row(Row),
+    Code(Box<dyn Write>),
+}
+
 /// The queue of writes waiting for the next group commit.
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
-    queue: mpsc::UnboundedSender<Box<dyn Write>>,
+    queue: mpsc::UnboundedSender<Entry>,
     stats: Arc<Stats>,
 }
 
@@ -175,6 +183,16 @@ impl Group {
         self.send(Some(row.to_string()), write).await
     }
 
+    /// Runs a job's write (made with its answer's receiver by `Row::start`, `Row::open`, …)
+    /// in the next group that holds no other write of that job.
+    pub(crate) async fn row<T>(
+        &self,
+        (row, answer): (Row, oneshot::Receiver<Result<T>>),
+    ) -> Result<T> {
+        self.queue.send(Entry::Row(row)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
     async fn send<T, F>(&self, shared_row: Option<String>, write: F) -> Result<T>
     where
         T: Send + 'static,
@@ -183,31 +201,79 @@ impl Group {
             + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Corrupt("the group-commit task has stopped".into());
         self.queue
-            .send(Box::new(Typed {
+            .send(Entry::Code(Box::new(Typed {
                 write,
                 value: None,
                 reply,
                 shared_row,
-            }))
+            })))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn commit_loop(
-    pool: AnyPool,
-    mut rx: mpsc::UnboundedReceiver<Box<dyn Write>>,
-    stats: Arc<Stats>,
-) {
-    let mut group: Vec<Box<dyn Write>> = Vec::new();
+fn stopped() -> StoreError {
+    StoreError::Corrupt("the group-commit task has stopped".into())
+}
+
+/// The writes of one group.
+#[derive(Default)]
+struct Batch {
+    code: Vec<Box<dyn Write>>,
+    rows: Vec<Row>,
+    /// The jobs `rows` are about: one write per job in a group (see `rows`).
+    jobs: HashSet<String>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.code.len() + self.rows.len()
+    }
+
+    /// Takes `entry`, or hands it back when the group already holds a write of its job.
+    fn take(&mut self, entry: Entry) -> Option<Entry> {
+        match entry {
+            Entry::Code(w) => self.code.push(w),
+            Entry::Row(r) => {
+                if self.jobs.contains(&r.job) {
+                    return Some(Entry::Row(r));
+                }
+                self.jobs.insert(r.job.clone());
+                self.rows.push(r);
+            }
+        }
+        None
+    }
+
+    fn answer(&mut self, result: impl Fn() -> Result<()>) {
+        self.code.drain(..).for_each(|w| w.answer(result()));
+        self.rows.drain(..).for_each(|r| r.answer(result()));
+        self.jobs.clear();
+    }
+}
+
+async fn commit_loop(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Entry>, stats: Arc<Stats>) {
+    let mut group = Batch::default();
+    // Writes held back from a group that had one of their job already: first in the next,
+    // in their order of arrival.
+    let mut held: VecDeque<Entry> = VecDeque::new();
     let mut busy = false;
-    while let Some(first) = rx.recv().await {
-        group.push(first);
+    loop {
+        let mut later = VecDeque::new();
+        for entry in held.drain(..) {
+            later.extend(group.take(entry));
+        }
+        held = later;
+        if group.len() == 0 {
+            match rx.recv().await {
+                Some(entry) => held.extend(group.take(entry)),
+                None => break,
+            }
+        }
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(w) => group.push(w),
+                Ok(entry) => held.extend(group.take(entry)),
                 Err(_) => break,
             }
         }
@@ -218,7 +284,7 @@ async fn commit_loop(
             let until = tokio::time::Instant::now() + LINGER;
             while group.len() < MAX_GROUP {
                 match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(w)) => group.push(w),
+                    Ok(Some(entry)) => held.extend(group.take(entry)),
                     _ => break,
                 }
             }
@@ -227,44 +293,53 @@ async fn commit_loop(
         // Shared rows first, in name order; the rest keep their order of arrival (a stable
         // sort). Any order is one the writes could have committed in one by one: they come
         // from callers that are all still waiting.
-        group.sort_by(|a, b| match (a.shared_row(), b.shared_row()) {
-            (Some(x), Some(y)) => x.cmp(y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        });
+        group
+            .code
+            .sort_by(|a, b| match (a.shared_row(), b.shared_row()) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            });
         stats
             .writes
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         stats.commits.fetch_add(1, Ordering::Relaxed);
-        match together(&pool, &mut group).await {
-            Ok(()) => group.drain(..).for_each(|w| w.answer(Ok(()))),
+        match together(&pool, &mut group.code, &mut group.rows).await {
+            Ok(()) => group.answer(|| Ok(())),
             Err(e) if group.len() > 1 && is_statement_error(&e) => {
                 tracing::debug!(error = %e, writes = group.len(), "group transaction failed on a statement; running its writes one by one");
-                for mut w in group.drain(..) {
+                for mut w in group.code.drain(..) {
                     stats.commits.fetch_add(1, Ordering::Relaxed);
-                    let result = together(&pool, std::slice::from_mut(&mut w)).await;
+                    let result = together(&pool, std::slice::from_mut(&mut w), &mut []).await;
                     w.answer(result);
                 }
+                for mut r in group.rows.drain(..) {
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                    let result = together(&pool, &mut [], std::slice::from_mut(&mut r)).await;
+                    r.answer(result);
+                }
+                group.jobs.clear();
             }
             Err(e) => {
                 // The connection is gone (or the pool timed out): every write gets the cause.
                 let shared = Arc::new(e);
-                group
-                    .drain(..)
-                    .for_each(|w| w.answer(Err(StoreError::Group(shared.clone()))));
+                group.answer(|| Err(StoreError::Group(shared.clone())));
             }
         }
     }
 }
 
-/// Runs `writes` in one transaction and commits it.
-async fn together(pool: &AnyPool, writes: &mut [Box<dyn Write>]) -> Result<()> {
+/// Runs `code` then `rows` in one transaction and commits it.
+async fn together(pool: &AnyPool, code: &mut [Box<dyn Write>], rows: &mut [Row]) -> Result<()> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     let mut fx = Effects::default();
-    for w in writes.iter_mut() {
+    for w in code.iter_mut() {
         w.run(&mut tx, &mut fx).await?;
+    }
+    if !rows.is_empty() {
+        crate::rows::run(&mut tx, &mut fx, rows).await?;
     }
     fx.write(&mut tx).await?;
     tx.commit().await?;

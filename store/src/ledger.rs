@@ -13,7 +13,7 @@ use kyc_schemas::{JobId, Outcome};
 
 use sqlx::AnyConnection;
 
-use crate::group::Effects;
+use crate::rows::{NewRow, Row};
 use crate::{day_of, now_ms, Result, Store};
 
 /// A vendor call about to be made.
@@ -69,8 +69,10 @@ pub struct ChargeEntry {
 #[derive(Debug, Clone)]
 pub struct OpenCall {
     pub call_id: String,
-    vendor: String,
-    product: String,
+    /// The job the call is for: a group commit takes one write per job (see `rows`).
+    pub(crate) job_id: String,
+    pub(crate) vendor: String,
+    pub(crate) product: String,
 }
 
 /// A call of the job whose answer was lost (`unknown`), with what it was about.
@@ -133,42 +135,21 @@ impl Store {
     /// writes, see `group`) before this returns, so the call that follows leaves evidence.
     pub async fn open_call_as(&self, call_id: &str, c: NewCall<'_>) -> Result<OpenCall> {
         let now = now_ms();
-        let row = (
-            call_id.to_string(),
-            c.job_id.as_str().to_string(),
-            c.vendor.to_string(),
-            c.api.to_string(),
-            c.product.to_string(),
-            i64::from(c.attempt),
-            now,
-            day_of(now),
-            c.reference.map(str::to_string),
-        );
-        self.group
-            .run(move |conn, _| {
-                let row = row.clone();
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, state, started_at_ms, day, reference) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9)",
-                    )
-                    .bind(row.0)
-                    .bind(row.1)
-                    .bind(row.2)
-                    .bind(row.3)
-                    .bind(row.4)
-                    .bind(row.5)
-                    .bind(row.6)
-                    .bind(row.7)
-                    .bind(row.8)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await?;
+        let job_id = c.job_id.as_str().to_string();
+        let row = NewRow {
+            call_id: call_id.to_string(),
+            vendor: c.vendor.to_string(),
+            api: c.api.to_string(),
+            product: c.product.to_string(),
+            attempt: i64::from(c.attempt),
+            started_at_ms: now,
+            day: day_of(now),
+            reference: c.reference.map(str::to_string),
+        };
+        self.group.row(Row::open(job_id.clone(), row)).await?;
         Ok(OpenCall {
             call_id: call_id.to_string(),
+            job_id,
             vendor: c.vendor.to_string(),
             product: c.product.to_string(),
         })
@@ -200,12 +181,8 @@ impl Store {
     /// Completes a ledger row (and moves the billing counter) without deciding the job:
     /// a throttled or failed attempt that will be retried.
     pub async fn complete_call(&self, call: &OpenCall, rec: &CallRecord) -> Result<()> {
-        let (call, rec) = (call.clone(), rec.clone());
         self.group
-            .run(move |conn, fx| {
-                let (call, rec) = (call.clone(), rec.clone());
-                Box::pin(async move { complete_in(conn, fx, &call, &rec).await })
-            })
+            .row(Row::complete(call.clone(), rec.clone()))
             .await
     }
 
@@ -226,35 +203,16 @@ impl Store {
         rec: &CallRecord,
         d: Decision<'_>,
     ) -> Result<bool> {
-        let call = call.cloned();
-        let rec = rec.clone();
-        let outcome = d.outcome.clone();
-        let charges = d.charges.to_vec();
-        let recovered = d.recovered.to_vec();
-        let owed = d.dead_letter_owed.map(str::to_string);
-        let release = d.release.map(str::to_string);
         self.group
-            .run(move |conn, fx| {
-                let (call, rec, outcome) = (call.clone(), rec.clone(), outcome.clone());
-                let (charges, recovered) = (charges.clone(), recovered.clone());
-                let (owed, release) = (owed.clone(), release.clone());
-                Box::pin(async move {
-                    for (lost, answer) in &recovered {
-                        complete_in(conn, fx, lost, answer).await?;
-                    }
-                    if let Some(call) = &call {
-                        complete_in(conn, fx, call, &rec).await?;
-                    }
-                    let inserted = insert_outcome(conn, &outcome, owed.as_deref()).await?;
-                    if inserted {
-                        insert_charges(conn, outcome.job_id.as_str(), &charges).await?;
-                    }
-                    if let Some(owner) = release {
-                        release_in(conn, outcome.job_id.as_str(), &owner).await?;
-                    }
-                    Ok(inserted)
-                })
-            })
+            .row(Row::decide(
+                call.cloned(),
+                rec.clone(),
+                d.outcome.clone(),
+                d.charges.to_vec(),
+                d.recovered.to_vec(),
+                d.dead_letter_owed.map(str::to_string),
+                d.release.map(str::to_string),
+            ))
             .await
     }
 
@@ -273,6 +231,7 @@ impl Store {
             .map(|(call_id, vendor, product, api, reference)| LostCall {
                 call: OpenCall {
                     call_id,
+                    job_id: job_id.as_str().to_string(),
                     vendor,
                     product,
                 },
@@ -307,201 +266,30 @@ impl Store {
     /// being worked on, and this one must not call the vendor.
     pub async fn claim_job(&self, job_id: &JobId, owner: &str, lease_ms: i64) -> Result<bool> {
         let (id, owner) = (job_id.as_str().to_string(), owner.to_string());
-        self.group
-            .run(move |conn, _| {
-                let (id, owner) = (id.clone(), owner.clone());
-                Box::pin(async move { claim_in(conn, &id, &owner, lease_ms).await })
-            })
-            .await
+        self.group.row(Row::claim(id, owner, lease_ms)).await
     }
 
     /// What a delivery finds when it starts on a job, in one transaction: the claim taken
     /// (or renewed), the outcome looked up, and calls left `open` by a dead delivery marked
-    /// `unknown`. Two statements when nothing was left open (the usual case), a third when
-    /// something was.
+    /// `unknown`. Two statements (for all the jobs of a group, see `rows`) when nothing was
+    /// left open (the usual case), a third when something was.
     pub async fn start_job(&self, job_id: &JobId, owner: &str, lease_ms: i64) -> Result<JobStart> {
         let (id, owner) = (job_id.as_str().to_string(), owner.to_string());
-        self.group
-            .run(move |conn, _| {
-                let (id, owner) = (id.clone(), owner.clone());
-                Box::pin(async move { start_in(conn, &id, &owner, lease_ms).await })
-            })
-            .await
+        self.group.row(Row::start(id, owner, lease_ms)).await
     }
 
     /// Drops the owner's claim (the job is handed back; a decided job's claim goes with its
     /// outcome, see [`Decision::release`]).
     pub async fn release_claim(&self, job_id: &JobId, owner: &str) -> Result<()> {
         let (id, owner) = (job_id.as_str().to_string(), owner.to_string());
-        self.group
-            .run(move |conn, _| {
-                let (id, owner) = (id.clone(), owner.clone());
-                Box::pin(async move { release_in(conn, &id, &owner).await })
-            })
-            .await
+        self.group.row(Row::release(id, owner)).await
     }
-}
-
-async fn claim_in(conn: &mut AnyConnection, id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
-    let now = now_ms();
-    let row: Option<(String,)> = sqlx::query_as(
-        "INSERT INTO job_claims (job_id, owner, until_ms) VALUES ($1, $2, $3) \
-         ON CONFLICT (job_id) DO UPDATE SET owner = $4, until_ms = $5 \
-         WHERE job_claims.until_ms < $6 OR job_claims.owner = $7 \
-         RETURNING job_id",
-    )
-    .bind(id.to_string())
-    .bind(owner.to_string())
-    .bind(now + lease_ms)
-    .bind(owner.to_string())
-    .bind(now + lease_ms)
-    .bind(now)
-    .bind(owner.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.is_some())
-}
-
-async fn release_in(conn: &mut AnyConnection, id: &str, owner: &str) -> Result<()> {
-    sqlx::query("DELETE FROM job_claims WHERE job_id = $1 AND owner = $2")
-        .bind(id.to_string())
-        .bind(owner.to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-async fn start_in(
-    conn: &mut AnyConnection,
-    id: &str,
-    owner: &str,
-    lease_ms: i64,
-) -> Result<JobStart> {
-    let claimed = claim_in(conn, id, owner, lease_ms).await?;
-    // Everything else the delivery needs to know, in one round trip: the outcome (and a
-    // dead-letter copy it owes), the job's calls, those left open, and the calls made before
-    // an operator gave the job a fresh budget (`kyc retry`, `kyc dlq replay`), which stay in
-    // the ledger but no longer count against it.
-    let (decided, owed, calls, open, before): (i64, Option<String>, i64, i64, i64) =
-        sqlx::query_as(
-            "SELECT \
-           (SELECT COUNT(*) FROM outcomes WHERE job_id = $1), \
-           (SELECT dead_letter_owed FROM outcomes WHERE job_id = $2), \
-           (SELECT COUNT(*) FROM vendor_calls WHERE job_id = $3), \
-           (SELECT COUNT(*) FROM vendor_calls WHERE job_id = $4 AND state = 'open'), \
-           COALESCE((SELECT calls_before FROM job_budget_resets WHERE job_id = $5), 0)",
-        )
-        .bind(id.to_string())
-        .bind(id.to_string())
-        .bind(id.to_string())
-        .bind(id.to_string())
-        .bind(id.to_string())
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(match (decided > 0, claimed) {
-        (true, _) => JobStart::Decided {
-            owed,
-            claimed,
-            calls: (calls - before).max(0) as u32,
-        },
-        (false, false) => JobStart::Held,
-        (false, true) => {
-            let unknown = if open > 0 {
-                sqlx::query(
-                    "UPDATE vendor_calls SET state = 'unknown', finished_at_ms = $1 WHERE job_id = $2 AND state = 'open'",
-                )
-                .bind(now_ms())
-                .bind(id.to_string())
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()
-            } else {
-                0
-            };
-            JobStart::Claimed {
-                unknown,
-                calls: u32::try_from((calls - before).max(0)).unwrap_or(u32::MAX),
-            }
-        }
-    })
-}
-
-/// Completes one ledger row and, if billable, counts it for the billing counter, which the
-/// group's transaction moves before it commits (see `group::Effects`).
-async fn complete_in(
-    conn: &mut AnyConnection,
-    fx: &mut Effects,
-    call: &OpenCall,
-    rec: &CallRecord,
-) -> Result<()> {
-    let now = now_ms();
-    // 'unknown' too: a row marked unknown by a redelivery while this call was still in
-    // flight gets its real answer after all, and so does a lost answer the vendor told us
-    // about when asked.
-    let updated = sqlx::query(
-        "UPDATE vendor_calls SET state = $1, finished_at_ms = $2, http_status = $3, vendor_code = $4, \
-         vendor_request_id = $5, billable = $6 WHERE call_id = $7 AND state IN ('open', 'unknown') \
-         RETURNING day",
-    )
-    .bind(if rec.answer_lost { "unknown" } else { "done" })
-    .bind(now)
-    .bind(rec.http_status.map(i64::from))
-    .bind(rec.vendor_code.clone())
-    .bind(rec.vendor_request_id.clone())
-    .bind(i64::from(rec.billable))
-    .bind(call.call_id.clone())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let (Some(row), true) = (updated, rec.billable) {
-        use sqlx::Row;
-        // The counter is keyed by the day the call started, like the ledger row.
-        let day: String = row.try_get(0)?;
-        *fx.billing
-            .entry((call.vendor.clone(), call.product.clone(), day))
-            .or_default() += 1;
-    }
-    Ok(())
-}
-
-async fn insert_outcome(
-    conn: &mut AnyConnection,
-    o: &Outcome,
-    dead_letter_owed: Option<&str>,
-) -> Result<bool> {
-    let n = sqlx::query(
-        "INSERT INTO outcomes (job_id, batch_id, vendor, operation, status, reason, vendor_code, vendor_message, \
-         similarity, liveness_score, vendor_request_id, vendor_ref, attempts, latency_ms, billed, completed_at_ms, \
-         dead_letter_owed) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (job_id) DO NOTHING",
-    )
-    .bind(o.job_id.as_str().to_string())
-    .bind(o.batch_id.clone())
-    .bind(o.vendor.as_str())
-    .bind(o.operation.as_str())
-    .bind(o.status.as_str())
-    .bind(o.reason.as_str())
-    .bind(o.vendor_code.clone())
-    .bind(o.vendor_message.clone())
-    .bind(crate::nullable_f64(o.similarity))
-    .bind(crate::nullable_f64(o.liveness_score))
-    .bind(o.vendor_request_id.clone())
-    .bind(o.vendor_ref.clone())
-    .bind(i64::from(o.attempts))
-    .bind(o.latency_ms as i64)
-    .bind(i64::from(o.billed))
-    .bind(o.completed_at.timestamp_millis())
-    .bind(dead_letter_owed.map(str::to_string))
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
 }
 
 /// Writes the vendor's charge entries; each new charged one counts one charged call in
 /// `vendor_charges` for its product and day (an attempt's OCR charge is one charge however
 /// many OCR calls it made, as in getall's `ocr_charge_count`).
-async fn insert_charges(
+pub(crate) async fn insert_charges(
     conn: &mut AnyConnection,
     job_id: &str,
     charges: &[ChargeEntry],

@@ -10,6 +10,7 @@
 //! - [`ledger`]: vendor calls opened before and completed after each call, billing counters,
 //!   and the outcome written in the same transaction as the deciding call
 //! - `group`: group commit of the jobs' small writes (claims, ledger rows, outcomes)
+//! - `rows`: those writes as data, each kind one multi-row statement per group
 //! - [`in_flight`]: the account-wide cap on calls in flight, shared like the quota
 //! - [`rate_limits`]: account quotas shared by all replicas (GCRA rows)
 //! - [`queries`]: read side for reports, reconciliation and tests (streamed, never whole tables)
@@ -35,6 +36,7 @@ pub mod queries;
 pub mod rate_limits;
 pub mod reach;
 pub mod retries;
+mod rows;
 pub mod spend;
 pub mod status;
 
