@@ -1,5 +1,5 @@
 //! `kyc bench throughput`: end-to-end jobs/s from a loaded queue and ready workers, CPU per job per
-//! process, database commits per job and the workers' peak RSS.
+//! process, database commits and statements per job and the workers' peak RSS.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -54,6 +54,7 @@ pub(super) async fn throughput(
     // Statistics of other sessions reach pg_stat_database about a second after they commit.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let commits_before = commits(&fleet.store, is_pg).await;
+    let statements_before = statements(&fleet.store, is_pg).await;
     let mut children = fleet.spawn_workers(
         workers,
         "huawei.ivs-standard=100000/1000,huawei.ivs-idcard-extention=100000/1000",
@@ -117,6 +118,7 @@ pub(super) async fn throughput(
     stop_workers(children);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let commits_after = commits(&fleet.store, is_pg).await;
+    let statements_after = statements(&fleet.store, is_pg).await;
     fleet.stop(Vec::new()).await?;
     let counted = decided.saturating_sub(done_before);
     let jobs_per_s = counted as f64 / took.as_secs_f64();
@@ -152,6 +154,19 @@ pub(super) async fn throughput(
         }
         _ => None,
     };
+    let statements_per_job = match (statements_before, statements_after) {
+        (Some(b), Some(a)) => {
+            // The benchmark's own: a poll is one statement, and so are the two readings of
+            // pg_stat_database and this one's first.
+            let s = (a - b - polls - 2) as f64 / jobs as f64;
+            println!("database statements per job: {s:.2} (every statement the server ran for the workers, BEGIN and COMMIT included)");
+            Some((s * 100.0).round() / 100.0)
+        }
+        _ => {
+            println!("database statements per job: not measured (PostgreSQL without pg_stat_statements loaded)");
+            None
+        }
+    };
     println!("peak worker RSS: {peak:.1} MB ({image_kb} KiB images; target ≤ 64 MB at 100 KiB)");
     let vs = baseline_ratio(baseline, "throughput", "jobs_per_s", jobs_per_s);
     if let Some(r) = vs {
@@ -159,9 +174,24 @@ pub(super) async fn throughput(
     }
     println!(
         "{}",
-        json!({"bench": "throughput", "jobs": jobs, "counted": counted, "errors": errors, "workers": workers, "image_kb": image_kb, "jobs_per_s": jobs_per_s.round(), "produce_s": (produced.as_secs_f64() * 10.0).round() / 10.0, "parse_rows_per_s": calibration.round(), "jobs_per_s_per_1000_parse_rows_per_s": (per_parse * 1000.0).round() / 1000.0, "cpu_ms_per_job": cpu, "worker_plus_db_cpu_ms_per_job": (ours_ms * 1000.0).round() / 1000.0, "db_commits_per_job": commits_per_job, "peak_worker_rss_mb": (peak * 10.0).round() / 10.0, "jobs_per_s_vs_baseline": vs})
+        json!({"bench": "throughput", "jobs": jobs, "counted": counted, "errors": errors, "workers": workers, "image_kb": image_kb, "jobs_per_s": jobs_per_s.round(), "produce_s": (produced.as_secs_f64() * 10.0).round() / 10.0, "parse_rows_per_s": calibration.round(), "jobs_per_s_per_1000_parse_rows_per_s": (per_parse * 1000.0).round() / 1000.0, "cpu_ms_per_job": cpu, "worker_plus_db_cpu_ms_per_job": (ours_ms * 1000.0).round() / 1000.0, "db_commits_per_job": commits_per_job, "db_statements_per_job": statements_per_job, "peak_worker_rss_mb": (peak * 10.0).round() / 10.0, "jobs_per_s_vs_baseline": vs})
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Statements the server has run in the scratch database so far: PostgreSQL with
+/// `pg_stat_statements` loaded (`scripts/test-all` loads it), else nothing.
+async fn statements(store: &Store, is_pg: bool) -> Option<i64> {
+    if !is_pg {
+        return None;
+    }
+    sqlx::query_scalar::<_, i64>(
+        "SELECT COALESCE(SUM(calls), 0)::bigint FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(store.pool())
+    .await
+    .ok()
 }
 
 /// Transactions committed in the scratch database so far (PostgreSQL only).
