@@ -14,6 +14,7 @@ mod dead_letters;
 mod doctor;
 mod embedded;
 mod fidelity;
+mod group_rows;
 mod health;
 mod helpers;
 mod huawei_auth;
