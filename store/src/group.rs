@@ -16,8 +16,11 @@
 //! one already queued (up to [`MAX_GROUP`]), and runs them in arrival order in one
 //! transaction. While it commits, new writes queue: under load, groups grow by themselves;
 //! alone, a write costs what it did before. When the last group carried several writes, the
-//! next one waits up to [`LINGER`] for more (PostgreSQL's `commit_delay`). Writes run in order inside the transaction, so a
-//! group behaves as its writes committed one after the other. A write that fails on a
+//! next one waits up to [`LINGER`] for more (PostgreSQL's `commit_delay`). The jobs' own
+//! writes are data (`rows`): a group takes at most one per job, holding a job's next write
+//! back for the next group, and runs each kind as one statement for all its jobs. Other
+//! writes are code and run first, in order. Either way a group behaves as its writes
+//! committed one after the other. A write that fails on a
 //! statement (a constraint, a deadlock, a timeout) aborts the group; each write is then run in
 //! a transaction of its own, so one bad write never fails its neighbours. A lost connection
 //! fails the whole group: each caller has its own retry.
