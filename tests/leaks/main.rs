@@ -317,8 +317,17 @@ async fn no_secret_or_personal_data_reaches_any_output_whatever_the_vendor_does(
     .collect();
     assert!(tables.iter().any(|t| t == "outcomes"), "{tables:?}");
     for table in &tables {
+        // pg_stat_statements (which scripts/test-all loads for the benchmark) keeps the text of
+        // every statement the server ran: searched too, since a value written into a statement
+        // instead of bound would stay there. Its text only: its timings, cast to text
+        // (0.13900000000000001), read as mobiles; its _info view holds no text.
+        let row = match table.as_str() {
+            "pg_stat_statements" => "query",
+            "pg_stat_statements_info" => continue,
+            _ => "CAST(t AS TEXT)",
+        };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT CAST(t AS TEXT) FROM \"{table}\" t"
+            "SELECT {row} FROM \"{table}\" t"
         )))
         .fetch_all(&pool)
         .await
