@@ -13,6 +13,7 @@ use kyc_schemas::{JobId, Outcome};
 
 use sqlx::AnyConnection;
 
+use crate::group::Effects;
 use crate::rows::{NewRow, Row};
 use crate::{day_of, now_ms, Result, Store};
 
@@ -288,9 +289,12 @@ impl Store {
 
 /// Writes the vendor's charge entries; each new charged one counts one charged call in
 /// `vendor_charges` for its product and day (an attempt's OCR charge is one charge however
-/// many OCR calls it made, as in getall's `ocr_charge_count`).
+/// many OCR calls it made, as in getall's `ocr_charge_count`). The counters are moved at the
+/// end of the group's transaction, in key order (see `group::Effects`): rows every job's
+/// group may touch, taken in job order here, could deadlock two replicas' groups.
 pub(crate) async fn insert_charges(
     conn: &mut AnyConnection,
+    fx: &mut Effects,
     job_id: &str,
     charges: &[ChargeEntry],
 ) -> Result<()> {
@@ -316,18 +320,9 @@ pub(crate) async fn insert_charges(
         .rows_affected()
             > 0;
         if new && c.charged {
-            sqlx::query(
-                "INSERT INTO vendor_charges (vendor, product, day, charged_calls, updated_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (vendor, product, day) DO UPDATE SET \
-                 charged_calls = vendor_charges.charged_calls + 1, updated_at_ms = $5",
-            )
-            .bind(c.vendor.clone())
-            .bind(c.product.clone())
-            .bind(c.day.clone())
-            .bind(1i64)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+            *fx.charges
+                .entry((c.vendor.clone(), c.product.clone(), c.day.clone()))
+                .or_default() += 1;
         }
     }
     Ok(())

@@ -12,8 +12,11 @@
 //! statement here touches only its own job's rows. Writes on different jobs commute, so the
 //! phases below (claims, then what a delivery finds, then ledger rows, outcomes, releases)
 //! give the result of some order of the writes one by one: the one the phases name. The rows
-//! every job shares (billing counters) are moved once at the end (`group::Effects`), and each
-//! statement takes its rows in job order, so two replicas' groups lock them in the same order.
+//! every job shares (billing and charge counters) are moved once at the end, in key order
+//! (`group::Effects`). Rows are given to each statement in job order; two replicas' groups
+//! working on the same jobs (a burst of redeliveries) can still lock one job's rows in one
+//! phase and another's in a later one, in opposite orders: PostgreSQL then aborts one group
+//! (a deadlock is a statement error) and its writes run again one by one.
 //!
 //! Why two statements to start a job and not one: the claim may wait for another delivery's
 //! transaction; in PostgreSQL a statement sees the database as of its start, so a lookup in
@@ -175,6 +178,11 @@ impl Row {
     ) -> (Self, oneshot::Receiver<Result<bool>>) {
         let (reply, rx) = Reply::new();
         let job = outcome.job_id.as_str().to_string();
+        // One write per job in a group holds only if every row it touches is its job's.
+        debug_assert!(call
+            .iter()
+            .chain(recovered.iter().map(|(c, _)| c))
+            .all(|c| c.job_id == job));
         let kind = Kind::Decide(Box::new(Decide {
             call,
             rec,
@@ -288,7 +296,7 @@ pub(crate) async fn run(
     let inserted = decide(conn, &deciding).await?;
     for d in &deciding {
         if inserted.contains(d.outcome.job_id.as_str()) && !d.charges.is_empty() {
-            insert_charges(conn, d.outcome.job_id.as_str(), &d.charges).await?;
+            insert_charges(conn, fx, d.outcome.job_id.as_str(), &d.charges).await?;
         }
     }
 
@@ -469,7 +477,12 @@ async fn complete(
     calls: &[(&OpenCall, &CallRecord)],
     now: i64,
 ) -> Result<()> {
-    let mut moved: HashMap<String, String> = HashMap::new();
+    // Billed per row the statements moved: a row is completed once, whatever asked for it.
+    let billable: HashMap<&str, &OpenCall> = calls
+        .iter()
+        .filter(|(_, rec)| rec.billable)
+        .map(|(call, _)| (call.call_id.as_str(), *call))
+        .collect();
     for chunk in chunks(calls) {
         let sql = format!(
             "WITH v(v_id, v_state, v_http, v_code, v_request, v_billable) AS (VALUES {}) \
@@ -491,14 +504,13 @@ async fn complete(
                 .bind(i64::from(rec.billable));
         }
         for row in q.bind(now).fetch_all(&mut *conn).await? {
-            moved.insert(row.try_get(0)?, row.try_get(1)?);
-        }
-    }
-    for (call, rec) in calls {
-        if let (Some(day), true) = (moved.get(&call.call_id), rec.billable) {
-            *fx.billing
-                .entry((call.vendor.clone(), call.product.clone(), day.clone()))
-                .or_default() += 1;
+            let (id, day): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            if let Some(call) = billable.get(id.as_str()) {
+                // The counter is keyed by the day the call started, like the ledger row.
+                *fx.billing
+                    .entry((call.vendor.clone(), call.product.clone(), day))
+                    .or_default() += 1;
+            }
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! statements for a group, not a few per job.
 
 use kyc_schemas::{JobId, Operation, Outcome, Reason, Status, Vendor, OUTCOME_SCHEMA_VERSION};
-use kyc_store::{CallRecord, Decision, JobStart, NewCall, Store};
+use kyc_store::{CallRecord, ChargeEntry, Decision, JobStart, NewCall, Store};
 
 use crate::helpers::fresh_pg_store;
 
@@ -141,6 +141,61 @@ async fn many_starts_each_find_their_own_job(store: &Store, jobs: &[JobId]) -> (
     (after.0 - before.0, after.1 - before.1)
 }
 
+/// Ten jobs decided in one group, each with the charges the vendor reported (a verify charge,
+/// and an OCR charge for every other job): the charge counters move once per key, at the end
+/// of the group, and equal the charged entries; deciding again (a redelivery) adds nothing.
+async fn charges_are_counted_once(store: &Store) {
+    let jobs: Vec<JobId> = (0..10)
+        .map(|i| JobId::from_stored(format!("charged-{i}")))
+        .collect();
+    let charges: Vec<Vec<ChargeEntry>> = (0..10)
+        .map(|i| {
+            let entry = |product: &str, charged: bool| ChargeEntry {
+                vendor: "baidu".into(),
+                reference: format!("token-{i}"),
+                attempt: 1,
+                product: product.into(),
+                charged,
+                calls: 1,
+                charge_time: String::new(),
+                day: "2026-12-02".into(),
+            };
+            vec![entry("faceprint-verify", true), entry("ocr", i % 2 == 0)]
+        })
+        .collect();
+    let outcomes: Vec<Outcome> = jobs.iter().map(outcome).collect();
+    // No call decided these jobs here: only the outcomes and their charges are written.
+    let no_call = CallRecord::default();
+    for round in 0..2 {
+        let decided = futures::future::join_all(outcomes.iter().zip(&charges).map(|(o, c)| {
+            store.complete_with_outcome(
+                None,
+                &no_call,
+                Decision {
+                    outcome: o,
+                    charges: c,
+                    recovered: &[],
+                    dead_letter_owed: None,
+                    release: None,
+                },
+            )
+        }))
+        .await;
+        assert!(decided.into_iter().all(|d| d.unwrap() == (round == 0)));
+        let counted: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT product, charged_calls FROM vendor_charges WHERE vendor = 'baidu' ORDER BY product",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            counted,
+            [("faceprint-verify".to_string(), 10), ("ocr".to_string(), 5)],
+            "round {round}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn sqlite_runs_grouped_rows_like_one_by_one() {
     let (store, _dir) = sqlite().await;
@@ -152,6 +207,7 @@ async fn sqlite_runs_grouped_rows_like_one_by_one() {
         transactions <= 8,
         "{transactions} transactions for 41 writes"
     );
+    charges_are_counted_once(&store).await;
 }
 
 #[tokio::test]
@@ -176,4 +232,5 @@ async fn postgres_runs_grouped_rows_like_one_by_one_in_a_few_statements() {
         ran <= 10 + 8 * transactions as i64 + 2,
         "{ran} statements for 41 starts in {transactions} transactions"
     );
+    charges_are_counted_once(&store).await;
 }
