@@ -221,7 +221,8 @@ pub(crate) async fn run(
     fx: &mut Effects,
     rows: &mut [Row],
 ) -> Result<()> {
-    // Job order in every statement: two groups lock shared rows in the same order.
+    // Job order in every statement, so two groups' statements of a kind take their rows in
+    // the same order (across phases they may not: see the module notes).
     rows.sort_by(|a, b| a.job.cmp(&b.job));
     let now = now_ms();
 
@@ -270,8 +271,8 @@ pub(crate) async fn run(
         .collect();
     open(conn, &opening).await?;
 
-    // 4. Ledger rows completed: plain completions, then the deciding ones with the calls
-    // they recovered.
+    // 4. Ledger rows completed: plain completions, and the deciding calls with the calls
+    // their jobs recovered.
     let mut completing: Vec<(&OpenCall, &CallRecord)> = Vec::new();
     for r in rows.iter() {
         match &r.kind {
