@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use kyc_queue::Broker;
 use kyc_schemas::Vendor;
-use kyc_store::Store;
 use serde_json::json;
 
 use super::*;
@@ -50,11 +49,10 @@ pub(super) async fn throughput(
         "queue loaded: {jobs} jobs in {:.1} s",
         produced.as_secs_f64()
     );
-    let is_pg = fleet.store.backend() == kyc_store::Backend::Postgres;
     // Statistics of other sessions reach pg_stat_database about a second after they commit.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let commits_before = commits(&fleet.store, is_pg).await;
-    let statements_before = statements(&fleet.store, is_pg).await;
+    let commits_before = fleet.store.commits_so_far().await;
+    let statements_before = fleet.store.statements_run().await;
     let mut children = fleet.spawn_workers(
         workers,
         "huawei.ivs-standard=100000/1000,huawei.ivs-idcard-extention=100000/1000",
@@ -117,8 +115,8 @@ pub(super) async fn throughput(
     polls += 1;
     stop_workers(children);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let commits_after = commits(&fleet.store, is_pg).await;
-    let statements_after = statements(&fleet.store, is_pg).await;
+    let commits_after = fleet.store.commits_so_far().await;
+    let statements_after = fleet.store.statements_run().await;
     fleet.stop(Vec::new()).await?;
     let counted = decided.saturating_sub(done_before);
     let jobs_per_s = counted as f64 / took.as_secs_f64();
@@ -177,32 +175,4 @@ pub(super) async fn throughput(
         json!({"bench": "throughput", "jobs": jobs, "counted": counted, "errors": errors, "workers": workers, "image_kb": image_kb, "jobs_per_s": jobs_per_s.round(), "produce_s": (produced.as_secs_f64() * 10.0).round() / 10.0, "parse_rows_per_s": calibration.round(), "jobs_per_s_per_1000_parse_rows_per_s": (per_parse * 1000.0).round() / 1000.0, "cpu_ms_per_job": cpu, "worker_plus_db_cpu_ms_per_job": (ours_ms * 1000.0).round() / 1000.0, "db_commits_per_job": commits_per_job, "db_statements_per_job": statements_per_job, "peak_worker_rss_mb": (peak * 10.0).round() / 10.0, "jobs_per_s_vs_baseline": vs})
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Statements the server has run in the scratch database so far: PostgreSQL with
-/// `pg_stat_statements` loaded (`scripts/test-all` loads it), else nothing.
-async fn statements(store: &Store, is_pg: bool) -> Option<i64> {
-    if !is_pg {
-        return None;
-    }
-    sqlx::query_scalar::<_, i64>(
-        "SELECT COALESCE(SUM(calls), 0)::bigint FROM pg_stat_statements \
-         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(store.pool())
-    .await
-    .ok()
-}
-
-/// Transactions committed in the scratch database so far (PostgreSQL only).
-async fn commits(store: &Store, is_pg: bool) -> Option<i64> {
-    if !is_pg {
-        return None;
-    }
-    sqlx::query_scalar::<_, i64>(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
-    )
-    .fetch_one(store.pool())
-    .await
-    .ok()
 }

@@ -169,6 +169,37 @@ impl Store {
         Ok(n)
     }
 
+    /// Statements the server has run in this database so far, as PostgreSQL's
+    /// `pg_stat_statements` counts them (BEGIN and COMMIT included): what `kyc bench
+    /// throughput` and the tests divide by jobs. `None` on SQLite or where the server does
+    /// not load the extension (`scripts/test-all` loads it).
+    pub async fn statements_run(&self) -> Option<i64> {
+        if self.backend() != crate::Backend::Postgres {
+            return None;
+        }
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE(SUM(calls), 0)::bigint FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(self.pool())
+        .await
+        .ok()
+    }
+
+    /// Transactions committed in this database so far (PostgreSQL's `pg_stat_database`,
+    /// which other sessions reach about a second after they commit); `None` on SQLite.
+    pub async fn commits_so_far(&self) -> Option<i64> {
+        if self.backend() != crate::Backend::Postgres {
+            return None;
+        }
+        sqlx::query_scalar::<_, i64>(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(self.pool())
+        .await
+        .ok()
+    }
+
     pub async fn billing_rows(&self) -> Result<Vec<BillingRow>> {
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT vendor, product, day, billable_calls FROM billing_counters ORDER BY vendor, product, day",

@@ -24,6 +24,7 @@
 //! second time. The lookup is a statement of its own, after the claim, and sees it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use kyc_schemas::Outcome;
 use sqlx::{AnyConnection, Row as _};
@@ -324,6 +325,17 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// The statement text for a chunk of `rows` rows (a size [`chunks`] makes), written by
+/// `write` once per process for every size: a group's statements cost no formatting.
+fn text(
+    cache: &'static OnceLock<Vec<String>>,
+    rows: usize,
+    write: fn(usize) -> String,
+) -> &'static str {
+    let texts = cache.get_or_init(|| (0..=MAX_ROWS.ilog2()).map(|k| write(1 << k)).collect());
+    &texts[rows.ilog2() as usize]
+}
+
 /// `items` cut into statements of 64, 32, … 1 rows (see [`MAX_ROWS`]).
 fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
@@ -346,15 +358,18 @@ async fn claim(
 ) -> Result<HashSet<String>> {
     let mut claimed = HashSet::new();
     for chunk in chunks(claims) {
-        let sql = format!(
-            "INSERT INTO job_claims (job_id, owner, until_ms) VALUES {} \
-             ON CONFLICT (job_id) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
-             WHERE job_claims.until_ms < ${} OR job_claims.owner = excluded.owner \
-             RETURNING job_id",
-            placeholders(chunk.len(), 3),
-            chunk.len() * 3 + 1
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let sql = text(&SQL, chunk.len(), |n| {
+            format!(
+                "INSERT INTO job_claims (job_id, owner, until_ms) VALUES {} \
+                 ON CONFLICT (job_id) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
+                 WHERE job_claims.until_ms < ${} OR job_claims.owner = excluded.owner \
+                 RETURNING job_id",
+                placeholders(n, 3),
+                n * 3 + 1
+            )
+        });
+        let mut q = sqlx::query(sql);
         for (job, owner, until) in chunk {
             q = q.bind(job.to_string()).bind(owner.to_string()).bind(*until);
         }
@@ -383,17 +398,20 @@ async fn look_up(conn: &mut AnyConnection, jobs: &[&str]) -> Result<HashMap<Stri
     let mut found = HashMap::new();
     for chunk in chunks(jobs) {
         // The CTE's column has its own name: `job_id` alone would be ambiguous in PostgreSQL.
-        let sql = format!(
-            "WITH j(j_id) AS (VALUES {}) SELECT j.j_id, \
-             (SELECT COUNT(*) FROM outcomes o WHERE o.job_id = j.j_id), \
-             (SELECT o.dead_letter_owed FROM outcomes o WHERE o.job_id = j.j_id), \
-             (SELECT COUNT(*) FROM vendor_calls c WHERE c.job_id = j.j_id), \
-             (SELECT COUNT(*) FROM vendor_calls c WHERE c.job_id = j.j_id AND c.state = 'open'), \
-             COALESCE((SELECT b.calls_before FROM job_budget_resets b WHERE b.job_id = j.j_id), 0) \
-             FROM j",
-            placeholders(chunk.len(), 1)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let sql = text(&SQL, chunk.len(), |n| {
+            format!(
+                "WITH j(j_id) AS (VALUES {}) SELECT j.j_id, \
+                 (SELECT COUNT(*) FROM outcomes o WHERE o.job_id = j.j_id), \
+                 (SELECT o.dead_letter_owed FROM outcomes o WHERE o.job_id = j.j_id), \
+                 (SELECT COUNT(*) FROM vendor_calls c WHERE c.job_id = j.j_id), \
+                 (SELECT COUNT(*) FROM vendor_calls c WHERE c.job_id = j.j_id AND c.state = 'open'), \
+                 COALESCE((SELECT b.calls_before FROM job_budget_resets b WHERE b.job_id = j.j_id), 0) \
+                 FROM j",
+                placeholders(n, 1)
+            )
+        });
+        let mut q = sqlx::query(sql);
         for job in chunk {
             q = q.bind(job.to_string());
         }
@@ -445,12 +463,15 @@ async fn start(conn: &mut AnyConnection, job: &str, claimed: bool, f: &Found) ->
 
 async fn open(conn: &mut AnyConnection, rows: &[(&str, &NewRow)]) -> Result<()> {
     for chunk in chunks(rows) {
-        let sql = format!(
-            "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, started_at_ms, day, reference, state) \
-             VALUES {}",
-            placeholders(chunk.len(), 10)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let sql = text(&SQL, chunk.len(), |n| {
+            format!(
+                "INSERT INTO vendor_calls (call_id, job_id, vendor, api, product, attempt, started_at_ms, day, reference, state) \
+                 VALUES {}",
+                placeholders(n, 10)
+            )
+        });
+        let mut q = sqlx::query(sql);
         for (job, c) in chunk {
             q = q
                 .bind(c.call_id.clone())
@@ -485,16 +506,19 @@ async fn complete(
         .map(|(call, _)| (call.call_id.as_str(), *call))
         .collect();
     for chunk in chunks(calls) {
-        let sql = format!(
-            "WITH v(v_id, v_state, v_http, v_code, v_request, v_billable) AS (VALUES {}) \
-             UPDATE vendor_calls SET state = v.v_state, finished_at_ms = ${}, http_status = v.v_http, \
-             vendor_code = v.v_code, vendor_request_id = v.v_request, billable = v.v_billable \
-             FROM v WHERE vendor_calls.call_id = v.v_id AND vendor_calls.state IN ('open', 'unknown') \
-             RETURNING call_id, day",
-            placeholders(chunk.len(), 6),
-            chunk.len() * 6 + 1
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let sql = text(&SQL, chunk.len(), |n| {
+            format!(
+                "WITH v(v_id, v_state, v_http, v_code, v_request, v_billable) AS (VALUES {}) \
+                 UPDATE vendor_calls SET state = v.v_state, finished_at_ms = ${}, http_status = v.v_http, \
+                 vendor_code = v.v_code, vendor_request_id = v.v_request, billable = v.v_billable \
+                 FROM v WHERE vendor_calls.call_id = v.v_id AND vendor_calls.state IN ('open', 'unknown') \
+                 RETURNING call_id, day",
+                placeholders(n, 6),
+                n * 6 + 1
+            )
+        });
+        let mut q = sqlx::query(sql);
         for (call, rec) in chunk {
             q = q
                 .bind(call.call_id.clone())
@@ -522,13 +546,16 @@ async fn decide(conn: &mut AnyConnection, decisions: &[&Decide]) -> Result<HashS
     const COLS: usize = 17;
     let mut inserted = HashSet::new();
     for chunk in chunks(decisions) {
-        let sql = format!(
-            "INSERT INTO outcomes (job_id, batch_id, vendor, operation, status, reason, vendor_code, vendor_message, \
-             similarity, liveness_score, vendor_request_id, vendor_ref, attempts, latency_ms, billed, completed_at_ms, \
-             dead_letter_owed) VALUES {} ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
-            placeholders(chunk.len(), COLS)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let sql = text(&SQL, chunk.len(), |n| {
+            format!(
+                "INSERT INTO outcomes (job_id, batch_id, vendor, operation, status, reason, vendor_code, vendor_message, \
+                 similarity, liveness_score, vendor_request_id, vendor_ref, attempts, latency_ms, billed, completed_at_ms, \
+                 dead_letter_owed) VALUES {} ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+                placeholders(n, COLS)
+            )
+        });
+        let mut q = sqlx::query(sql);
         for d in chunk {
             let o = &d.outcome;
             q = q
@@ -559,12 +586,15 @@ async fn decide(conn: &mut AnyConnection, decisions: &[&Decide]) -> Result<HashS
 
 async fn release(conn: &mut AnyConnection, claims: &[(&str, &str)]) -> Result<()> {
     for chunk in chunks(claims) {
-        let sql = format!(
-            "WITH r(r_job, r_owner) AS (VALUES {}) DELETE FROM job_claims WHERE EXISTS \
-             (SELECT 1 FROM r WHERE r.r_job = job_claims.job_id AND r.r_owner = job_claims.owner)",
-            placeholders(chunk.len(), 2)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        static SQL: OnceLock<Vec<String>> = OnceLock::new();
+        let sql = text(&SQL, chunk.len(), |n| {
+            format!(
+                "WITH r(r_job, r_owner) AS (VALUES {}) DELETE FROM job_claims WHERE EXISTS \
+                 (SELECT 1 FROM r WHERE r.r_job = job_claims.job_id AND r.r_owner = job_claims.owner)",
+                placeholders(n, 2)
+            )
+        });
+        let mut q = sqlx::query(sql);
         for (job, owner) in chunk {
             q = q.bind(job.to_string()).bind(owner.to_string());
         }
@@ -585,5 +615,15 @@ mod tests {
         let sizes: Vec<usize> = chunks(&items[..7]).map(<[u32]>::len).collect();
         assert_eq!(sizes, [4, 2, 1]);
         assert_eq!(chunks::<u32>(&[]).count(), 0);
+    }
+
+    #[test]
+    fn each_chunk_size_has_its_own_statement_text() {
+        static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
+        let sizes: Vec<&str> = [1, 2, 8, 64]
+            .into_iter()
+            .map(|n| text(&TEXTS, n, |n| n.to_string()))
+            .collect();
+        assert_eq!(sizes, ["1", "2", "8", "64"]);
     }
 }

@@ -57,16 +57,13 @@ fn billed() -> CallRecord {
     }
 }
 
-/// Statements the server has run in this database (PostgreSQL with pg_stat_statements, which
+/// Statements the server has run in this database (pg_stat_statements, which
 /// `scripts/test-all` loads).
 async fn statements(store: &Store) -> i64 {
-    sqlx::query_scalar::<_, i64>(
-        "SELECT COALESCE(SUM(calls), 0)::bigint FROM pg_stat_statements \
-         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(store.pool())
-    .await
-    .expect("pg_stat_statements is loaded (scripts/test-all)")
+    store
+        .statements_run()
+        .await
+        .expect("pg_stat_statements is loaded (scripts/test-all)")
 }
 
 /// Writes of one job, queued together: serially, w1 claims, releases, then w2 claims. Run as
